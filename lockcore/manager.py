@@ -1,0 +1,222 @@
+"""LockManager: the Python surface of lockcore, for workers and for the service."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from .exceptions import InvalidLockRequest, LockNotFound
+from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
+from .models import AcquireResult, Lock, LockPage, LockType
+from .scripts import Scripts, check
+
+DEFAULT_PREFIX = "lockcore"
+
+
+def _ms(seconds: float) -> int:
+    """The one place seconds become the milliseconds Redis works in."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LockManager:
+    """Acquire, release, refresh, get and list locks; every change is one Lua script.
+
+    ``client`` is a redis-py client: ``Redis``, ``RedisCluster``, or one from a Sentinel.
+    ``types`` configures each lock type; acquiring an unconfigured type is an error.
+    ``event_maxlen`` caps each scope's event stream (approximately); ``retention`` is how
+    long, in seconds, a scope's keys and events outlive its last lock.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        types: Iterable[LockType] | Mapping[str, LockType],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        event_maxlen: int = 1000,
+        retention: float = 7 * 86400.0,
+    ) -> None:
+        self.client = client
+        values = types.values() if isinstance(types, Mapping) else types
+        self.types: dict[str, LockType] = {t.name: t for t in values}
+        self.prefix = check_prefix(prefix)
+        self._scripts = Scripts(client, event_maxlen=event_maxlen, retention_ms=_ms(retention))
+        self._keys = lru_cache(maxsize=4096)(self._scope_keys)
+
+    def _scope_keys(self, scope: str) -> ScopeKeys:
+        try:
+            return ScopeKeys.for_scope(self.prefix, scope)
+        except ValueError as exc:
+            raise InvalidLockRequest(f"bad scope: {exc}") from exc
+
+    def keys(self, scope: str) -> ScopeKeys:
+        """The Redis keys of a scope (see the README's key layout)."""
+        return self._keys(scope)
+
+    def lock_type(self, name: str) -> LockType:
+        try:
+            return self.types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.types)) or "none"
+            raise InvalidLockRequest(f"unknown lock type {name!r} (known: {known})") from None
+
+    def _ttl_ms(self, lock_type: LockType, ttl: float | None) -> int:
+        """Milliseconds for a requested ttl; 0 stands for no expiry."""
+        if ttl is None:
+            ttl = lock_type.default_ttl if lock_type.default_ttl is not None else math.inf
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
+            raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if ttl == math.inf:
+            if not lock_type.allow_no_expiry:
+                raise InvalidLockRequest(f"locks of type {lock_type.name!r} must expire")
+            return 0
+        if lock_type.max_ttl is not None:
+            ttl = min(ttl, lock_type.max_ttl)
+        return _ms(ttl)
+
+    def acquire(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AcquireResult:
+        """Take a lock, or raise LockConflict naming the holder.
+
+        The owner's own live lock on the resource is refreshed and returned as it is (same
+        id and token, ``created=False``). For a ``one_per_owner`` type the owner's previous
+        lock of that type in the scope is released and returned as ``replaced``.
+        ``ttl`` in seconds; None takes the type's default; ``FOREVER`` for no expiry.
+        """
+        lock_type = self.lock_type(type)
+        keys = self.keys(scope)
+        for label, name in (("resource", resource), ("owner", owner)):
+            if not isinstance(name, str) or not name:
+                raise InvalidLockRequest(f"{label} must be a non-empty string, got {name!r}")
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        reply = check(
+            self._scripts.acquire(
+                keys, scope, type=type, resource=resource, owner=owner,
+                mode=lock_type.mode.value, one_per_owner=lock_type.one_per_owner,
+                ttl_ms=self._ttl_ms(lock_type, ttl),
+                max_ttl_ms=0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+                metadata=meta,
+            ),
+            "acquire", scope,
+        )
+        lock_raw, replaced_raw, created = reply.items
+        replaced = (
+            Lock.from_record(replaced_raw, scope, reply.now_ms) if _text(replaced_raw) else None
+        )
+        return AcquireResult(
+            lock=Lock.from_record(lock_raw, scope, reply.now_ms),
+            replaced=replaced,
+            created=bool(int(created)),
+        )
+
+    def scope_of(self, lock_id: str) -> str:
+        """The scope a lock id belongs to (one read of the slot's id directory)."""
+        slot = slot_of_id(lock_id)
+        if slot is None:
+            raise LockNotFound(f"{lock_id!r} is not a lock id", lock_id=str(lock_id))
+        scope = self.client.hget(directory_key(self.prefix, slot), lock_id)
+        if scope is None:
+            raise LockNotFound(f"no live lock {lock_id}", lock_id=lock_id)
+        return _text(scope)
+
+    def _locate(self, lock: str | Lock) -> tuple[str, str]:
+        if isinstance(lock, Lock):
+            return lock.id, lock.scope
+        return lock, self.scope_of(lock)
+
+    def release(self, lock: str | Lock, owner: str, *, force: bool = False) -> Lock:
+        """Release a lock (by id, or the Lock itself: one round trip fewer).
+
+        Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
+        unknown or expired lock, LockNotOwned for another owner's. Returns the lock.
+        """
+        lock_id, scope = self._locate(lock)
+        reply = check(
+            self._scripts.release(self.keys(scope), scope, lock_id, owner, force),
+            "release", scope, lock_id,
+        )
+        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+
+    def refresh(
+        self, lock: str | Lock, owner: str, ttl: float | None = None, *, force: bool = False
+    ) -> Lock:
+        """Extend a lock's lease to ``ttl`` seconds from now (None: its own lease length),
+        capped at its type's maximum TTL. Same errors as release."""
+        lock_id, scope = self._locate(lock)
+        ttl_ms = None
+        if ttl is not None:
+            if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < math.inf:
+                raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
+            ttl_ms = _ms(ttl)
+        reply = check(
+            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, ttl_ms, force),
+            "refresh", scope, lock_id,
+        )
+        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+
+    def get(self, lock_id: str) -> Lock:
+        """The live lock with this id, or LockNotFound."""
+        scope = self.scope_of(lock_id)
+        reply = check(self._scripts.get(self.keys(scope), scope, lock_id), "get", scope, lock_id)
+        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+
+    def list(
+        self,
+        scope: str,
+        *,
+        owner: str | None = None,
+        type: str | None = None,
+        resource: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> LockPage:
+        """One page of the scope's live locks, filtered; ordered by type, resource, id
+        (by owner, type, id when ``owner`` is given). ``resource`` needs ``type``."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+            raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
+        if resource is not None and type is None:
+            raise InvalidLockRequest("listing by resource needs the lock type")
+        try:
+            if owner is not None:
+                index, parts = "own", [owner] + ([type] if type is not None else [])
+            else:
+                index, parts = "res", [p for p in (type, resource) if p is not None]
+            prefix = "".join(encode(p) + ":" for p in parts)
+        except ValueError as exc:
+            raise InvalidLockRequest(str(exc)) from exc
+        reply = check(
+            self._scripts.list(
+                self.keys(scope), scope, index=index, prefix=prefix, cursor=cursor or "",
+                count=limit, owner=owner or "", type=type or "", resource=resource or "",
+            ),
+            "list", scope,
+        )
+        next_cursor, *raws = reply.items
+        return LockPage(
+            locks=tuple(Lock.from_record(raw, scope, reply.now_ms) for raw in raws),
+            cursor=_text(next_cursor) or None,
+        )
+
+    def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:
+        """Every live lock of the scope matching the filters, page by page."""
+        cursor = None
+        while True:
+            page = self.list(scope, cursor=cursor, **filters)
+            yield from page.locks
+            if page.cursor is None:
+                return
+            cursor = page.cursor

@@ -1,0 +1,161 @@
+"""Loading of the Lua scripts in ``lua/`` and the one typed method per script.
+
+This is the only module that builds KEYS and ARGV. Each file is read once, its
+``--!include <file>`` lines replaced by that file's text, and registered on the client
+(``register_script``: EVALSHA, falling back to SCRIPT LOAD on NOSCRIPT).
+
+``python -m lockcore.scripts dump DIR`` writes the expanded scripts, ready for EVAL, for
+Redis-native consumers in other languages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import IntEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned, UnexpectedReply
+from .keys import ScopeKeys
+
+SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list")
+
+
+def lua_dir() -> Path:
+    """The scripts' folder: inside the installed package, else the source tree's ``lua/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "lua", here.parent / "lua"):
+        if (candidate / "acquire.lua").is_file():
+            return candidate
+    raise FileNotFoundError(f"lockcore's Lua scripts are missing (looked in {here})")
+
+
+def expand_includes(text: str, folder: Path) -> str:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("--!include "):
+            lines.append(expand_includes((folder / line.split()[1]).read_text(), folder))
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@lru_cache(maxsize=None)
+def source(name: str) -> str:
+    """The expanded text of one script."""
+    folder = lua_dir()
+    return expand_includes((folder / f"{name}.lua").read_text(), folder)
+
+
+class ReplyCode(IntEnum):
+    """First element of every script reply (mirrors the constants in lua/_lib.lua)."""
+
+    OK = 0
+    CONFLICT = 1
+    NOT_FOUND = 2
+    NOT_OWNED = 3
+
+
+_ERRORS: dict[ReplyCode, type[LockError]] = {
+    ReplyCode.CONFLICT: LockConflict,
+    ReplyCode.NOT_FOUND: LockNotFound,
+    ReplyCode.NOT_OWNED: LockNotOwned,
+}
+
+
+class Reply(NamedTuple):
+    """A successful reply: the server's time (ms) and the rest of the array."""
+
+    now_ms: int
+    items: list[Any]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check(reply: Any, script: str, scope: str, lock_id: str | None = None) -> Reply:
+    """Turn a raw script reply into a Reply, or raise the error its code stands for."""
+    from .models import Lock
+
+    try:
+        code = ReplyCode(int(reply[0]))
+        now_ms = int(reply[1])
+    except (TypeError, ValueError, IndexError) as exc:
+        raise UnexpectedReply(f"{script}.lua replied {reply!r}", scope=scope) from exc
+    if code is ReplyCode.OK:
+        return Reply(now_ms, list(reply[2:]))
+    error = _ERRORS[code]
+    holder = Lock.from_record(reply[2], scope, now_ms) if len(reply) > 2 else None
+    messages = {
+        LockConflict: f"held by {holder.owner if holder else '?'} in {scope!r}",
+        LockNotOwned: f"lock {lock_id} belongs to {holder.owner if holder else '?'}",
+        LockNotFound: f"no live lock {lock_id} in {scope!r}",
+    }
+    raise error(messages[error], lock_id=lock_id, scope=scope, holder=holder)
+
+
+class Scripts:
+    """The scripts registered on one client, one method per script."""
+
+    def __init__(self, client: Any, *, event_maxlen: int, retention_ms: int) -> None:
+        self._client = client
+        self._head = [event_maxlen, retention_ms]
+        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+
+    def _run(self, name: str, keys: ScopeKeys, scope: str, *args: Any) -> Any:
+        return self._scripts[name](keys=keys.all, args=[scope, *self._head, *args])
+
+    def acquire(
+        self,
+        keys: ScopeKeys,
+        scope: str,
+        *,
+        type: str,
+        resource: str,
+        owner: str,
+        mode: str,
+        one_per_owner: bool,
+        ttl_ms: int,
+        max_ttl_ms: int,
+        metadata: dict[str, str],
+    ) -> Any:
+        return self._run(
+            "acquire", keys, scope, type, resource, owner, mode, int(one_per_owner),
+            ttl_ms, max_ttl_ms, json.dumps(metadata), keys.slot + 1,
+        )
+
+    def release(self, keys: ScopeKeys, scope: str, lock_id: str, owner: str, force: bool) -> Any:
+        return self._run("release", keys, scope, lock_id, owner, int(force))
+
+    def refresh(
+        self, keys: ScopeKeys, scope: str, lock_id: str, owner: str,
+        ttl_ms: int | None, force: bool,
+    ) -> Any:
+        return self._run("refresh", keys, scope, lock_id, owner,
+                         "" if ttl_ms is None else ttl_ms, int(force))
+
+    def get(self, keys: ScopeKeys, scope: str, lock_id: str) -> Any:
+        return self._run("get", keys, scope, lock_id)
+
+    def list(
+        self, keys: ScopeKeys, scope: str, *, index: str, prefix: str, cursor: str,
+        count: int, owner: str, type: str, resource: str,
+    ) -> Any:
+        return self._run("list", keys, scope, index, prefix, cursor, count, owner, type, resource)
+
+
+def _dump(folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SCRIPT_NAMES:
+        (out / f"{name}.lua").write_text(source(name))
+        print(out / f"{name}.lua")
+
+
+if __name__ == "__main__":  # pragma: no cover - a tool for other languages' consumers
+    if len(sys.argv) != 3 or sys.argv[1] != "dump":
+        sys.exit("usage: python -m lockcore.scripts dump DIR")
+    _dump(sys.argv[2])

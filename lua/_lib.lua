@@ -1,0 +1,164 @@
+--[[
+_lib.lua: helpers shared by every lockcore script.
+
+Not a script of its own: each script starts with the line `--!include _lib.lua`, which
+the loader (lockcore/scripts.py, `expand_includes`) replaces with this file's text before
+the script is sent to Redis. Redis-native consumers do the same replacement, or take the
+expanded text from `python -m lockcore.scripts dump DIR`.
+
+Every script receives the same eight KEYS, all in the hash slot of the scope:
+  KEYS[1] <p>:{<scope>}:locks   HASH  lock id -> lock record (JSON)
+  KEYS[2] <p>:{<scope>}:res     ZSET  (score 0) "<type>:<resource>:<id>", lexicographic index
+  KEYS[3] <p>:{<scope>}:own     ZSET  (score 0) "<owner>:<type>:<id>", lexicographic index
+  KEYS[4] <p>:{<scope>}:exp     ZSET  lock id -> expires_at (ms since epoch; 1e15 = never)
+  KEYS[5] <p>:{<scope>}:events  STREAM of changes; also the PUBLISH channel name
+  KEYS[6] <p>:{#<n>}:ids        HASH  lock id -> scope name (the slot's id directory)
+  KEYS[7] <p>:{#<n>}:idexp      ZSET  lock id -> expires_at (ms; 1e15 = never)
+  KEYS[8] <p>:{#<n>}:seq        STRING counter of the slot: lock ids and fencing tokens
+<type>, <resource>, <owner> and <scope> are percent-encoded (every byte outside
+A-Z a-z 0-9 - . _ ~ becomes %XX), so ':' '{' '}' never appear raw in them.
+
+And the same first three ARGV:
+  ARGV[1] scope name (raw, not encoded)
+  ARGV[2] approximate maximum length of the event stream (entries)
+  ARGV[3] retention in milliseconds: how long keys outlive the last lock's expiry
+]]
+
+local K_LOCKS, K_RES, K_OWN, K_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_EVENTS, K_IDS, K_IDEXP, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local SCOPE = ARGV[1]
+local MAXLEN = tonumber(ARGV[2])
+local RETAIN = tonumber(ARGV[3])
+
+-- Reply codes, mirrored by lockcore.scripts.ReplyCode.
+local OK, CONFLICT, NOT_FOUND, NOT_OWNED = 0, 1, 2, 3
+
+-- Score standing for "no expiry": a far-future instant (year 33658), exact in a double.
+local NOEXP = 1e15
+-- Expired entries removed per call: keeps every script's work bounded.
+local SWEEP = 32
+
+-- The server's clock decides, never the client's.
+local _t = redis.call('TIME')
+local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
+
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+local function enc(s)
+  return (string.gsub(s, '[^%w%-%._~]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
+end
+
+local function res_member(r)
+  return enc(r.type) .. ':' .. enc(r.resource) .. ':' .. r.id
+end
+
+local function own_member(r)
+  return enc(r.owner) .. ':' .. enc(r.type) .. ':' .. r.id
+end
+
+local function expiry_score(r)
+  return r.expires_at or NOEXP
+end
+
+local function is_live(r)
+  return r.expires_at == nil or r.expires_at > NOW
+end
+
+-- Returns the decoded record and its JSON text, or nil.
+local function load(id)
+  local raw = redis.call('HGET', K_LOCKS, id)
+  if not raw then
+    return nil
+  end
+  return cjson.decode(raw), raw
+end
+
+-- Writes (or rewrites) a record and every index entry; returns the JSON text.
+local function store(r)
+  local raw = cjson.encode(r)
+  local score = expiry_score(r)
+  redis.call('HSET', K_LOCKS, r.id, raw)
+  redis.call('ZADD', K_RES, 0, res_member(r))
+  redis.call('ZADD', K_OWN, 0, own_member(r))
+  redis.call('ZADD', K_EXP, score, r.id)
+  redis.call('HSET', K_IDS, r.id, SCOPE)
+  redis.call('ZADD', K_IDEXP, score, r.id)
+  return raw
+end
+
+local function drop(r)
+  redis.call('HDEL', K_LOCKS, r.id)
+  redis.call('ZREM', K_RES, res_member(r))
+  redis.call('ZREM', K_OWN, own_member(r))
+  redis.call('ZREM', K_EXP, r.id)
+  redis.call('HDEL', K_IDS, r.id)
+  redis.call('ZREM', K_IDEXP, r.id)
+end
+
+-- Records a change durably (capped stream) and announces it live (PUBLISH).
+-- extra: optional flat list of further field, value pairs.
+local function emit(event, r, extra)
+  local fields = {
+    'event', event, 'id', r.id, 'scope', SCOPE, 'type', r.type,
+    'resource', r.resource, 'owner', r.owner, 'token', int(r.token),
+    'expires_at', r.expires_at and int(r.expires_at) or '', 'at', int(NOW),
+  }
+  for _, v in ipairs(extra or {}) do
+    fields[#fields + 1] = v
+  end
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', unpack(fields))
+  local message = {}
+  for i = 1, #fields, 2 do
+    message[fields[i]] = fields[i + 1]
+  end
+  redis.call('PUBLISH', K_EVENTS, cjson.encode(message))
+end
+
+-- Removes up to SWEEP expired locks of the scope (announcing each) and up to SWEEP
+-- expired entries of the slot's id directory.
+local function sweep()
+  local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
+  for _, id in ipairs(ids) do
+    local r = load(id)
+    if r then
+      drop(r)
+      emit('expired', r)
+    else
+      redis.call('ZREM', K_EXP, id)
+    end
+  end
+  local stale = redis.call('ZRANGEBYSCORE', K_IDEXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
+  for _, id in ipairs(stale) do
+    redis.call('HDEL', K_IDS, id)
+    redis.call('ZREM', K_IDEXP, id)
+  end
+end
+
+-- Gives keys a lifetime: RETAIN past the latest expiry among the locks they index,
+-- none while a lock without expiry exists. Empty hashes and sets vanish by themselves.
+local function expire_with(zset, keys)
+  local top = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
+  if #top == 0 then
+    return false
+  end
+  local latest = tonumber(top[2])
+  for _, k in ipairs(keys) do
+    if latest >= NOEXP then
+      redis.call('PERSIST', k)
+    else
+      redis.call('PEXPIREAT', k, int(latest + RETAIN))
+    end
+  end
+  return true
+end
+
+local function settle()
+  if not expire_with(K_EXP, {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}) then
+    redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
+  end
+  expire_with(K_IDEXP, {K_IDS, K_IDEXP})
+end

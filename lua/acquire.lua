@@ -1,0 +1,118 @@
+--[[
+acquire.lua: take a lock on a resource, atomically.
+
+Expired entries are removed first. Then, for an `exclusive` type: a live lock of another
+owner on the resource is a conflict; a live lock of the same owner is refreshed and
+returned (same id, same token). For a `one_per_owner` type, the owner's other live locks
+of this type in the scope are released in this same script and reported as replaced.
+Otherwise a new lock is created with a new id and a new fencing token.
+
+KEYS: the eight keys of _lib.lua.
+ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
+ARGV[4]  type name
+ARGV[5]  resource name
+ARGV[6]  owner
+ARGV[7]  mode: "exclusive" (one holder per resource) or "multi" (many locks per resource)
+ARGV[8]  one_per_owner: "1" or "0"
+ARGV[9]  ttl in milliseconds; "0" = no expiry
+ARGV[10] max ttl in milliseconds, kept in the record to cap refreshes; "0" = no cap
+ARGV[11] metadata: JSON object of string -> string
+ARGV[12] id prefix: hash slot of the scope + 1 (decimal)
+
+Returns:
+  {0 OK, now_ms, lock_json, replaced_json or "", created 1|0}
+  {1 CONFLICT, now_ms, holder_json}
+Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
+The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
+]]
+--!include _lib.lua
+
+local ltype, resource, owner, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local one_per_owner = ARGV[8] == '1'
+local ttl, max_ttl = tonumber(ARGV[9]), tonumber(ARGV[10])
+local metadata = cjson.decode(ARGV[11])
+local id_prefix = ARGV[12]
+
+sweep()
+
+local function lex_range(key, prefix)
+  return redis.call('ZRANGEBYLEX', key, '[' .. prefix, '(' .. string.sub(prefix, 1, -2) .. ';')
+end
+
+local function id_of(member)
+  return string.match(member, '([^:]+)$')
+end
+
+local function expires(now)
+  if ttl > 0 then
+    return now + ttl
+  end
+  return nil
+end
+
+if mode == 'exclusive' then
+  for _, member in ipairs(lex_range(K_RES, enc(ltype) .. ':' .. enc(resource) .. ':')) do
+    local r, raw = load(id_of(member))
+    if r and not is_live(r) then
+      drop(r)
+      emit('expired', r)
+    elseif r and r.owner ~= owner then
+      return {CONFLICT, NOW, raw}
+    elseif r then
+      r.expires_at = expires(NOW)
+      r.ttl = ttl > 0 and ttl or nil
+      for k, v in pairs(metadata) do
+        r.metadata[k] = v
+      end
+      local raw = store(r)
+      emit('refreshed', r)
+      settle()
+      return {OK, NOW, raw, '', 0}
+    end
+  end
+end
+
+-- A new lock.
+local seq = tonumber(redis.call('GET', K_SEQ) or '0') + 1
+-- Floor from the clock (100 per ms since 2025-01-01): tokens keep growing even if the
+-- counter key was lost.
+local floor = (NOW - 1735689600000) * 100
+if seq < floor then
+  seq = floor
+end
+redis.call('SET', K_SEQ, int(seq))
+
+local lock = {
+  id = id_prefix .. string.format('%014.0f', seq),
+  type = ltype, resource = resource, owner = owner, token = seq,
+  acquired_at = NOW, expires_at = expires(NOW), metadata = metadata,
+}
+if ttl > 0 then
+  lock.ttl = ttl
+end
+if max_ttl > 0 then
+  lock.max_ttl = max_ttl
+end
+
+local replaced_raw, replaced_id = '', ''
+if one_per_owner then
+  for _, member in ipairs(lex_range(K_OWN, enc(owner) .. ':' .. enc(ltype) .. ':')) do
+    local r, raw = load(id_of(member))
+    if r then
+      drop(r)
+      if is_live(r) then
+        emit('replaced', r, {'by', lock.id})
+        if replaced_raw == '' then
+          replaced_raw, replaced_id = raw, r.id
+        end
+      else
+        emit('expired', r)
+      end
+    end
+  end
+end
+
+local raw = store(lock)
+emit('acquired', lock, {'replaced', replaced_id})
+settle()
+return {OK, NOW, raw, replaced_raw, 1}

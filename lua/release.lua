@@ -1,0 +1,35 @@
+--[[
+release.lua: release a lock by id.
+
+KEYS: the eight keys of _lib.lua.
+ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
+ARGV[4] lock id
+ARGV[5] owner asking for the release
+ARGV[6] force: "1" lets an administrator release a lock of any owner, "0" otherwise
+
+Returns:
+  {0 OK, now_ms, lock_json}       released
+  {2 NOT_FOUND, now_ms}           unknown or expired
+  {3 NOT_OWNED, now_ms, lock_json} held by another owner and not forced
+]]
+--!include _lib.lua
+
+local id, owner, force = ARGV[4], ARGV[5], ARGV[6] == '1'
+
+sweep()
+local r, raw = load(id)
+if not r or not is_live(r) then
+  if r then
+    drop(r)
+    emit('expired', r)
+    settle()
+  end
+  return {NOT_FOUND, NOW}
+end
+if r.owner ~= owner and not force then
+  return {NOT_OWNED, NOW, raw}
+end
+drop(r)
+emit('released', r, {'by', owner})
+settle()
+return {OK, NOW, raw}

@@ -1,0 +1,72 @@
+"""Fixtures: every core test runs on fakeredis, a real redis-server and a real Cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+from redis.cluster import RedisCluster
+
+from lockcore import EmbeddedRedis, LockManager, LockType, Mode
+
+from .servers import Cluster
+
+BACKENDS = ["fake", "real", "cluster"]
+
+#: Lock types the core tests use, one of each behaviour.
+TYPES = [
+    LockType("gadget", one_per_owner=True, default_ttl=30.0, max_ttl=60.0),
+    LockType("file", default_ttl=None, allow_no_expiry=True),
+    LockType("job", default_ttl=10.0, max_ttl=20.0),
+    LockType("deletion", mode=Mode.MULTI, default_ttl=60.0, allow_no_expiry=True),
+]
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    nodes = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def redis_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A clean client of the parametrized backend."""
+    if backend == "fake":
+        client: Any = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    elif backend == "real":
+        client = request.getfixturevalue("real_server").client()
+        client.flushall()
+    else:
+        client = request.getfixturevalue("cluster").client()
+        client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def mgr(redis_client: Any) -> LockManager:
+    return LockManager(redis_client, TYPES, prefix="t", event_maxlen=50, retention=60.0)
+
+
+def all_keys(client: Any) -> list[str]:
+    """Every key in the backend (tests only: a full scan)."""
+    if isinstance(client, RedisCluster):
+        keys = client.keys(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        keys = client.keys("*")
+    return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)

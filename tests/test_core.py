@@ -1,0 +1,411 @@
+"""The core contract, on fakeredis, a real redis-server and a real 3-master Cluster."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from lockcore import (
+    FOREVER,
+    InvalidLockRequest,
+    LockConflict,
+    LockManager,
+    LockNotFound,
+    LockNotOwned,
+)
+
+from .conftest import TYPES, all_keys
+
+SCOPE = "course:42"
+
+
+def events(client: Any, mgr: LockManager, scope: str = SCOPE) -> list[dict[str, str]]:
+    entries = client.xrange(mgr.keys(scope).events)
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+def server_ms(client: Any) -> float:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros / 1000
+
+
+# --- acquire -----------------------------------------------------------------------------
+
+def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client: Any) -> None:
+    before = server_ms(redis_client)
+    result = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=5, metadata={"notes": "hi"})
+    lock = result.lock
+    assert result.created and result.replaced is None
+    assert (lock.scope, lock.type, lock.resource, lock.owner) == (SCOPE, "job", "j1", "alice")
+    assert -(2**63) <= int(lock.id) < 2**63
+    assert lock.fencing_token > 0
+    assert before - 5 <= lock.acquired_at * 1000 <= server_ms(redis_client) + 5
+    assert lock.expires_at == pytest.approx(lock.acquired_at + 5, abs=0.002)
+    assert dict(lock.metadata) == {"notes": "hi"}
+    assert 4.9 < redis_client.pttl(mgr.keys(SCOPE).locks) / 1000 - 60 <= 5.01
+
+
+def test_ids_are_int64_strings_unique_and_resolve_to_their_scope(mgr: LockManager) -> None:
+    ids = set()
+    for n in range(20):
+        scope = f"scope-{n}"
+        lock = mgr.acquire(scope, "job", "r", "alice").lock
+        assert str(int(lock.id)) == lock.id and int(lock.id) < 2**63
+        assert mgr.scope_of(lock.id) == scope
+        ids.add(lock.id)
+    assert len(ids) == 20
+
+
+def test_conflict_names_the_holder(mgr: LockManager) -> None:
+    held = mgr.acquire(SCOPE, "job", "j1", "alice", metadata={"email": "a@x"}).lock
+    with pytest.raises(LockConflict) as info:
+        mgr.acquire(SCOPE, "job", "j1", "bob")
+    holder = info.value.holder
+    assert (holder.owner, holder.id, holder.expires_at) == ("alice", held.id, held.expires_at)
+    assert dict(holder.metadata) == {"email": "a@x"}
+    assert mgr.get(held.id).owner == "alice"
+
+
+def test_same_owner_reacquire_refreshes_the_same_lock(mgr: LockManager) -> None:
+    first = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=1).lock
+    again = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=5, metadata={"n": "2"})
+    assert not again.created
+    assert (again.lock.id, again.lock.fencing_token) == (first.id, first.fencing_token)
+    assert again.lock.expires_at > first.expires_at + 3
+    assert dict(again.lock.metadata) == {"n": "2"}
+    assert len(mgr.list(SCOPE).locks) == 1
+
+
+def test_one_per_owner_replaces_the_previous_lock_in_the_scope(
+    mgr: LockManager, redis_client: Any
+) -> None:
+    old = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
+    other_scope = mgr.acquire("course:7", "gadget", "g1", "alice").lock
+    result = mgr.acquire(SCOPE, "gadget", "g2", "alice")
+    assert result.replaced is not None and result.replaced.id == old.id
+    with pytest.raises(LockNotFound):
+        mgr.get(old.id)
+    assert mgr.get(other_scope.id).resource == "g1"
+    assert [lk.resource for lk in mgr.list(SCOPE).locks] == ["g2"]
+    # g1 is free again for another owner
+    assert mgr.acquire(SCOPE, "gadget", "g1", "bob").created
+    kinds = [(e["event"], e["id"]) for e in events(redis_client, mgr)]
+    assert ("replaced", old.id) in kinds and ("acquired", result.lock.id) in kinds
+
+
+def test_conflict_does_not_release_the_owners_previous_lock(mgr: LockManager) -> None:
+    mgr.acquire(SCOPE, "gadget", "g2", "bob")
+    mine = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
+    with pytest.raises(LockConflict):
+        mgr.acquire(SCOPE, "gadget", "g2", "alice")
+    assert mgr.get(mine.id).owner == "alice"
+
+
+def test_multi_type_holds_many_locks_per_resource(mgr: LockManager) -> None:
+    a = mgr.acquire(SCOPE, "deletion", "item-1", "alice", ttl=30).lock
+    b = mgr.acquire(SCOPE, "deletion", "item-1", "alice", ttl=60).lock
+    c = mgr.acquire(SCOPE, "deletion", "item-1", "bob", ttl=FOREVER).lock
+    assert len({a.id, b.id, c.id}) == 3
+    assert c.expires_at is None
+    listed = mgr.list(SCOPE, type="deletion", resource="item-1").locks
+    assert sorted(lk.id for lk in listed) == sorted([a.id, b.id, c.id])
+
+
+def test_type_rules_are_enforced(mgr: LockManager) -> None:
+    with pytest.raises(InvalidLockRequest, match="unknown lock type"):
+        mgr.acquire(SCOPE, "nope", "r", "alice")
+    with pytest.raises(InvalidLockRequest, match="must expire"):
+        mgr.acquire(SCOPE, "job", "r", "alice", ttl=FOREVER)
+    for bad in (0, -1, float("nan"), "5", True):
+        with pytest.raises(InvalidLockRequest):
+            mgr.acquire(SCOPE, "job", "r", "alice", ttl=bad)
+    for scope, resource, owner in (("", "r", "a"), (SCOPE, "", "a"), (SCOPE, "r", ""),
+                                   (None, "r", "a"), (SCOPE, 5, "a")):
+        with pytest.raises(InvalidLockRequest):
+            mgr.acquire(scope, "job", resource, owner)  # type: ignore[arg-type]
+
+
+def test_acquire_ttl_is_capped_at_the_types_maximum(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=3600).lock
+    assert lock.expires_at == pytest.approx(lock.acquired_at + 20, abs=0.002)
+
+
+def test_lock_without_expiry_keeps_its_keys(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "file", "f1", "alice").lock
+    assert lock.expires_at is None and lock.remaining is None
+    keys = mgr.keys(SCOPE)
+    for key in (keys.locks, keys.res, keys.own, keys.exp, keys.ids, keys.idexp):
+        assert redis_client.pttl(key) == -1
+
+
+# --- fencing -----------------------------------------------------------------------------
+
+def test_fencing_tokens_grow_across_release_and_expiry(mgr: LockManager) -> None:
+    tokens = []
+    for n in range(3):
+        lock = mgr.acquire(SCOPE, "job", "j1", f"owner{n}").lock
+        tokens.append(lock.fencing_token)
+        mgr.release(lock.id, f"owner{n}")
+    lock = mgr.acquire(SCOPE, "job", "j1", "x", ttl=0.02).lock
+    tokens.append(lock.fencing_token)
+    time.sleep(0.05)
+    tokens.append(mgr.acquire(SCOPE, "job", "j1", "y").lock.fencing_token)
+    assert tokens == sorted(set(tokens))
+
+
+def test_fencing_tokens_grow_even_after_every_key_is_lost(
+    mgr: LockManager, redis_client: Any
+) -> None:
+    first = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    for key in mgr.keys(SCOPE).all:
+        redis_client.delete(key)
+    second = mgr.acquire(SCOPE, "job", "j1", "bob").lock
+    assert second.fencing_token > first.fencing_token
+    assert int(second.id) > int(first.id)
+
+
+# --- release, refresh, get --------------------------------------------------------------
+
+def test_release_by_owner_removes_every_trace(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    released = mgr.release(lock.id, "alice")
+    assert released.id == lock.id
+    with pytest.raises(LockNotFound):
+        mgr.get(lock.id)
+    keys = mgr.keys(SCOPE)
+    assert all_keys(redis_client) == sorted([keys.events, keys.seq])
+    assert 0 < redis_client.pttl(keys.events) <= 60_000
+    assert mgr.acquire(SCOPE, "job", "j1", "bob").created
+
+
+def test_release_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    with pytest.raises(LockNotOwned) as info:
+        mgr.release(lock.id, "bob")
+    assert info.value.holder.owner == "alice"
+    assert mgr.get(lock.id).owner == "alice"
+
+
+def test_forced_release_by_an_administrator(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    mgr.release(lock.id, "admin", force=True)
+    with pytest.raises(LockNotFound):
+        mgr.get(lock.id)
+    assert events(redis_client, mgr)[-1]["by"] == "admin"
+
+
+@pytest.mark.parametrize("lock_id", ["", "abc", "0", "-5", "12", "99999999999999999999",
+                                     "9223372036854775807", "1700000000000000001", "1.5"])
+def test_unknown_or_malformed_ids_are_not_found(mgr: LockManager, lock_id: str) -> None:
+    for call in (mgr.get, lambda i: mgr.release(i, "a"), lambda i: mgr.refresh(i, "a")):
+        with pytest.raises(LockNotFound):
+            call(lock_id)
+
+
+def test_release_of_an_expired_lock_is_not_found(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.02).lock
+    time.sleep(0.05)
+    with pytest.raises(LockNotFound):
+        mgr.release(lock, "alice")
+
+
+def test_refresh_extends_and_is_capped(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=1).lock
+    longer = mgr.refresh(lock.id, "alice", 15)
+    assert longer.expires_at == pytest.approx(longer.as_of + 15, abs=0.002)
+    capped = mgr.refresh(lock.id, "alice", 999)
+    assert capped.expires_at == pytest.approx(capped.as_of + 20, abs=0.002)
+    own_lease = mgr.refresh(lock.id, "alice")
+    assert own_lease.expires_at == pytest.approx(own_lease.as_of + 1, abs=0.002)
+    assert own_lease.fencing_token == lock.fencing_token
+    assert [e["event"] for e in events(redis_client, mgr)][-3:] == ["refreshed"] * 3
+
+
+def test_refresh_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=1).lock
+    with pytest.raises(LockNotOwned):
+        mgr.refresh(lock.id, "bob", 5)
+    assert mgr.get(lock.id).expires_at == lock.expires_at
+    with pytest.raises(InvalidLockRequest):
+        mgr.refresh(lock.id, "alice", -1)
+
+
+def test_refresh_keeps_an_expiring_lock_alive(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.05).lock
+    for _ in range(4):
+        time.sleep(0.03)
+        mgr.refresh(lock, "alice", 0.05)
+    assert mgr.get(lock.id).owner == "alice"
+
+
+def test_time_comes_from_the_server_not_the_client(
+    mgr: LockManager, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=2).lock
+    seconds, _ = redis_client.time()
+    assert abs(lock.acquired_at - seconds) < 2
+    assert lock.remaining == pytest.approx(2, abs=0.01)
+
+
+# --- expiry ------------------------------------------------------------------------------
+
+def test_expired_lock_is_gone_from_get_and_list_before_any_cleanup(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
+    assert [lk.id for lk in mgr.list(SCOPE).locks] == [lock.id]
+    time.sleep(0.06)
+    assert mgr.list(SCOPE).locks == ()
+    assert mgr.list(SCOPE, owner="alice").locks == ()
+    with pytest.raises(LockNotFound):
+        mgr.get(lock.id)
+
+
+def test_expired_lock_frees_the_resource_and_is_announced(
+    mgr: LockManager, redis_client: Any
+) -> None:
+    old = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
+    time.sleep(0.06)
+    new = mgr.acquire(SCOPE, "job", "j1", "bob").lock
+    assert new.fencing_token > old.fencing_token
+    expired = [e for e in events(redis_client, mgr) if e["event"] == "expired"]
+    assert [e["id"] for e in expired] == [old.id]
+    assert redis_client.hget(mgr.keys(SCOPE).locks, old.id) is None
+    assert redis_client.hget(mgr.keys(SCOPE).ids, old.id) is None
+
+
+def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
+    redis_client: Any, backend: str
+) -> None:
+    if backend == "fake":
+        pytest.xfail("fakeredis expires keys lazily; the real servers show it")
+    short = LockManager(redis_client, TYPES, prefix="t", retention=0.05)
+    short.acquire(SCOPE, "job", "j1", "alice", ttl=0.03)
+    time.sleep(0.15)
+    assert all_keys(redis_client) == [short.keys(SCOPE).seq]
+
+
+# --- listing -----------------------------------------------------------------------------
+
+def test_list_filters_by_owner_type_and_resource(mgr: LockManager) -> None:
+    mgr.acquire(SCOPE, "job", "j1", "alice")
+    mgr.acquire(SCOPE, "job", "j2", "bob")
+    mgr.acquire(SCOPE, "file", "j1", "alice")
+    mgr.acquire(SCOPE, "deletion", "j1", "bob")
+    mgr.acquire("other", "job", "j3", "alice")
+
+    def ids(**kw: Any) -> list[tuple[str, str, str]]:
+        return sorted((lk.type, lk.resource, lk.owner) for lk in mgr.list(SCOPE, **kw).locks)
+
+    assert len(ids()) == 4
+    assert ids(owner="alice") == [("file", "j1", "alice"), ("job", "j1", "alice")]
+    assert ids(type="job") == [("job", "j1", "alice"), ("job", "j2", "bob")]
+    assert ids(type="job", resource="j1") == [("job", "j1", "alice")]
+    assert ids(owner="bob", type="deletion") == [("deletion", "j1", "bob")]
+    assert ids(owner="bob", type="job", resource="j1") == []
+    with pytest.raises(InvalidLockRequest):
+        mgr.list(SCOPE, resource="j1")
+    with pytest.raises(InvalidLockRequest):
+        mgr.list(SCOPE, limit=0)
+
+
+def test_list_pages_with_a_cursor(mgr: LockManager) -> None:
+    made = {mgr.acquire(SCOPE, "deletion", f"r{n:02}", "alice").lock.id for n in range(25)}
+    seen: list[str] = []
+    page = mgr.list(SCOPE, limit=10)
+    pages = 1
+    while True:
+        seen += [lk.id for lk in page.locks]
+        if page.cursor is None:
+            break
+        page = mgr.list(SCOPE, limit=10, cursor=page.cursor)
+        pages += 1
+    assert sorted(seen) == sorted(made) and len(seen) == 25
+    assert pages in (3, 4)
+    assert {lk.id for lk in mgr.iter_locks(SCOPE, owner="alice", limit=7)} == made
+
+
+def test_list_skips_many_expired_locks_without_losing_live_ones(mgr: LockManager) -> None:
+    for n in range(40):
+        mgr.acquire(SCOPE, "deletion", f"r{n:02}", "alice", ttl=0.02)
+    live = mgr.acquire(SCOPE, "deletion", "zz", "alice").lock
+    time.sleep(0.05)
+    assert [lk.id for lk in mgr.iter_locks(SCOPE, limit=5)] == [live.id]
+
+
+# --- events ------------------------------------------------------------------------------
+
+def test_every_change_is_recorded_in_the_stream(mgr: LockManager, redis_client: Any) -> None:
+    a = mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5).lock
+    mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5)
+    b = mgr.acquire(SCOPE, "gadget", "g2", "alice").lock
+    mgr.refresh(b.id, "alice", 10)
+    mgr.release(b.id, "alice")
+    c = mgr.acquire(SCOPE, "job", "j", "bob", ttl=0.02).lock
+    time.sleep(0.04)
+    mgr.acquire(SCOPE, "job", "j", "carol")
+    got = [(e["event"], e["id"]) for e in events(redis_client, mgr)]
+    assert got[:7] == [
+        ("acquired", a.id), ("refreshed", a.id), ("replaced", a.id), ("acquired", b.id),
+        ("refreshed", b.id), ("released", b.id), ("acquired", c.id),
+    ]
+    assert got[7] == ("expired", c.id)
+    first = events(redis_client, mgr)[0]
+    assert first["scope"] == SCOPE and first["type"] == "gadget" and first["owner"] == "alice"
+    assert int(first["token"]) == a.fencing_token
+
+
+def test_event_stream_is_capped(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    for _ in range(400):
+        mgr.refresh(lock.id, "alice")
+    assert redis_client.xlen(mgr.keys(SCOPE).events) < 200
+
+
+def test_changes_are_published_live(mgr: LockManager, redis_client: Any, backend: str) -> None:
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(mgr.keys(SCOPE).events)
+    deadline = time.monotonic() + 5
+    while pubsub.get_message(timeout=0.1) is None and time.monotonic() < deadline:
+        pass  # the subscribe confirmation
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    mgr.release(lock.id, "alice")
+    got = []
+    while len(got) < 2 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            got.append(json.loads(message["data"]))
+    pubsub.close()
+    assert [(m["event"], m["id"]) for m in got] == [("acquired", lock.id), ("released", lock.id)]
+
+
+# --- key layout --------------------------------------------------------------------------
+
+WEIRD = ["a:b", "{x}", "}{", "with space", "ünïcødé ✓", "%41", "a%3Ab", ":", "{", "}"]
+
+
+def test_names_with_any_bytes_neither_collide_nor_escape(mgr: LockManager) -> None:
+    made = {}
+    for scope in WEIRD:
+        for resource in WEIRD:
+            lock = mgr.acquire(scope, "job", resource, resource).lock
+            made[lock.id] = (scope, resource)
+    assert len(made) == len(WEIRD) ** 2
+    for lock_id, (scope, resource) in made.items():
+        lock = mgr.get(lock_id)
+        assert (lock.scope, lock.resource, lock.owner) == (scope, resource, resource)
+    for scope in WEIRD:
+        listed = mgr.list(scope, owner="a:b").locks
+        assert [(lk.scope, lk.resource) for lk in listed] == [(scope, "a:b")]
+        assert len(mgr.list(scope, type="job", resource="{").locks) == 1
+
+
+def test_a_scopes_keys_share_one_hash_slot(mgr: LockManager) -> None:
+    for scope in WEIRD + [SCOPE]:
+        keys = mgr.keys(scope)
+        assert {key_slot(k.encode()) for k in keys.all} == {keys.slot}
+        assert keys.locks.startswith("t:{") and "}" not in keys.locks[3:-len("}:locks")]
