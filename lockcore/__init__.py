@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .connect import Connection, connect
 from .embedded import EmbeddedRedis
 from .exceptions import (
     InvalidLockRequest,
@@ -18,6 +19,7 @@ from .scripts import ReplyCode
 __all__ = [
     "FOREVER",
     "AcquireResult",
+    "Connection",
     "EmbeddedRedis",
     "InvalidLockRequest",
     "Lock",
@@ -31,5 +33,6 @@ __all__ = [
     "Mode",
     "ReplyCode",
     "UnexpectedReply",
+    "connect",
 ]
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+from .connect import Connection, connect
 from .exceptions import InvalidLockRequest, LockNotFound
 from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType
@@ -48,6 +49,29 @@ class LockManager:
         self.prefix = check_prefix(prefix)
         self._scripts = Scripts(client, event_maxlen=event_maxlen, retention_ms=_ms(retention))
         self._keys = lru_cache(maxsize=4096)(self._scope_keys)
+        self.connection: Connection | None = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | None,
+        types: Iterable[LockType] | Mapping[str, LockType],
+        *,
+        data_dir: str | None = None,
+        **options: Any,
+    ) -> LockManager:
+        """A manager on the Redis at ``url`` (see ``lockcore.connect``); with no URL, on
+        the embedded redis-server in ``data_dir``. ``close()`` releases what it opened."""
+        connection = connect(url, data_dir=data_dir)
+        manager = cls(connection.client, types, **options)
+        manager.connection = connection
+        return manager
+
+    def close(self) -> None:
+        """Close the connection ``from_url`` opened (and stop its embedded server)."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     def _scope_keys(self, scope: str) -> ScopeKeys:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import IntEnum
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +42,7 @@ def expand_includes(text: str, folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-@lru_cache(maxsize=None)
+@cache
 def source(name: str) -> str:
     """The expanded text of one script."""
     folder = lua_dir()

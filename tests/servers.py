@@ -43,7 +43,8 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
 
 def _answers(port: int) -> bool:
     try:
-        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+        with redis.Redis(port=port, socket_timeout=0.5) as probe:
+            return bool(probe.ping())
     except redis.RedisError:
         return False
 
@@ -80,9 +81,9 @@ class Cluster:
 
         def healthy() -> bool:
             for port in self.ports:
-                info = redis.Redis(port=port).cluster("info")
-                if info.get("cluster_state") != "ok":
-                    return False
+                with redis.Redis(port=port) as node:
+                    if node.cluster("info").get("cluster_state") != "ok":
+                        return False
             return True
 
         _wait(healthy, "cluster_state:ok")
@@ -101,3 +102,55 @@ class Cluster:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class SentinelSetup:
+    """One master and one Sentinel watching it as ``mymaster``."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.master_port = free_port()
+        self.sentinel_port = free_port({self.master_port})
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> SentinelSetup:
+        master_dir = self.base / "master"
+        master_dir.mkdir(parents=True)
+        self.processes.append(subprocess.Popen(
+            [find_binary(), "--port", str(self.master_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(master_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        _wait(lambda: _answers(self.master_port), "sentinel's master")
+        conf = self.base / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.base}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master_port} 1\n"
+        )
+        self.processes.append(subprocess.Popen(
+            [find_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+
+        def knows_master() -> bool:
+            try:
+                with redis.Redis(port=self.sentinel_port) as sentinel:
+                    addr = sentinel.sentinel_get_master_addr_by_name(self.SERVICE)
+            except redis.RedisError:
+                return False
+            return bool(addr) and int(addr[1]) == self.master_port
+
+        _wait(knows_master, "sentinel to know its master")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.SERVICE}"
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            proc.wait(timeout=10)
