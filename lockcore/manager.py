@@ -209,16 +209,16 @@ class LockManager:
         limit: int = 100,
     ) -> LockPage:
         """One page of the scope's live locks, filtered; ordered by type, resource, id
-        (by owner, type, id when ``owner`` is given). ``resource`` needs ``type``."""
+        (by owner, type, id when ``owner`` is given). ``resource`` without ``type`` walks
+        the scope's index with a filter, a bounded number of entries per call."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
             raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
-        if resource is not None and type is None:
-            raise InvalidLockRequest("listing by resource needs the lock type")
         try:
             if owner is not None:
                 index, parts = "own", [owner] + ([type] if type is not None else [])
             else:
-                index, parts = "res", [p for p in (type, resource) if p is not None]
+                index, parts = "res", [type, resource] if type is not None else []
+                parts = [p for p in parts if p is not None]
             prefix = "".join(encode(p) + ":" for p in parts)
         except ValueError as exc:
             raise InvalidLockRequest(str(exc)) from exc

@@ -305,8 +305,8 @@ def test_list_filters_by_owner_type_and_resource(mgr: LockManager) -> None:
     assert ids(type="job", resource="j1") == [("job", "j1", "alice")]
     assert ids(owner="bob", type="deletion") == [("deletion", "j1", "bob")]
     assert ids(owner="bob", type="job", resource="j1") == []
-    with pytest.raises(InvalidLockRequest):
-        mgr.list(SCOPE, resource="j1")
+    assert ids(resource="j1") == [
+        ("deletion", "j1", "bob"), ("file", "j1", "alice"), ("job", "j1", "alice")]
     with pytest.raises(InvalidLockRequest):
         mgr.list(SCOPE, limit=0)
 
