@@ -7,12 +7,12 @@ the script is sent to Redis. Redis-native consumers do the same replacement, or 
 expanded text from `python -m lockcore.scripts dump DIR`.
 
 Every script receives the same eight KEYS, all in the hash slot of the scope:
-  KEYS[1] <p>:{<scope>}:locks   HASH  lock id -> lock record (JSON)
+  KEYS[1] <p>:{<scope>}:locks   HASH  lock id -> lock record (JSON); "~exp" -> see settle
   KEYS[2] <p>:{<scope>}:res     ZSET  (score 0) "<type>:<resource>:<id>", lexicographic index
   KEYS[3] <p>:{<scope>}:own     ZSET  (score 0) "<owner>:<type>:<id>", lexicographic index
   KEYS[4] <p>:{<scope>}:exp     ZSET  lock id -> expires_at (ms since epoch; 1e15 = never)
   KEYS[5] <p>:{<scope>}:events  STREAM of changes; also the PUBLISH channel name
-  KEYS[6] <p>:{#<n>}:ids        HASH  lock id -> scope name (the slot's id directory)
+  KEYS[6] <p>:{#<n>}:ids        HASH  lock id -> scope name (the slot's id directory); "~exp"
   KEYS[7] <p>:{#<n>}:idexp      ZSET  lock id -> expires_at (ms; 1e15 = never)
   KEYS[8] <p>:{#<n>}:seq        STRING counter of the slot: lock ids and fencing tokens
 <type>, <resource>, <owner> and <scope> are percent-encoded (every byte outside
@@ -138,27 +138,40 @@ local function sweep()
   end
 end
 
--- Gives keys a lifetime: RETAIN past the latest expiry among the locks they index,
--- none while a lock without expiry exists. Empty hashes and sets vanish by themselves.
-local function expire_with(zset, keys)
+-- Gives keys a lifetime: RETAIN past the latest expiry among the locks that `zset`
+-- indexes (rounded up to a step, so most writes find it unchanged), none while a lock
+-- without expiry exists. The value applied is remembered in field "~exp" of `hash`, so an
+-- unchanged lifetime costs two reads. Empty hashes and sets vanish by themselves.
+local STEP = math.min(RETAIN, 60000)
+
+local function expire_with(zset, hash, keys)
   local top = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
   if #top == 0 then
+    redis.call('HDEL', hash, '~exp')
     return false
   end
   local latest = tonumber(top[2])
+  local target = 'never'
+  if latest < NOEXP then
+    target = int(math.ceil((latest + RETAIN) / STEP) * STEP)
+  end
+  if redis.call('HGET', hash, '~exp') == target then
+    return true
+  end
+  redis.call('HSET', hash, '~exp', target)
   for _, k in ipairs(keys) do
-    if latest >= NOEXP then
+    if target == 'never' then
       redis.call('PERSIST', k)
     else
-      redis.call('PEXPIREAT', k, int(latest + RETAIN))
+      redis.call('PEXPIREAT', k, target)
     end
   end
   return true
 end
 
 local function settle()
-  if not expire_with(K_EXP, {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}) then
+  if not expire_with(K_EXP, K_LOCKS, {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}) then
     redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
   end
-  expire_with(K_IDEXP, {K_IDS, K_IDEXP})
+  expire_with(K_IDEXP, K_IDS, {K_IDS, K_IDEXP})
 end

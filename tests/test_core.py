@@ -46,7 +46,9 @@ def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client:
     assert before - 5 <= lock.acquired_at * 1000 <= server_ms(redis_client) + 5
     assert lock.expires_at == pytest.approx(lock.acquired_at + 5, abs=0.002)
     assert dict(lock.metadata) == {"notes": "hi"}
-    assert 4.9 < redis_client.pttl(mgr.keys(SCOPE).locks) / 1000 - 60 <= 5.01
+    # keys outlive the lock by the retention (60 s), rounded up to a step of a minute
+    for key in mgr.keys(SCOPE).all[:5]:
+        assert 5 + 60 - 0.1 < redis_client.pttl(key) / 1000 <= 5 + 120
 
 
 def test_ids_are_int64_strings_unique_and_resolve_to_their_scope(mgr: LockManager) -> None:
@@ -140,6 +142,21 @@ def test_lock_without_expiry_keeps_its_keys(mgr: LockManager, redis_client: Any)
     keys = mgr.keys(SCOPE)
     for key in (keys.locks, keys.res, keys.own, keys.exp, keys.ids, keys.idexp):
         assert redis_client.pttl(key) == -1
+
+
+def test_keys_live_as_long_as_their_longest_lock(mgr: LockManager, redis_client: Any) -> None:
+    keys = mgr.keys(SCOPE)
+    mgr.acquire(SCOPE, "job", "short", "alice", ttl=1)
+    long = mgr.acquire(SCOPE, "gadget", "long", "alice", ttl=60).lock
+    for key in keys.all[:7]:
+        assert redis_client.pttl(key) / 1000 > 60 + 60 - 0.1
+    forever = mgr.acquire(SCOPE, "file", "f", "bob").lock
+    assert {redis_client.pttl(k) for k in keys.all[:7]} == {-1}
+    mgr.release(forever, "bob")
+    for key in keys.all[:7]:
+        assert 0 < redis_client.pttl(key) / 1000 <= 60 + 120
+    mgr.release(long, "alice")
+    assert redis_client.exists(keys.locks) == 1
 
 
 # --- fencing -----------------------------------------------------------------------------
