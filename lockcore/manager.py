@@ -83,6 +83,10 @@ class LockManager:
         """The Redis keys of a scope (see the README's key layout)."""
         return self._keys(scope)
 
+    def load_scripts(self) -> list[str]:
+        """Load every script now (they also load themselves on first use)."""
+        return self._scripts.load_all()
+
     def lock_type(self, name: str) -> LockType:
         try:
             return self.types[name]

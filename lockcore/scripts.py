@@ -105,6 +105,12 @@ class Scripts:
         self._head = [event_maxlen, retention_ms]
         self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
 
+    def load_all(self) -> list[str]:
+        """Load every script on the server (SCRIPT LOAD; all primaries of a Cluster)."""
+        for script in self._scripts.values():
+            self._client.script_load(script.script)
+        return list(SCRIPT_NAMES)
+
     def _run(self, name: str, keys: ScopeKeys, scope: str, *args: Any) -> Any:
         return self._scripts[name](keys=keys.all, args=[scope, *self._head, *args])
 

@@ -1,0 +1,45 @@
+"""The lockcore service: four real lock APIs on one lock engine, stateless over Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_module
+from . import observability, openapi
+from .errors import ApiError, envelope_for, plain_envelope
+from .services import build
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Defaults, then ``LOCKCORE_*`` environment variables, then ``config``.
+
+    ``config["REDIS_CLIENT"]`` (tests) supplies a ready client instead of a URL.
+    """
+    app = Flask(__name__)
+    app.config.update(config_module.load(config))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["lockcore"] = build(app.config)
+
+    observability.init_app(app)
+    openapi.init_app(app)
+
+    from . import admin, ops
+    from .apis import versal
+
+    for blueprint in (ops.bp, admin.bp, versal.bp):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(HTTPException)
+    def _routing_error(exc: HTTPException) -> Any:
+        # Unknown URL or wrong method: no view, so the envelope is chosen by path.
+        found = envelope_for(request.path)
+        envelope, messages = found if found else (plain_envelope, {})
+        status = exc.code or 500
+        return envelope(ApiError(status, messages.get(status, exc.description or exc.name),
+                                 kind=exc.name))
+
+    return app

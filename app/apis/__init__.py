@@ -1,0 +1,1 @@
+"""One module per lock API; each translates its documented shapes to lockcore."""

@@ -1,0 +1,218 @@
+"""The Versal course gadget lock API (seed 004): ``/locks``.
+
+A gadget lock is a lockcore lock of type ``gadget`` (one per owner: a user's new lock
+releases their previous one in the course) on resource ``<gadgetId>`` in scope
+``versal:course:<courseKey>``. Credentials come in the ``SID`` header. Errors are
+``{"error": <status>, "message": ...}`` with the seed's messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
+
+from ..auth import user_for_key
+from ..catalog import Course
+from ..errors import ApiError, register_envelope, register_prefix
+from ..identity import User
+from ..openapi import REGISTRY, route
+from ..services import services
+
+bp = Blueprint("versal", __name__, url_prefix="/locks")
+TAG = "Versal course gadget locks"
+LOCK_TYPE = "gadget"
+EDIT_ROLES = {"editor", "owner"}
+
+INVALID_CREDENTIALS = "Invalid credentials"
+INSUFFICIENT = "Insufficient permissions"
+LOCKED = "Resource locked"
+
+
+class Id(fields.Field):
+    """A course key or gadget id: a non-empty string (a number is taken as its text)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("Must be a string.")
+        text = str(value)
+        if not text.strip() or len(text) > 256:
+            raise ValidationError("Must be 1 to 256 characters.")
+        return text
+
+
+class SubjectSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    courseId = Id(required=True)
+    gadgetId = Id(required=True)
+
+
+class LockRequestSchema(Schema):
+    """Lock request."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    type = fields.String(required=True, validate=validate.OneOf([LOCK_TYPE]))
+    subject = fields.Nested(SubjectSchema, required=True)
+
+
+class ResourceLockSchema(Schema):
+    """Resource lock. ``id`` parses as a 64-bit integer; ``expiresIn`` is milliseconds."""
+
+    id = fields.String(dump_only=True)
+    type = fields.String(dump_only=True)
+    subject = fields.Nested(SubjectSchema, dump_only=True)
+    ownerId = fields.String(dump_only=True)
+    expiresIn = fields.Integer(dump_only=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Integer(dump_only=True)
+    message = fields.String(dump_only=True)
+
+
+def envelope(exc: ApiError) -> tuple[Any, int]:
+    return jsonify({"error": exc.status, "message": exc.message}), exc.status
+
+
+HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
+register_envelope(bp, envelope, HTTP_MESSAGES)
+register_prefix("/locks", envelope, HTTP_MESSAGES)
+REGISTRY.security_schemes["SID"] = {"type": "apiKey", "in": "header", "name": "SID"}
+SECURITY = [{"SID": []}]
+
+# -- translation --------------------------------------------------------------------------
+
+
+def scope_of(course_key: str) -> str:
+    return f"versal:course:{course_key}"
+
+
+def course_of(scope: str) -> str | None:
+    prefix = scope_of("")
+    return scope[len(prefix):] if scope.startswith(prefix) else None
+
+
+def resource_lock(lock: Lock) -> dict[str, Any]:
+    return ResourceLockSchema().dump({
+        "id": lock.id,
+        "type": lock.type,
+        "subject": {"courseId": course_of(lock.scope), "gadgetId": lock.resource},
+        "ownerId": lock.owner,
+        "expiresIn": round((lock.remaining or 0) * 1000),
+    })
+
+
+def caller() -> User:
+    user = user_for_key(request.headers.get("SID"))
+    if user is None:
+        raise ApiError(401, INVALID_CREDENTIALS)
+    return user
+
+
+def course_for(user: User, course_key: str, *, edit: bool) -> Course:
+    course = services().catalog.course(course_key)
+    if course is None:
+        raise ApiError(404, f"Course '{course_key}' not found")
+    role = course.role_of(user.id)
+    allowed = role in EDIT_ROLES if edit else role is not None
+    if not (allowed or user.is_sysadmin):
+        raise ApiError(403, INSUFFICIENT)
+    return course
+
+
+def bad_request(what: str) -> ApiError:
+    return ApiError(400, f"Bad request: {what}")
+
+
+def flatten(messages: Any, path: str = "") -> list[str]:
+    if isinstance(messages, dict):
+        out = []
+        for key, value in messages.items():
+            out += flatten(value, f"{path}.{key}" if path else str(key))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{path}: {' '.join(messages)}"]
+    return [f"{path}: {messages}"]
+
+
+# -- views --------------------------------------------------------------------------------
+
+ERRORS = {
+    401: (INVALID_CREDENTIALS, ErrorSchema),
+    403: (f"{INSUFFICIENT} / {LOCKED}", ErrorSchema),
+    404: ("Course, gadget or lock not found", ErrorSchema),
+    503: ("Lock store unavailable", ErrorSchema),
+}
+
+
+@route(bp, "", "GET", summary="Get active locks: all gadget locks of a course", tag=TAG,
+       security=SECURITY,
+       parameters=[{"name": "subject.courseId", "in": "query", "required": True,
+                    "schema": {"type": "string"}, "description": "The course key"}],
+       responses={200: ("Array of Resource lock", {"type": "array",
+                                                    "items": ResourceLockSchema}),
+                  400: ("Bad request", ErrorSchema), **ERRORS})
+def list_locks() -> Any:
+    user = caller()
+    course_key = request.args.get("subject.courseId", "")
+    if not course_key.strip():
+        raise bad_request("query parameter 'subject.courseId' is required")
+    course_for(user, course_key, edit=False)
+    locks = services().locks.iter_locks(scope_of(course_key), type=LOCK_TYPE, limit=1000)
+    return jsonify([resource_lock(lock) for lock in locks]), 200
+
+
+@route(bp, "", "POST", summary="Lock resource (releases the caller's previous gadget lock)",
+       tag=TAG, security=SECURITY, body=LockRequestSchema,
+       responses={201: ("Resource lock", ResourceLockSchema),
+                  400: ("Bad request", ErrorSchema), **ERRORS})
+def acquire() -> Any:
+    user = caller()
+    data = request.get_json(silent=True)
+    if data is None:
+        raise bad_request("the body must be a JSON Lock request")
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    try:
+        body = LockRequestSchema().load(data)
+    except ValidationError as exc:
+        raise bad_request("; ".join(flatten(exc.messages))) from exc
+    course_key, gadget = body["subject"]["courseId"], body["subject"]["gadgetId"]
+    course = course_for(user, course_key, edit=True)
+    if gadget not in course.gadgets:
+        raise ApiError(404, f"Gadget '{gadget}' not found")
+    try:
+        result = services().locks.acquire(
+            scope_of(course_key), LOCK_TYPE, gadget, user.id,
+            metadata={"name": user.name, "email": user.email})
+    except LockConflict as exc:
+        raise ApiError(403, LOCKED) from exc
+    return jsonify(resource_lock(result.lock)), 201
+
+
+@route(bp, "/<lock_id>", "DELETE", summary="Unlock resource", tag=TAG, security=SECURITY,
+       responses={200: ("Released: {}", None), **ERRORS})
+def release(lock_id: str) -> Any:
+    user = caller()
+    not_found = ApiError(404, f"Lock '{lock_id}' not found")
+    locks = services().locks
+    try:
+        lock = locks.get(lock_id)
+    except LockNotFound as exc:
+        raise not_found from exc
+    if lock.type != LOCK_TYPE or course_of(lock.scope) is None:
+        raise not_found  # another API's lock: not a Versal resource
+    try:
+        locks.release(lock, user.id, force=user.is_sysadmin)
+    except LockNotFound as exc:
+        raise not_found from exc
+    except LockNotOwned as exc:
+        raise ApiError(403, INSUFFICIENT) from exc
+    return jsonify({}), 200

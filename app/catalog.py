@@ -1,0 +1,258 @@
+"""The resource catalog: what can be locked, and who may do what with it.
+
+One document (YAML or JSON) describes users, EDX workspaces, Versal courses and their
+gadgets, DocSpace rooms and files, and Vidispine entities; ``lockcore catalog load FILE``
+or the admin API stores it in Redis, where every service instance reads it. All catalog
+keys share the hash tag ``{catalog}``, so a load is one MULTI/EXEC, also on a Cluster:
+``<prefix>:{catalog}:<kind>`` HASH id -> JSON of the entity as in the document.
+The demo catalog ships as ``app/demo_catalog.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .identity import User, Users
+
+COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: lock too
+DOCSPACE_ACCESS = ("RoomManager", "ContentCreator", "Editor", "Reviewer", "Commenter",
+                   "FormFiller", "Viewer")
+DEMO_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
+
+
+
+def _name() -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class UserSchema(Schema):
+    id = _name()
+    name = _name()
+    email = fields.String(load_default="")
+    roles = fields.List(fields.String(), load_default=list)
+    # Demo catalogs only: a fixed key, hashed on load. Use `lockcore users add` otherwise.
+    api_key = fields.String(load_default=None)
+
+
+class CourseSchema(Schema):
+    key = _name()
+    title = fields.String(load_default="")
+    gadgets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    roles = fields.Dict(keys=fields.String(), values=fields.String(
+        validate=validate.OneOf(COURSE_ROLES)), load_default=dict)
+
+
+class WorkspaceSchema(Schema):
+    id = _name()
+    name = fields.String(load_default="")
+    admins = fields.List(fields.String(), load_default=list)
+    members = fields.List(fields.String(), load_default=list)
+
+
+class FileSchema(Schema):
+    id = _name()
+    title = _name()
+
+
+class RoomSchema(Schema):
+    id = _name()
+    title = fields.String(load_default="")
+    access = fields.Dict(keys=fields.String(), values=fields.String(
+        validate=validate.OneOf(DOCSPACE_ACCESS)), load_default=dict)
+    files = fields.List(fields.Nested(FileSchema), load_default=list)
+
+
+class ContainerSchema(Schema):
+    id = _name()
+    items = fields.List(fields.String(), load_default=list)
+
+
+class VidispineFileSchema(Schema):
+    id = _name()
+    storage = fields.String(load_default="")
+
+
+class VidispineSchema(Schema):
+    items = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    collections = fields.List(fields.Nested(ContainerSchema), load_default=list)
+    libraries = fields.List(fields.Nested(ContainerSchema), load_default=list)
+    files = fields.List(fields.Nested(VidispineFileSchema), load_default=list)
+
+
+class CatalogSchema(Schema):
+    users = fields.List(fields.Nested(UserSchema), load_default=list)
+    courses = fields.List(fields.Nested(CourseSchema), load_default=list)
+    workspaces = fields.List(fields.Nested(WorkspaceSchema), load_default=list)
+    rooms = fields.List(fields.Nested(RoomSchema), load_default=list)
+    vidispine = fields.Nested(VidispineSchema, load_default=dict)
+
+
+#: kind -> (schema of one entity, its id field). The admin API edits these one by one.
+KINDS: dict[str, tuple[type[Schema], str]] = {
+    "courses": (CourseSchema, "key"),
+    "workspaces": (WorkspaceSchema, "id"),
+    "rooms": (RoomSchema, "id"),
+    "collections": (ContainerSchema, "id"),
+    "libraries": (ContainerSchema, "id"),
+    "items": (ContainerSchema, "id"),  # items: {id}
+    "vfiles": (VidispineFileSchema, "id"),
+}
+
+
+class CatalogError(ValueError):
+    def __init__(self, messages: Any) -> None:
+        super().__init__(json.dumps(messages))
+        self.messages = messages
+
+
+def parse_document(text: str) -> dict[str, Any]:
+    """Validate a catalog document (YAML, of which JSON is a subset)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError({"_document": [f"not YAML or JSON: {exc}"]}) from exc
+    if not isinstance(data, dict):
+        raise CatalogError({"_document": ["a catalog is a mapping"]})
+    try:
+        return CatalogSchema().load(data)
+    except ValidationError as exc:
+        raise CatalogError(exc.messages) from exc
+
+
+@dataclass(frozen=True)
+class Course:
+    key: str
+    title: str
+    gadgets: frozenset[str]
+    roles: dict[str, str]
+
+    def role_of(self, user_id: str) -> str | None:
+        return self.roles.get(user_id)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+    admins: frozenset[str]
+    members: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DocFile:
+    id: str
+    title: str
+    room: str
+    access: dict[str, str]  # the room's: user id -> access level
+
+
+class Catalog:
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def key(self, kind: str) -> str:
+        return f"{self.prefix}:{{catalog}}:{kind}"
+
+    def _get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self.key(kind), entity_id)
+        return None if raw is None else json.loads(raw)
+
+    def is_empty(self) -> bool:
+        return not any(self.client.exists(self.key(kind)) for kind in KINDS)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _entities(self, doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+        """The document as kind -> id -> entity, with derived fields (files' rooms,
+        items' containers)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        out["files"] = {}
+        for course in doc["courses"]:
+            out["courses"][course["key"]] = course
+        for ws in doc["workspaces"]:
+            out["workspaces"][ws["id"]] = ws
+        for room in doc["rooms"]:
+            out["rooms"][room["id"]] = {k: v for k, v in room.items() if k != "files"}
+            for f in room["files"]:
+                out["files"][f["id"]] = {**f, "room": room["id"]}
+        vs = doc["vidispine"] or {}
+        for item in vs.get("items", []):
+            out["items"][item] = {"id": item, "collections": [], "libraries": []}
+        for kind in ("collections", "libraries"):
+            for container in vs.get(kind, []):
+                out[kind][container["id"]] = container
+                for item in container["items"]:
+                    entry = out["items"].setdefault(
+                        item, {"id": item, "collections": [], "libraries": []})
+                    entry[kind].append(container["id"])
+        for f in vs.get("files", []):
+            out["vfiles"][f["id"]] = f
+        return out
+
+    def replace(self, doc: dict[str, Any], users: Users | None = None) -> dict[str, int]:
+        """Store a validated document, replacing the whole catalog atomically."""
+        entities = self._entities(doc)
+        pipe = self.client.pipeline(transaction=True)
+        for kind, by_id in entities.items():
+            pipe.delete(self.key(kind))
+            if by_id:
+                pipe.hset(self.key(kind), mapping={i: json.dumps(e) for i, e in by_id.items()})
+        pipe.execute()
+        if users is not None:
+            for u in doc["users"]:
+                users.put(User(u["id"], u["name"], u["email"], frozenset(u["roles"])),
+                          u.get("api_key"))
+        return {kind: len(by_id) for kind, by_id in entities.items()} | {
+            "users": len(doc["users"])}
+
+    def dump(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for kind in (*KINDS, "files"):
+            values = self.client.hgetall(self.key(kind))
+            out[kind] = {_s(k): json.loads(v) for k, v in values.items()}
+        return out
+
+    def put_entity(self, kind: str, entity: dict[str, Any]) -> None:
+        schema, id_field = KINDS[kind]
+        self.client.hset(self.key(kind), entity[id_field], json.dumps(entity))
+
+    def delete_entity(self, kind: str, entity_id: str) -> bool:
+        return bool(self.client.hdel(self.key(kind), entity_id))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def course(self, key: str) -> Course | None:
+        c = self._get("courses", key)
+        if c is None:
+            return None
+        return Course(c["key"], c.get("title", ""), frozenset(c.get("gadgets", [])),
+                      dict(c.get("roles", {})))
+
+    def workspace(self, ws_id: str) -> Workspace | None:
+        w = self._get("workspaces", ws_id)
+        if w is None:
+            return None
+        return Workspace(w["id"], w.get("name", ""), frozenset(w.get("admins", [])),
+                         frozenset(w.get("members", [])))
+
+    def docfile(self, file_id: str) -> DocFile | None:
+        f = self._get("files", file_id)
+        if f is None:
+            return None
+        room = self._get("rooms", f["room"]) or {}
+        return DocFile(f["id"], f["title"], f["room"], dict(room.get("access", {})))
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    return parse_document(Path(path).read_text())

@@ -1,0 +1,98 @@
+"""Errors shared by every API family. Each blueprint turns them into its own envelope
+with ``register_envelope``; views only raise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from lockcore import LockError
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a message, shaped by the blueprint's envelope."""
+
+    def __init__(self, status: int, message: str, *, kind: str = "", details: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.details = details
+
+
+UNAVAILABLE = "The lock store (Redis) is unavailable; try again shortly"
+
+Envelope = Callable[[ApiError], tuple[Any, int]]
+
+
+def register_envelope(bp: Blueprint, envelope: Envelope,
+                      http_messages: dict[int, str] | None = None) -> None:
+    """Route every error raised in ``bp``'s views through ``envelope``: ApiError as is,
+    Redis outages as 503, HTTP errors (404, 405, bad JSON...) with their status, and any
+    other exception as a 500 without internals."""
+    messages = http_messages or {}
+
+    @bp.errorhandler(ApiError)
+    def _api(exc: ApiError) -> tuple[Any, int]:
+        return envelope(exc)
+
+    @bp.errorhandler(redis.RedisError)
+    def _redis(exc: redis.RedisError) -> tuple[Any, int]:
+        from .observability import log_exception
+
+        log_exception(exc)
+        return envelope(ApiError(503, UNAVAILABLE, kind="Service Unavailable"))
+
+    @bp.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Any, int] | Response:
+        status = exc.code or 500
+        return envelope(ApiError(status, messages.get(status, exc.description or exc.name),
+                                 kind=exc.name))
+
+    @bp.errorhandler(LockError)
+    def _lock(exc: LockError) -> tuple[Any, int]:
+        # Each API maps the lock errors it expects; reaching here is a bug of the mapping.
+        from .observability import log_exception
+
+        log_exception(exc)
+        return envelope(ApiError(500, "Internal server error", kind="Internal Error"))
+
+    @bp.errorhandler(Exception)
+    def _any(exc: Exception) -> tuple[Any, int]:
+        from .observability import log_exception
+
+        log_exception(exc)
+        return envelope(ApiError(500, "Internal server error", kind="Internal Error"))
+
+
+def json_envelope(body: Any, status: int) -> tuple[Response, int]:
+    return jsonify(body), status
+
+
+#: URL prefix -> envelope, for errors raised before a view is known (unknown URL, wrong
+#: method): the API family is picked by path.
+PREFIX_ENVELOPES: list[tuple[str, Envelope, dict[int, str]]] = []
+
+
+def register_prefix(prefix: str, envelope: Envelope,
+                    http_messages: dict[int, str] | None = None) -> None:
+    PREFIX_ENVELOPES.append((prefix, envelope, http_messages or {}))
+
+
+def envelope_for(path: str) -> tuple[Envelope, dict[int, str]] | None:
+    for prefix, envelope, messages in PREFIX_ENVELOPES:
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return envelope, messages
+    return None
+
+
+def plain_envelope(exc: ApiError) -> tuple[Response, int]:
+    """The service's own endpoints (ops, admin): {"error": {"status", "message"}}."""
+    body: dict[str, Any] = {"status": exc.status, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return jsonify({"error": body}), exc.status

@@ -1,0 +1,110 @@
+"""Request ids, one-JSON-object-per-line logs, and Prometheus metrics.
+
+Under ``lockcore serve`` (several gunicorn workers) metrics are aggregated across
+workers through ``PROMETHEUS_MULTIPROC_DIR``, which the serve command sets up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LOG = logging.getLogger("lockcore.app")
+
+REQUESTS = Counter("lockcore_http_requests_total", "HTTP requests by API and status",
+                   ["api", "status"])
+LOCK_OPS = Counter("lockcore_lock_operations_total", "Lock operations by result",
+                   ["result"])
+REDIS_LATENCY = Histogram("lockcore_redis_call_seconds", "Latency of lock store calls",
+                          ["operation"],
+                          buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3), "level": record.levelname,
+            "logger": record.name, "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = "".join(traceback.format_exception(*record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger("lockcore")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def request_id() -> str:
+    return str(getattr(g, "request_id", "-"))
+
+
+def log_exception(exc: BaseException) -> None:
+    LOG.error("request failed: %s", exc.__class__.__name__, exc_info=exc,
+              extra={"fields": {"request_id": request_id(), "path": request.path}})
+
+
+def count_lock_op(result: str) -> None:
+    LOCK_OPS.labels(result).inc()
+
+
+def api_of(path: str) -> str:
+    for prefix, api in (("/locks", "versal"), ("/api/3/", "edx"), ("/api/2.0/", "docspace"),
+                        ("/API/", "vidispine"), ("/v1/", "native"), ("/admin/", "admin")):
+        if path.startswith(prefix):
+            return api
+    return "ops"
+
+
+def init_app(app: Flask) -> None:
+    setup_logging(app.config["LOG_LEVEL"])
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = request_id()
+        api = api_of(request.path)
+        REQUESTS.labels(api, str(response.status_code)).inc()
+        LOG.info("%s %s %s", request.method, request.path, response.status_code, extra={
+            "fields": {
+                "request_id": request_id(), "method": request.method, "path": request.path,
+                "status": response.status_code, "api": api,
+                "ms": round((time.perf_counter() - g.get("started", time.perf_counter()))
+                            * 1000, 2),
+            }})
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

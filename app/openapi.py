@@ -1,0 +1,119 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas the views use.
+
+Views are registered with ``route(bp, rule, method, ...)``: it adds the Flask route and
+records the operation (summary, parameters, request body and response schemas), from which
+``/openapi.json`` is built; ``/docs`` shows it in Swagger UI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, Response, jsonify
+
+from lockcore import __version__
+
+
+@dataclass
+class Operation:
+    path: str
+    method: str
+    spec: dict[str, Any]
+
+
+@dataclass
+class Registry:
+    operations: list[Operation] = field(default_factory=list)
+    security_schemes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, op: Operation) -> None:
+        self.operations.append(op)
+
+
+REGISTRY = Registry()
+
+
+def _content(schema: Any, media: tuple[str, ...] = ("application/json",)) -> dict[str, Any]:
+    return {m: {"schema": schema} for m in media}
+
+
+def route(
+    bp: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    tag: str,
+    body: Any = None,
+    body_media: tuple[str, ...] = ("application/json",),
+    responses: dict[int, tuple[str, Any]] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
+    response_media: tuple[str, ...] = ("application/json",),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a view on ``bp`` and document it. ``responses``: status -> (description,
+    schema or None)."""
+    path = (bp.url_prefix or "") + rule
+    doc_path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", path)
+    params = list(parameters or [])
+    for name in re.findall(r"{([^}]+)}", doc_path):
+        if not any(p["name"] == name and p["in"] == "path" for p in params):
+            params.append({"name": name, "in": "path", "required": True,
+                           "schema": {"type": "string"}})
+    spec: dict[str, Any] = {"summary": summary, "tags": [tag], "parameters": params,
+                            "responses": {}}
+    if body is not None:
+        spec["requestBody"] = {"required": True, "content": _content(body, body_media)}
+    for status, (description, schema) in (responses or {}).items():
+        entry: dict[str, Any] = {"description": description}
+        if schema is not None:
+            entry["content"] = _content(schema, response_media)
+        spec["responses"][str(status)] = entry
+    if security is not None:
+        spec["security"] = security
+    REGISTRY.add(Operation(doc_path, method.lower(), spec))
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        bp.add_url_rule(rule, view_func=view, methods=[method])
+        return view
+
+    return decorator
+
+
+def build_spec() -> dict[str, Any]:
+    spec = APISpec(title="lockcore", version=__version__, openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Four lock APIs on one Redis-backed lock engine."})
+    for name, scheme in REGISTRY.security_schemes.items():
+        spec.components.security_scheme(name, scheme)
+    by_path: dict[str, dict[str, Any]] = {}
+    for op in REGISTRY.operations:
+        by_path.setdefault(op.path, {})[op.method] = op.spec
+    for path, operations in sorted(by_path.items()):
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+SWAGGER_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>lockcore API</title>
+<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""
+
+
+def init_app(app: Flask) -> None:
+    @app.get("/openapi.json")
+    def openapi_json() -> Response:
+        return jsonify(build_spec())
+
+    @app.get("/docs")
+    def docs() -> Response:
+        return Response(SWAGGER_PAGE, mimetype="text/html")

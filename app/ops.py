@@ -1,0 +1,31 @@
+"""Operational endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Blueprint, jsonify
+
+from .errors import UNAVAILABLE, plain_envelope, register_envelope
+from .openapi import route
+from .services import services
+
+bp = Blueprint("ops", __name__)
+register_envelope(bp, plain_envelope)
+
+
+@route(bp, "/healthz", "GET", summary="The process is up", tag="Operations",
+       responses={200: ("Up", None)})
+def healthz() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@route(bp, "/readyz", "GET", summary="Redis is reachable and the scripts are loaded",
+       tag="Operations", responses={200: ("Ready", None), 503: ("Not ready", None)})
+def readyz() -> Any:
+    try:
+        return jsonify({"status": "ready", **services().ready()})
+    except redis.RedisError as exc:
+        return jsonify({"status": "unavailable", "message": UNAVAILABLE,
+                        "detail": str(exc)}), 503

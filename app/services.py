@@ -1,0 +1,131 @@
+"""What every request needs, built once per app: the lock manager (instrumented), the
+users and the catalog, all on one Redis connection. Lives in ``app.extensions``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from lockcore import (
+    AcquireResult,
+    Connection,
+    Lock,
+    LockConflict,
+    LockManager,
+    LockNotFound,
+    LockNotOwned,
+    LockPage,
+    LockType,
+    connect,
+)
+
+from .catalog import Catalog
+from .identity import Users
+from .observability import REDIS_LATENCY, count_lock_op
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _timed(operation: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        REDIS_LATENCY.labels(operation).observe(time.perf_counter() - started)
+
+
+def _measured(operation: str, call: Callable[[], T]) -> T:
+    with _timed(operation):
+        try:
+            return call()
+        except LockConflict:
+            count_lock_op("conflict")
+            raise
+        except LockNotFound:
+            count_lock_op("not_found")
+            raise
+        except LockNotOwned:
+            count_lock_op("not_owned")
+            raise
+
+
+class InstrumentedLockManager(LockManager):
+    """A LockManager that reports latency and results to /metrics."""
+
+    def acquire(self, *args: Any, **kwargs: Any) -> AcquireResult:
+        result = _measured("acquire", lambda: super(InstrumentedLockManager, self).acquire(
+            *args, **kwargs))
+        count_lock_op("acquired" if result.created else "refreshed")
+        if result.replaced is not None:
+            count_lock_op("replaced")
+        return result
+
+    def release(self, *args: Any, **kwargs: Any) -> Lock:
+        lock = _measured("release", lambda: super(InstrumentedLockManager, self).release(
+            *args, **kwargs))
+        count_lock_op("released")
+        return lock
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Lock:
+        lock = _measured("refresh", lambda: super(InstrumentedLockManager, self).refresh(
+            *args, **kwargs))
+        count_lock_op("refreshed")
+        return lock
+
+    def get(self, lock_id: str) -> Lock:
+        return _measured("get", lambda: super(InstrumentedLockManager, self).get(lock_id))
+
+    def list(self, scope: str, **kwargs: Any) -> LockPage:
+        return _measured("list", lambda: super(InstrumentedLockManager, self).list(
+            scope, **kwargs))
+
+
+def lock_types(config: dict[str, Any]) -> list[LockType]:
+    """The lock types of the four APIs."""
+    return [
+        LockType("gadget", one_per_owner=True, default_ttl=config["VERSAL_TTL"],
+                 max_ttl=config["VERSAL_MAX_TTL"]),
+    ]
+
+
+@dataclass
+class Services:
+    locks: InstrumentedLockManager
+    users: Users
+    catalog: Catalog
+    client: Any
+    connection: Connection | None = None
+
+    def ready(self) -> dict[str, Any]:
+        """Redis answers and every script is loaded (loading any that are missing)."""
+        self.client.ping()
+        return {"redis": "ok", "scripts": self.locks.load_scripts()}
+
+
+def build(config: dict[str, Any]) -> Services:
+    connection = None
+    client = config.get("REDIS_CLIENT")
+    if client is None:
+        connection = connect(
+            config["REDIS_URL"] or None, data_dir=config["DATA_DIR"],
+            socket_timeout=config["REDIS_TIMEOUT"], socket_connect_timeout=config["REDIS_TIMEOUT"],
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        )
+        client = connection.client
+    prefix = config["KEY_PREFIX"]
+    manager = InstrumentedLockManager(
+        client, lock_types(config), prefix=prefix, event_maxlen=config["EVENT_MAXLEN"],
+        retention=config["RETENTION"])
+    return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
+
+
+def services() -> Services:
+    return current_app.extensions["lockcore"]  # type: ignore[no-any-return]
