@@ -109,7 +109,20 @@ SWAGGER_PAGE = """<!doctype html>
 """
 
 
+def document(path: str, method: str, summary: str, tag: str, media: str) -> None:
+    """Document a view registered on the app itself (not through ``route``)."""
+    REGISTRY.add(Operation(path, method.lower(), {
+        "summary": summary, "tags": [tag],
+        "responses": {"200": {"description": summary, "content": {media: {}}}}}))
+
+
 def init_app(app: Flask) -> None:
+    if not any(op.path == "/openapi.json" for op in REGISTRY.operations):
+        document("/openapi.json", "GET", "This OpenAPI document", "Operations",
+                 "application/json")
+        document("/docs", "GET", "Swagger UI", "Operations", "text/html")
+        document("/metrics", "GET", "Prometheus metrics", "Operations", "text/plain")
+
     @app.get("/openapi.json")
     def openapi_json() -> Response:
         return jsonify(build_spec())

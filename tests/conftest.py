@@ -70,3 +70,57 @@ def all_keys(client: Any) -> list[str]:
     else:
         keys = client.keys("*")
     return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
+
+
+# --- the service -------------------------------------------------------------------------
+
+#: Test users, by API key. Roles in the test catalog below.
+KEYS = {"admin": "key-admin", "alice": "key-alice", "bob": "key-bob",
+        "carol": "key-carol", "dave": "key-dave"}
+
+CATALOG = """
+users:
+  - {id: admin, name: EDX Administrator, email: admin@example.com, roles: [sysadmin], api_key: key-admin}
+  - {id: alice, name: Alice Author, email: alice@example.com, api_key: key-alice}
+  - {id: bob, name: Bob Builder, email: bob@example.com, api_key: key-bob}
+  - {id: carol, name: Carol Reader, email: carol@example.com, api_key: key-carol}
+  - {id: dave, name: Dave Outsider, email: dave@example.com, api_key: key-dave}
+courses:
+  - key: c1
+    gadgets: [g1, g2, g3, "7"]
+    roles: {alice: editor, bob: owner, carol: learner}
+  - key: c2
+    gadgets: [g1]
+    roles: {alice: editor, bob: editor}
+"""
+
+SERVICE_BACKENDS = ["fake", "real"]
+
+
+@pytest.fixture(params=SERVICE_BACKENDS)
+def service_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A clean client for service tests: fakeredis and a real redis-server."""
+    if request.param == "fake":
+        client: Any = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        client = request.getfixturevalue("real_server").client()
+        client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def app(service_client: Any) -> Any:
+    from app import create_app
+    from app.catalog import parse_document
+
+    application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t",
+                              "VERSAL_TTL": 30.0})
+    services = application.extensions["lockcore"]
+    services.catalog.replace(parse_document(CATALOG), services.users)
+    return application
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
