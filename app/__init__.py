@@ -8,17 +8,20 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from . import config as config_module
-from . import observability, openapi
-from .errors import ApiError, envelope_for, plain_envelope
-from .services import build
-
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Defaults, then ``LOCKCORE_*`` environment variables, then ``config``.
 
     ``config["REDIS_CLIENT"]`` (tests) supplies a ready client instead of a URL.
     """
+    # Imported here, not at the top: `lockcore serve` must set up multi-process metrics
+    # before prometheus_client is first imported, and it imports this package first.
+    from . import admin, observability, openapi, ops
+    from . import config as config_module
+    from .apis import versal
+    from .errors import ApiError, envelope_for, plain_envelope
+    from .services import build
+
     app = Flask(__name__)
     app.config.update(config_module.load(config))
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -26,9 +29,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     observability.init_app(app)
     openapi.init_app(app)
-
-    from . import admin, ops
-    from .apis import versal
 
     for blueprint in (ops.bp, admin.bp, versal.bp):
         app.register_blueprint(blueprint)
