@@ -1,0 +1,75 @@
+"""The README stays true: its curl tour works as printed, its tables match the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import SETTINGS
+
+from .live import LiveService
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def tour(name: str) -> list[tuple[str, Any]]:
+    """(shell block, expected JSON) pairs between <!-- name ... --> and <!-- /name -->."""
+    section = README.split(f"<!-- {name}", 1)[1].split(f"<!-- /{name} -->", 1)[0]
+    blocks = re.findall(r"```(sh|json)\n(.*?)```", section, flags=re.S)
+    pairs = []
+    for (kind, text), following in zip(blocks, blocks[1:] + [("", "")], strict=True):
+        if kind == "sh":
+            pairs.append((text, json.loads(following[1]) if following[0] == "json" else None))
+    return pairs
+
+
+def matches(got: Any, expected: Any, key: str = "") -> bool:
+    """Equal, except values that change every run: ids (digits) and expiresIn (counting down)."""
+    if key == "id":
+        return isinstance(got, str) and got.isdigit()
+    if key == "expiresIn":
+        return isinstance(got, int) and 0 < got <= expected
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and got.keys() == expected.keys() and all(
+            matches(got[k], v, k) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(got, list) and len(got) == len(expected) and all(
+            matches(g, e) for g, e in zip(got, expected, strict=True))
+    return bool(got == expected)
+
+
+@pytest.mark.slow
+def test_the_versal_tour_works_as_printed(tmp_path: Path) -> None:
+    pairs = tour("versal-tour")
+    assert len(pairs) >= 4
+    with LiveService(tmp_path, workers=2) as service:
+        script = "set -e\n" + "".join(
+            block.replace("localhost:8000", f"127.0.0.1:{service.port}") + "echo '@@@'\n"
+            for block, _ in pairs)
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    outputs = out.stdout.split("@@@\n")[:-1]
+    assert len(outputs) == len(pairs)
+    for (block, expected), got in zip(pairs, outputs, strict=True):
+        if expected is not None:
+            assert matches(json.loads(got), expected), (block, got)
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    for name, (default, _) in SETTINGS.items():
+        assert re.search(rf"\| `LOCKCORE_{name}` \|", README), name
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    command = "pip install -e '.[test]' && python -m pytest"
+    assert command in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pip install -q -e '.[test]'" in ci
+    assert "\npython -m pytest\n" in ci
