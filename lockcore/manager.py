@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
+from itertools import takewhile
 from typing import Any
 
 from .connect import Connection, connect
@@ -218,12 +219,11 @@ class LockManager:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
             raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
         try:
-            if owner is not None:
-                index, parts = "own", [owner] + ([type] if type is not None else [])
-            else:
-                index, parts = "res", [type, resource] if type is not None else []
-                parts = [p for p in parts if p is not None]
-            prefix = "".join(encode(p) + ":" for p in parts)
+            index = "own" if owner is not None else "res"
+            parts = [owner, type] if owner is not None else [type, resource]
+            # The index prefix: the leading names that are given.
+            given = takewhile(lambda p: p is not None, parts)
+            prefix = "".join(encode(p) + ":" for p in given)  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidLockRequest(str(exc)) from exc
         reply = check(

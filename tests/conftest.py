@@ -80,7 +80,8 @@ KEYS = {"admin": "key-admin", "alice": "key-alice", "bob": "key-bob",
 
 CATALOG = """
 users:
-  - {id: admin, name: EDX Administrator, email: admin@example.com, roles: [sysadmin], api_key: key-admin}
+  - {id: admin, name: EDX Administrator, email: admin@example.com, roles: [sysadmin],
+     api_key: key-admin}
   - {id: alice, name: Alice Author, email: alice@example.com, api_key: key-alice}
   - {id: bob, name: Bob Builder, email: bob@example.com, api_key: key-bob}
   - {id: carol, name: Carol Reader, email: carol@example.com, api_key: key-carol}

@@ -252,10 +252,11 @@ def test_refresh_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
 
 
 def test_refresh_keeps_an_expiring_lock_alive(mgr: LockManager) -> None:
-    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.05).lock
-    for _ in range(4):
-        time.sleep(0.03)
-        mgr.refresh(lock, "alice", 0.05)
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.2).lock
+    for _ in range(5):
+        time.sleep(0.06)
+        mgr.refresh(lock, "alice", 0.2)
+    # 0.3 s went by: without the refreshes the 0.2 s lease would be over
     assert mgr.get(lock.id).owner == "alice"
 
 
@@ -273,9 +274,9 @@ def test_time_comes_from_the_server_not_the_client(
 # --- expiry ------------------------------------------------------------------------------
 
 def test_expired_lock_is_gone_from_get_and_list_before_any_cleanup(mgr: LockManager) -> None:
-    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.1).lock
     assert [lk.id for lk in mgr.list(SCOPE).locks] == [lock.id]
-    time.sleep(0.06)
+    time.sleep(0.15)
     assert mgr.list(SCOPE).locks == ()
     assert mgr.list(SCOPE, owner="alice").locks == ()
     with pytest.raises(LockNotFound):

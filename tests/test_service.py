@@ -154,8 +154,8 @@ def test_admin_replaces_the_catalog_and_creates_users(client: Any) -> None:
 # --- Redis outages -----------------------------------------------------------------------
 
 def dead_redis() -> redis.Redis:
-    from redis.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
 
