@@ -79,8 +79,8 @@ def log_exception(exc: BaseException) -> None:
               extra={"fields": {"request_id": request_id(), "path": request.path}})
 
 
-def count_lock_op(result: str) -> None:
-    LOCK_OPS.labels(result).inc()
+def count_lock_op(result: str, count: int = 1) -> None:
+    LOCK_OPS.labels(result).inc(count)
 
 
 def api_of(path: str) -> str:

@@ -80,6 +80,9 @@ class InstrumentedLockManager(LockManager):
         count_lock_op("refreshed")
         return lock
 
+    def expired_noticed(self, count: int) -> None:
+        count_lock_op("expired", count)
+
     def get(self, lock_id: str) -> Lock:
         return _measured("get", lambda: super(InstrumentedLockManager, self).get(lock_id))
 

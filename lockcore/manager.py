@@ -84,6 +84,9 @@ class LockManager:
         """The Redis keys of a scope (see the README's key layout)."""
         return self._keys(scope)
 
+    def expired_noticed(self, count: int) -> None:
+        """Called with the number of expired locks a call removed; a hook for metrics."""
+
     def load_scripts(self) -> list[str]:
         """Load every script now (they also load themselves on first use)."""
         return self._scripts.load_all()
@@ -140,7 +143,7 @@ class LockManager:
                 max_ttl_ms=0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
                 metadata=meta,
             ),
-            "acquire", scope,
+            "acquire", scope, None, self.expired_noticed,
         )
         lock_raw, replaced_raw, created = reply.items
         replaced = (
@@ -176,7 +179,7 @@ class LockManager:
         lock_id, scope = self._locate(lock)
         reply = check(
             self._scripts.release(self.keys(scope), scope, lock_id, owner, force),
-            "release", scope, lock_id,
+            "release", scope, lock_id, self.expired_noticed,
         )
         return Lock.from_record(reply.items[0], scope, reply.now_ms)
 
@@ -193,14 +196,15 @@ class LockManager:
             ttl_ms = _ms(ttl)
         reply = check(
             self._scripts.refresh(self.keys(scope), scope, lock_id, owner, ttl_ms, force),
-            "refresh", scope, lock_id,
+            "refresh", scope, lock_id, self.expired_noticed,
         )
         return Lock.from_record(reply.items[0], scope, reply.now_ms)
 
     def get(self, lock_id: str) -> Lock:
         """The live lock with this id, or LockNotFound."""
         scope = self.scope_of(lock_id)
-        reply = check(self._scripts.get(self.keys(scope), scope, lock_id), "get", scope, lock_id)
+        reply = check(self._scripts.get(self.keys(scope), scope, lock_id), "get", scope, lock_id,
+                      self.expired_noticed)
         return Lock.from_record(reply.items[0], scope, reply.now_ms)
 
     def list(
@@ -231,7 +235,7 @@ class LockManager:
                 self.keys(scope), scope, index=index, prefix=prefix, cursor=cursor or "",
                 count=limit, owner=owner or "", type=type or "", resource=resource or "",
             ),
-            "list", scope,
+            "list", scope, None, self.expired_noticed,
         )
         next_cursor, *raws = reply.items
         return LockPage(

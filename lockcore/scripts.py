@@ -15,6 +15,7 @@ import sys
 from enum import IntEnum
 from functools import cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned, UnexpectedReply
@@ -66,9 +67,11 @@ _ERRORS: dict[ReplyCode, type[LockError]] = {
 
 
 class Reply(NamedTuple):
-    """A successful reply: the server's time (ms) and the rest of the array."""
+    """A successful reply: the server's time (ms), how many locks the call found expired,
+    and the rest of the array."""
 
     now_ms: int
+    expired: int
     items: list[Any]
 
 
@@ -76,19 +79,28 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def check(reply: Any, script: str, scope: str, lock_id: str | None = None) -> Reply:
-    """Turn a raw script reply into a Reply, or raise the error its code stands for."""
+def check(
+    reply: Any,
+    script: str,
+    scope: str,
+    lock_id: str | None = None,
+    on_expired: Callable[[int], None] | None = None,
+) -> Reply:
+    """Turn a raw script reply into a Reply, or raise the error its code stands for.
+    ``on_expired`` hears how many locks the call found expired, success or not."""
     from .models import Lock
 
     try:
         code = ReplyCode(int(reply[0]))
-        now_ms = int(reply[1])
+        now_ms, expired = int(reply[1]), int(reply[2])
     except (TypeError, ValueError, IndexError) as exc:
         raise UnexpectedReply(f"{script}.lua replied {reply!r}", scope=scope) from exc
+    if expired and on_expired is not None:
+        on_expired(expired)
     if code is ReplyCode.OK:
-        return Reply(now_ms, list(reply[2:]))
+        return Reply(now_ms, expired, list(reply[3:]))
     error = _ERRORS[code]
-    holder = Lock.from_record(reply[2], scope, now_ms) if len(reply) > 2 else None
+    holder = Lock.from_record(reply[3], scope, now_ms) if len(reply) > 3 else None
     messages = {
         LockConflict: f"held by {holder.owner if holder else '?'} in {scope!r}",
         LockNotOwned: f"lock {lock_id} belongs to {holder.owner if holder else '?'}",

@@ -30,7 +30,8 @@ local SCOPE = ARGV[1]
 local MAXLEN = tonumber(ARGV[2])
 local RETAIN = tonumber(ARGV[3])
 
--- Reply codes, mirrored by lockcore.scripts.ReplyCode.
+-- Reply codes, mirrored by lockcore.scripts.ReplyCode. Every reply is an array
+-- {code, server time in ms, number of locks this call found expired, ...}.
 local OK, CONFLICT, NOT_FOUND, NOT_OWNED = 0, 1, 2, 3
 
 -- Score standing for "no expiry": a far-future instant (year 33658), exact in a double.
@@ -118,6 +119,15 @@ local function emit(event, r, extra)
   redis.call('PUBLISH', K_EVENTS, cjson.encode(message))
 end
 
+-- Locks found expired by this call (third element of every reply).
+local EXPIRED = 0
+
+local function expire(r)
+  drop(r)
+  emit('expired', r)
+  EXPIRED = EXPIRED + 1
+end
+
 -- Removes up to SWEEP expired locks of the scope (announcing each) and up to SWEEP
 -- expired entries of the slot's id directory.
 local function sweep()
@@ -125,8 +135,7 @@ local function sweep()
   for _, id in ipairs(ids) do
     local r = load(id)
     if r then
-      drop(r)
-      emit('expired', r)
+      expire(r)
     else
       redis.call('ZREM', K_EXP, id)
     end

@@ -20,8 +20,8 @@ ARGV[11] metadata: JSON object of string -> string
 ARGV[12] id prefix: hash slot of the scope + 1 (decimal)
 
 Returns:
-  {0 OK, now_ms, lock_json, replaced_json or "", created 1|0}
-  {1 CONFLICT, now_ms, holder_json}
+  {0 OK, now_ms, expired, lock_json, replaced_json or "", created 1|0}
+  {1 CONFLICT, now_ms, expired, holder_json}
 Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
 The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
 ]]
@@ -54,10 +54,9 @@ if mode == 'exclusive' then
   for _, member in ipairs(lex_range(K_RES, enc(ltype) .. ':' .. enc(resource) .. ':')) do
     local r, raw = load(id_of(member))
     if r and not is_live(r) then
-      drop(r)
-      emit('expired', r)
+      expire(r)
     elseif r and r.owner ~= owner then
-      return {CONFLICT, NOW, raw}
+      return {CONFLICT, NOW, EXPIRED, raw}
     elseif r then
       r.expires_at = expires(NOW)
       r.ttl = ttl > 0 and ttl or nil
@@ -67,7 +66,7 @@ if mode == 'exclusive' then
       local raw = store(r)
       emit('refreshed', r)
       settle()
-      return {OK, NOW, raw, '', 0}
+      return {OK, NOW, EXPIRED, raw, '', 0}
     end
   end
 end
@@ -98,16 +97,14 @@ local replaced_raw, replaced_id = '', ''
 if one_per_owner then
   for _, member in ipairs(lex_range(K_OWN, enc(owner) .. ':' .. enc(ltype) .. ':')) do
     local r, raw = load(id_of(member))
-    if r then
+    if r and is_live(r) then
       drop(r)
-      if is_live(r) then
-        emit('replaced', r, {'by', lock.id})
-        if replaced_raw == '' then
-          replaced_raw, replaced_id = raw, r.id
-        end
-      else
-        emit('expired', r)
+      emit('replaced', r, {'by', lock.id})
+      if replaced_raw == '' then
+        replaced_raw, replaced_id = raw, r.id
       end
+    elseif r then
+      expire(r)
     end
   end
 end
@@ -115,4 +112,4 @@ end
 local raw = store(lock)
 emit('acquired', lock, {'replaced', replaced_id})
 settle()
-return {OK, NOW, raw, replaced_raw, 1}
+return {OK, NOW, EXPIRED, raw, replaced_raw, 1}

@@ -14,7 +14,7 @@ ARGV[8] owner filter ("" = any)
 ARGV[9] type filter ("" = any)
 ARGV[10] resource filter ("" = any)
 
-Returns: {0 OK, now_ms, next_cursor ("" at the end), lock_json...}
+Returns: {0 OK, now_ms, 0, next_cursor ("" at the end), lock_json...}
 ]]
 --!include _lib.lua
 
@@ -32,7 +32,7 @@ if cursor ~= '' then
   min = '(' .. cursor
 end
 
-local out = {OK, NOW, ''}
+local out = {OK, NOW, EXPIRED, ''}
 local budget = math.max(1000, 10 * count)
 while budget > 0 do
   local batch = math.min(count, budget)
@@ -45,9 +45,9 @@ while budget > 0 do
       and (f_type == '' or r.type == f_type)
       and (f_resource == '' or r.resource == f_resource) then
       out[#out + 1] = raw
-      if #out - 3 == count then
+      if #out - 4 == count then
         if i < #members or #members == batch then
-          out[3] = member
+          out[4] = member
         end
         return out
       end
@@ -59,5 +59,5 @@ while budget > 0 do
   end
 end
 -- Read budget spent: the caller continues from the last member read.
-out[3] = string.sub(min, 2)
+out[4] = string.sub(min, 2)
 return out

@@ -10,9 +10,9 @@ ARGV[6] ttl in milliseconds from now; "" = the lock's own lease (its ttl at acqu
 ARGV[7] force: "1" lets an administrator refresh a lock of any owner, "0" otherwise
 
 Returns:
-  {0 OK, now_ms, lock_json}
-  {2 NOT_FOUND, now_ms}
-  {3 NOT_OWNED, now_ms, lock_json}
+  {0 OK, now_ms, expired, lock_json}
+  {2 NOT_FOUND, now_ms, expired}
+  {3 NOT_OWNED, now_ms, expired, lock_json}
 ]]
 --!include _lib.lua
 
@@ -23,14 +23,13 @@ sweep()
 local r, raw = load(id)
 if not r or not is_live(r) then
   if r then
-    drop(r)
-    emit('expired', r)
+    expire(r)
     settle()
   end
-  return {NOT_FOUND, NOW}
+  return {NOT_FOUND, NOW, EXPIRED}
 end
 if r.owner ~= owner and not force then
-  return {NOT_OWNED, NOW, raw}
+  return {NOT_OWNED, NOW, EXPIRED, raw}
 end
 ttl = ttl or r.ttl
 if ttl and r.max_ttl and ttl > r.max_ttl then
@@ -42,4 +41,4 @@ end
 raw = store(r)
 emit('refreshed', r)
 settle()
-return {OK, NOW, raw}
+return {OK, NOW, EXPIRED, raw}

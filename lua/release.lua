@@ -8,9 +8,9 @@ ARGV[5] owner asking for the release
 ARGV[6] force: "1" lets an administrator release a lock of any owner, "0" otherwise
 
 Returns:
-  {0 OK, now_ms, lock_json}       released
-  {2 NOT_FOUND, now_ms}           unknown or expired
-  {3 NOT_OWNED, now_ms, lock_json} held by another owner and not forced
+  {0 OK, now_ms, expired, lock_json}       released
+  {2 NOT_FOUND, now_ms, expired}           unknown or expired
+  {3 NOT_OWNED, now_ms, expired, lock_json} held by another owner and not forced
 ]]
 --!include _lib.lua
 
@@ -20,16 +20,15 @@ sweep()
 local r, raw = load(id)
 if not r or not is_live(r) then
   if r then
-    drop(r)
-    emit('expired', r)
+    expire(r)
     settle()
   end
-  return {NOT_FOUND, NOW}
+  return {NOT_FOUND, NOW, EXPIRED}
 end
 if r.owner ~= owner and not force then
-  return {NOT_OWNED, NOW, raw}
+  return {NOT_OWNED, NOW, EXPIRED, raw}
 end
 drop(r)
 emit('released', r, {'by', owner})
 settle()
-return {OK, NOW, raw}
+return {OK, NOW, EXPIRED, raw}

@@ -296,6 +296,21 @@ def test_expired_lock_frees_the_resource_and_is_announced(
     assert redis_client.hget(mgr.keys(SCOPE).ids, old.id) is None
 
 
+def test_calls_report_how_many_expired_locks_they_removed(redis_client: Any) -> None:
+    noticed: list[int] = []
+
+    class Counting(LockManager):
+        def expired_noticed(self, count: int) -> None:
+            noticed.append(count)
+
+    mgr = Counting(redis_client, TYPES, prefix="t")
+    for n in range(3):
+        mgr.acquire(SCOPE, "job", f"j{n}", "alice", ttl=0.02)
+    time.sleep(0.05)
+    mgr.acquire(SCOPE, "job", "other", "bob")
+    assert noticed == [3]
+
+
 def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
     redis_client: Any
 ) -> None:

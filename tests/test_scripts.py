@@ -36,10 +36,11 @@ HOLDER = ('{"id":"100000000000000005","type":"job","resource":"r","owner":"alice
 
 
 @pytest.mark.parametrize(("reply", "error"), [
-    ([1, 2000, HOLDER], LockConflict),
-    ([3, 2000, HOLDER], LockNotOwned),
-    ([2, 2000], LockNotFound),
-    ([9, 2000], UnexpectedReply),
+    ([1, 2000, 0, HOLDER], LockConflict),
+    ([3, 2000, 0, HOLDER], LockNotOwned),
+    ([2, 2000, 1], LockNotFound),
+    ([9, 2000, 0], UnexpectedReply),
+    ([0, 2000], UnexpectedReply),
     (["x"], UnexpectedReply),
     (None, UnexpectedReply),
 ])
@@ -62,7 +63,7 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
     args = ["course:1", 100, 60000, "gadget", "g1"]
     tail = ["exclusive", "0", "30000", "0", "{}", keys.slot + 1]
     ok = client.eval(acquire, 8, *keys.all, *args, "alice", *tail)
-    assert ok[0] == 0 and ok[4] == 1
+    assert ok[0] == 0 and ok[2] == 0 and ok[5] == 1
     conflict = client.eval(acquire, 8, *keys.all, *args, "bob", *tail)
-    assert conflict[0] == 1 and b'"owner":"alice"' in conflict[2]
+    assert conflict[0] == 1 and b'"owner":"alice"' in conflict[3]
     client.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,22 @@ def test_metrics_count_requests_and_lock_operations(client: Any) -> None:
     assert 'lockcore_lock_operations_total{result="acquired"}' in text
     assert 'lockcore_lock_operations_total{result="conflict"}' in text
     assert 'lockcore_redis_call_seconds_count{operation="acquire"}' in text
+
+
+def test_metrics_count_expired_locks(app: Any, client: Any) -> None:
+    def expired() -> float:
+        for line in client.get("/metrics").get_data(as_text=True).splitlines():
+            if line.startswith('lockcore_lock_operations_total{result="expired"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = expired()
+    app.extensions["lockcore"].locks.acquire("versal:course:c1", "gadget", "g1", "alice",
+                                             ttl=0.02)
+    time.sleep(0.05)
+    body = {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}}
+    assert client.post("/locks", json=body, headers={"SID": KEYS["bob"]}).status_code == 201
+    assert expired() == before + 1
 
 
 def test_logs_are_json_lines_with_the_request_id(client: Any, capfd: Any) -> None:
