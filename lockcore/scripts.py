@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import IntEnum
 from functools import cache
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned, UnexpectedReply
