@@ -14,6 +14,9 @@ import requests
 
 from .servers import free_port
 
+#: The installed console script (pip install puts it beside the interpreter).
+LOCKCORE = str(Path(sys.executable).parent / "lockcore")
+
 
 class LiveService:
     """``lockcore serve`` in a subprocess, on a free port, stopped with SIGTERM."""
@@ -34,7 +37,7 @@ class LiveService:
     def start(self, timeout: float = 30.0) -> LiveService:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *self.args], cwd=self.workdir, env=self.env,
+            [LOCKCORE, *self.args], cwd=self.workdir, env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         deadline = time.monotonic() + timeout
