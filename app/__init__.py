@@ -18,7 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # before prometheus_client is first imported, and it imports this package first.
     from . import admin, observability, openapi, ops
     from . import config as config_module
-    from .apis import versal
+    from .apis import edx, versal
     from .errors import ApiError, envelope_for, plain_envelope
     from .services import build
 
@@ -26,11 +26,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config_module.load(config))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["lockcore"] = build(app.config)
+    # A bad override file fails here, at startup, not on a request.
+    app.extensions["edx_features"] = edx.load_features(app.config["EDX_FEATURES_OVERRIDE"])
 
     observability.init_app(app)
     openapi.init_app(app)
 
-    for blueprint in (ops.bp, admin.bp, versal.bp):
+    for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

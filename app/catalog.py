@@ -176,8 +176,11 @@ class Catalog:
         out["files"] = {}
         for course in doc["courses"]:
             out["courses"][course["key"]] = course
+        out["workspace_names"] = {}
         for ws in doc["workspaces"]:
             out["workspaces"][ws["id"]] = ws
+            if ws.get("name"):
+                out["workspace_names"][ws["name"]] = ws["id"]
         for room in doc["rooms"]:
             out["rooms"][room["id"]] = {k: v for k, v in room.items() if k != "files"}
             for f in room["files"]:
@@ -209,8 +212,9 @@ class Catalog:
             for u in doc["users"]:
                 users.put(User(u["id"], u["name"], u["email"], frozenset(u["roles"])),
                           u.get("api_key"))
-        return {kind: len(by_id) for kind, by_id in entities.items()} | {
-            "users": len(doc["users"])}
+        counts = {kind: len(by_id) for kind, by_id in entities.items()
+                  if kind != "workspace_names"}
+        return counts | {"users": len(doc["users"])}
 
     def dump(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -222,6 +226,9 @@ class Catalog:
     def put_entity(self, kind: str, entity: dict[str, Any]) -> None:
         schema, id_field = KINDS[kind]
         self.client.hset(self.key(kind), entity[id_field], json.dumps(entity))
+        if kind == "workspaces" and entity.get("name"):
+            self.client.hset(self.key("workspace_names"), entity["name"],
+                             json.dumps(entity["id"]))
 
     def delete_entity(self, kind: str, entity_id: str) -> bool:
         return bool(self.client.hdel(self.key(kind), entity_id))
@@ -236,7 +243,11 @@ class Catalog:
                       dict(c.get("roles", {})))
 
     def workspace(self, ws_id: str) -> Workspace | None:
+        """A workspace by id, or else by name (EDX accepts either)."""
         w = self._get("workspaces", ws_id)
+        if w is None:
+            by_name = self._get("workspace_names", ws_id)
+            w = self._get("workspaces", by_name) if isinstance(by_name, str) else None
         if w is None:
             return None
         return Workspace(w["id"], w.get("name", ""), frozenset(w.get("admins", [])),

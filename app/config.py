@@ -16,6 +16,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
     "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)
     "VERSAL_MAX_TTL": (3600.0, float),
+    "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
+    "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
     "REDIS_TIMEOUT": (5.0, float),  # seconds before a Redis call counts as failed
     "LOG_LEVEL": ("INFO", str),
 }

@@ -96,6 +96,8 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
     return [
         LockType("gadget", one_per_owner=True, default_ttl=config["VERSAL_TTL"],
                  max_ttl=config["VERSAL_MAX_TTL"]),
+        LockType("workspace", default_ttl=config["EDX_TTL"] or None,
+                 allow_no_expiry=not config["EDX_TTL"]),
     ]
 
 

@@ -1,0 +1,364 @@
+"""The EDX workspace lock API (seed 000): CKAN-style actions under ``/api/3/action``.
+
+``lock_workspace`` toggles a lockcore lock of type ``workspace`` on resource
+``<workspace id>`` in scope ``edx:workspace:<workspace id>`` (no expiry unless
+``LOCKCORE_EDX_TTL`` is set); ``check_workspace_lock`` reads it. While a workspace is
+locked, the features marked restricted in ``edx_features.yaml`` are refused to everyone but
+the locker, through ``workspace_action_check`` and the guarded actions (``create_folder``,
+``resource_delete``, ...), which check and answer but perform nothing themselves.
+
+Envelope: ``{"help": "<base>/api/3/action/help_show?name=...", "success": true, "result":
+...}``; errors ``{"help", "success": false, "error": {"__type", "message", <field>: [...]}}``
+with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validation Error,
+400 for malformed JSON, a GET on an action, or an unknown action.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from flask import Blueprint, current_app, jsonify, request
+from marshmallow import Schema, fields
+
+from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
+
+from ..auth import user_for_key
+from ..catalog import Workspace
+from ..errors import ApiError, register_envelope, register_prefix
+from ..identity import User
+from ..openapi import REGISTRY, route
+from ..services import services
+
+bp = Blueprint("edx", __name__, url_prefix="/api/3/action")
+TAG = "EDX workspace locks"
+LOCK_TYPE = "workspace"
+HELP_NAME = "workspace_lock_api"
+USER_AGENT = "EDX-USER"
+KEY_HEADERS = ("X-CKAN-API-Key", "EDX-API-Key", "Authorization")
+FEATURES_FILE = Path(__file__).with_name("edx_features.yaml")
+
+AUTHZ, NOT_FOUND, VALIDATION, BAD_REQUEST = (
+    "Authorization Error", "Not Found Error", "Validation Error", "Bad Request")
+STATUS = {AUTHZ: 403, NOT_FOUND: 404, VALIDATION: 409, BAD_REQUEST: 400}
+
+LOCKED_MESSAGE = ("This workspace was locked by {label} and you cannot perform this action. "
+                  "It must be unlocked by the user who locked it.")
+
+# -- the envelope -------------------------------------------------------------------------
+
+
+def help_url(name: str) -> str:
+    return f"{request.host_url.rstrip('/')}/api/3/action/help_show?name={name}"
+
+
+def help_name() -> str:
+    action = request.path.rsplit("/", 1)[-1]
+    return action if action in GUARDED_ACTIONS else HELP_NAME
+
+
+def envelope(exc: ApiError) -> tuple[Any, int]:
+    kind = exc.kind if exc.kind in STATUS else {
+        403: AUTHZ, 404: NOT_FOUND, 409: VALIDATION}.get(exc.status, exc.kind or BAD_REQUEST)
+    error: dict[str, Any] = {"__type": kind, "message": exc.message}
+    if isinstance(exc.details, dict):
+        error.update(exc.details)
+    status = STATUS.get(kind, exc.status)
+    if exc.status >= 500:
+        status = exc.status
+    return jsonify({"help": help_url(help_name()), "success": False, "error": error}), status
+
+
+def error(kind: str, message: str, fields_: dict[str, list[str]] | None = None) -> ApiError:
+    return ApiError(STATUS[kind], message, kind=kind, details=fields_)
+
+
+def ok(result: Any) -> Any:
+    return jsonify({"help": help_url(help_name()), "success": True, "result": result})
+
+
+HTTP_MESSAGES = {
+    404: "Bad request - Action name not known",
+    405: "Bad request - Actions are called with POST; JSON body or form data",
+}
+
+
+def _http_envelope(exc: ApiError) -> tuple[Any, int]:
+    # No such action (404 from routing) or a GET on one (405): CKAN answers 400.
+    if exc.kind in STATUS:
+        pass  # one of ours
+    elif exc.status == 404:
+        name = request.path.rsplit("/", 1)[-1]
+        exc = error(BAD_REQUEST, f"Bad request - Action name not known: {name}")
+    elif exc.status == 405:
+        exc = error(BAD_REQUEST, HTTP_MESSAGES[405])
+    return envelope(exc)
+
+
+register_envelope(bp, _http_envelope, HTTP_MESSAGES)
+register_prefix("/api/3/action", _http_envelope, HTTP_MESSAGES)
+for header in KEY_HEADERS:
+    REGISTRY.security_schemes[header] = {"type": "apiKey", "in": "header", "name": header}
+SECURITY = [{h: []} for h in KEY_HEADERS]
+
+# -- restricted features ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feature:
+    key: str
+    label: str
+    restricted: bool
+    actions: tuple[str, ...]
+
+
+def load_features(override: str = "") -> tuple[dict[str, Feature], dict[str, dict[str, bool]]]:
+    """The feature table, and per-workspace overrides, from the data files."""
+    table = yaml.safe_load(FEATURES_FILE.read_text())["tables"]
+    features = {
+        row["key"]: Feature(row["key"], row["label"], bool(row["restricted"]),
+                            tuple(row.get("actions", ())))
+        for rows in table.values() for row in rows
+    }
+    per_workspace: dict[str, dict[str, bool]] = {}
+    if override:
+        data = yaml.safe_load(Path(override).read_text()) or {}
+        changes = {"": data.get("default") or {}}
+        changes.update({str(k): v for k, v in (data.get("workspaces") or {}).items()})
+        for where, values in changes.items():
+            for key, restricted in values.items():
+                if key not in features or not isinstance(restricted, bool):
+                    raise ValueError(f"{override}: {where or 'default'}.{key}: unknown "
+                                     f"feature or not true/false")
+            if where:
+                per_workspace[where] = dict(values)
+            else:
+                features = {k: Feature(f.key, f.label, values.get(k, f.restricted), f.actions)
+                            for k, f in features.items()}
+    return features, per_workspace
+
+
+DEFAULT_FEATURES, _ = load_features()
+GUARDED_ACTIONS = {a: f.key for f in DEFAULT_FEATURES.values() for a in f.actions}
+
+
+def features() -> tuple[dict[str, Feature], dict[str, dict[str, bool]]]:
+    """The app's table (loaded by create_app, with its override applied)."""
+    return current_app.extensions["edx_features"]  # type: ignore[no-any-return]
+
+
+def is_restricted(feature: Feature, workspace: Workspace) -> bool:
+    return features()[1].get(workspace.id, {}).get(feature.key, feature.restricted)
+
+
+# -- schemas (for the OpenAPI document) ---------------------------------------------------
+
+
+class LockWorkspaceSchema(Schema):
+    workspace_id = fields.String(required=True, metadata={"description": "id or name"})
+    notes = fields.String(metadata={"description": "a note shown by check_workspace_lock"})
+
+
+class WorkspaceIdSchema(Schema):
+    workspace_id = fields.String(required=True)
+
+
+class ActionCheckSchema(Schema):
+    workspace_id = fields.String(required=True)
+    action = fields.String(required=True, metadata={"description": "a feature key"})
+
+
+class EnvelopeSchema(Schema):
+    help = fields.String()
+    success = fields.Boolean()
+    result = fields.Raw()
+    error = fields.Dict()
+
+
+# -- translation --------------------------------------------------------------------------
+
+
+def scope_of(workspace: Workspace) -> str:
+    return f"edx:workspace:{workspace.id}"
+
+
+def params() -> dict[str, Any]:
+    """The action's parameters: a JSON body or form data."""
+    if request.form:
+        return request.form.to_dict()
+    raw = request.get_data(as_text=True)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise error(BAD_REQUEST, f"Bad request - JSON Error: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error(BAD_REQUEST, "Bad request - JSON Error: the body must be a JSON object")
+    return data
+
+
+def caller() -> User:
+    if request.headers.get("User-Agent", "") != USER_AGENT:
+        raise error(AUTHZ, f"Access denied: EDX API requests must send the header "
+                    f"'User-Agent: {USER_AGENT}'")
+    for header in KEY_HEADERS:
+        value = request.headers.get(header, "").strip()
+        if value.lower().startswith("bearer "):
+            value = value[7:].strip()
+        if value:
+            user = user_for_key(value)
+            if user is None:
+                raise error(AUTHZ, f"Access denied: the API key in {header} is not valid")
+            return user
+    raise error(AUTHZ, "Access denied: an API key is required in X-CKAN-API-Key, "
+                "EDX-API-Key or Authorization")
+
+
+def required(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise error(VALIDATION, f"{name}: Missing value", {name: ["Missing value"]})
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise error(VALIDATION, f"{name}: Must be a string", {name: ["Must be a string"]})
+    return str(value)
+
+
+def workspace_for(data: dict[str, Any]) -> Workspace:
+    ws_id = required(data, "workspace_id")
+    workspace = services().catalog.workspace(ws_id)
+    if workspace is None:
+        raise error(NOT_FOUND, f"Not found: Workspace '{ws_id}' was not found")
+    return workspace
+
+
+def may_see(user: User, ws: Workspace) -> None:
+    if not (user.is_sysadmin or user.id in ws.admins or user.id in ws.members):
+        raise error(AUTHZ, f"Access denied: {user.id} is not a member of workspace '{ws.id}'")
+
+
+def current_lock(ws: Workspace) -> Lock | None:
+    page = services().locks.list(scope_of(ws), type=LOCK_TYPE, limit=1)
+    return page.locks[0] if page.locks else None
+
+
+def locker_label(lock: Lock) -> str:
+    name, email = lock.metadata.get("name", lock.owner), lock.metadata.get("email", "")
+    return f"{name} ({email})" if email else name
+
+
+def refuse_if_restricted(user: User, ws: Workspace, feature: Feature) -> Lock | None:
+    lock = current_lock(ws)
+    if lock is not None and lock.owner != user.id and is_restricted(feature, ws):
+        raise error(VALIDATION, LOCKED_MESSAGE.format(label=locker_label(lock)))
+    return lock
+
+
+# -- views --------------------------------------------------------------------------------
+
+ERRORS = {
+    400: ("Bad Request: malformed JSON", EnvelopeSchema),
+    403: ("Authorization Error", EnvelopeSchema),
+    404: ("Not Found Error", EnvelopeSchema),
+    409: ("Validation Error", EnvelopeSchema),
+    503: ("Lock store unavailable", EnvelopeSchema),
+}
+
+
+def _document(name: str, summary: str, body: Any) -> Any:
+    return route(bp, f"/{name}", "POST", summary=summary, tag=TAG, security=SECURITY,
+                 body=body, body_media=("application/json", "application/x-www-form-urlencoded"),
+                 responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS})
+
+
+@_document("lock_workspace", "Lock, or unlock, a workspace (the call toggles)",
+           LockWorkspaceSchema)
+def lock_workspace() -> Any:
+    user = caller()
+    data = params()
+    ws = workspace_for(data)
+    notes = data.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        raise error(VALIDATION, "notes: Must be a string", {"notes": ["Must be a string"]})
+    locks = services().locks
+    lock = current_lock(ws)
+    if lock is None:
+        if not (user.is_sysadmin or user.id in ws.admins):
+            raise error(AUTHZ, f"Access denied: only a System Administrator or an administrator"
+                        f" of workspace '{ws.id}' can lock it")
+        try:
+            locks.acquire(scope_of(ws), LOCK_TYPE, ws.id, user.id, metadata={
+                "name": user.name, "email": user.email, "notes": notes or ""})
+        except LockConflict as exc:
+            lock = exc.holder  # locked meanwhile by someone else: this call unlocks
+        else:
+            return ok({"is_locked": True, **({"notes": notes} if notes is not None else {})})
+    assert lock is not None
+    if not (user.is_sysadmin or (user.id in ws.admins and user.id == lock.owner)):
+        raise error(AUTHZ, f"Access denied: only a System Administrator or the workspace "
+                    f"administrator who locked it ({locker_label(lock)}) can unlock "
+                    f"workspace '{ws.id}'")
+    try:
+        locks.release(lock, user.id, force=user.is_sysadmin)
+    except LockNotFound:
+        pass  # unlocked meanwhile: the outcome is the same
+    except LockNotOwned as exc:
+        raise error(AUTHZ, "Access denied: the workspace was locked by someone else") from exc
+    return ok({"is_locked": False})
+
+
+@_document("check_workspace_lock", "Is the workspace locked, by whom, since when",
+           WorkspaceIdSchema)
+def check_workspace_lock() -> Any:
+    user = caller()
+    ws = workspace_for(params())
+    may_see(user, ws)
+    lock = current_lock(ws)
+    if lock is None:
+        return ok({"is_locked": False})
+    locked_at = datetime.fromtimestamp(lock.acquired_at, tz=timezone.utc)
+    return ok({"is_locked": True, "locked_by": locker_label(lock),
+               "date_locked": locked_at.strftime("%Y-%m-%d %H:%M"),
+               "notes": lock.metadata.get("notes", "")})
+
+
+@_document("workspace_action_check", "May the caller use a feature of the workspace now",
+           ActionCheckSchema)
+def workspace_action_check() -> Any:
+    user = caller()
+    data = params()
+    ws = workspace_for(data)
+    action = required(data, "action")
+    table, _ = features()
+    feature = table.get(action)
+    if feature is None:
+        known = ", ".join(table)
+        raise error(VALIDATION, f"action: unknown feature '{action}'; known features: {known}",
+                    {"action": [f"Unknown feature; known: {known}"]})
+    may_see(user, ws)
+    lock = refuse_if_restricted(user, ws, feature)
+    return ok({"allowed": True, "action": feature.key, "feature": feature.label,
+               "restricted": is_restricted(feature, ws), "is_locked": lock is not None})
+
+
+def _guarded(name: str, feature_key: str) -> None:
+    def view() -> Any:
+        user = caller()
+        ws = workspace_for(params())
+        may_see(user, ws)
+        feature = features()[0][feature_key]
+        refuse_if_restricted(user, ws, feature)
+        return ok({"allowed": True, "action": name, "feature": feature.label,
+                   "workspace_id": ws.id})
+
+    view.__name__ = f"guarded_{name}"
+    _document(name, f"Guarded action: refused while locked if '{feature_key}' is restricted"
+              " (lockcore checks; it performs nothing)", WorkspaceIdSchema)(view)
+
+
+for _action, _key in GUARDED_ACTIONS.items():
+    _guarded(_action, _key)
