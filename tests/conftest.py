@@ -93,6 +93,9 @@ courses:
   - key: c2
     gadgets: [g1]
     roles: {alice: editor, bob: editor}
+workspaces:
+  - {id: ws-1, name: Carbon Atlas, admins: [alice, bob], members: [carol]}
+  - {id: ws-2, name: Other, admins: [bob]}
 """
 
 SERVICE_BACKENDS = ["fake", "real"]
