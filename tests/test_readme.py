@@ -61,9 +61,9 @@ def test_the_tour_works_as_printed(tmp_path: Path, name: str) -> None:
     assert out.returncode == 0, out.stderr
     outputs = out.stdout.split("@@@\n")[:-1]
     assert len(outputs) == len(pairs)
-    for (block, expected), got in zip(pairs, outputs, strict=True):
+    for (block, expected), output in zip(pairs, outputs, strict=True):
         if expected is not None:
-            got = got.replace(f"127.0.0.1:{service.port}", "localhost:8000")
+            got = output.replace(f"127.0.0.1:{service.port}", "localhost:8000")
             assert matches(json.loads(got), expected), (block, got)
 
 
