@@ -18,6 +18,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "VERSAL_MAX_TTL": (3600.0, float),
     "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
     "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
+    "DOCSPACE_TTL": (0.0, float),  # seconds a DocSpace file lock lasts; 0: until unlocked
     "REDIS_TIMEOUT": (5.0, float),  # seconds before a Redis call counts as failed
     "LOG_LEVEL": ("INFO", str),
 }

@@ -85,9 +85,18 @@ def route(
     return decorator
 
 
+def schema_name(schema: Any) -> str:
+    """Component names carry their API's module (``VersalError``, ``DocspaceError``): each
+    API has its own shapes, often with the same class names."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    module = cls.__module__.rsplit(".", 1)[-1].capitalize()
+    name = cls.__name__.removesuffix("Schema")
+    return name if name.startswith(module) else module + name
+
+
 def build_spec() -> dict[str, Any]:
     spec = APISpec(title="lockcore", version=__version__, openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[MarshmallowPlugin(schema_name_resolver=schema_name)],
                    info={"description": "Four lock APIs on one Redis-backed lock engine."})
     for name, scheme in REGISTRY.security_schemes.items():
         spec.components.security_scheme(name, scheme)

@@ -98,6 +98,8 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
                  max_ttl=config["VERSAL_MAX_TTL"]),
         LockType("workspace", default_ttl=config["EDX_TTL"] or None,
                  allow_no_expiry=not config["EDX_TTL"]),
+        LockType("file", default_ttl=config["DOCSPACE_TTL"] or None,
+                 allow_no_expiry=not config["DOCSPACE_TTL"]),
     ]
 
 
