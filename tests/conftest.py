@@ -96,6 +96,16 @@ courses:
 workspaces:
   - {id: ws-1, name: Carbon Atlas, admins: [alice, bob], members: [carol]}
   - {id: ws-2, name: Other, admins: [bob]}
+rooms:
+  - id: room-1
+    access: {alice: RoomManager, bob: ContentCreator, carol: Editor, dave: Viewer}
+    files:
+      - {id: "123456", title: report.docx}
+      - {id: "123457", title: budget.xlsx}
+  - id: room-2
+    access: {bob: RoomManager}
+    files:
+      - {id: "900", title: secret.docx}
 """
 
 SERVICE_BACKENDS = ["fake", "real"]
