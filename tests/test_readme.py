@@ -32,7 +32,7 @@ def tour(name: str) -> list[tuple[str, Any]]:
 def matches(got: Any, expected: Any, key: str = "") -> bool:
     """Equal, except values that change every run: ids (digits), expiresIn (counting down)
     and dates (same format)."""
-    if key == "id":
+    if key == "id" and isinstance(expected, str) and expected.isdigit():  # a lock id
         return isinstance(got, str) and got.isdigit()
     if key == "date_locked":
         return isinstance(got, str) and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", got) is not None
@@ -48,7 +48,7 @@ def matches(got: Any, expected: Any, key: str = "") -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["versal-tour", "edx-tour"])
+@pytest.mark.parametrize("name", ["versal-tour", "edx-tour", "docspace-tour"])
 def test_the_tour_works_as_printed(tmp_path: Path, name: str) -> None:
     pairs = tour(name)
     assert len(pairs) >= 4
