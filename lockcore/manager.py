@@ -22,6 +22,15 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+def _instant_ms(instant: float | None) -> int | None:
+    if instant is None:
+        return None
+    if not isinstance(instant, (int, float)) or isinstance(instant, bool) or not (
+            0 < instant < math.inf):
+        raise InvalidLockRequest(f"expires_at must be seconds since the epoch, got {instant!r}")
+    return math.ceil(instant * 1000)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -121,6 +130,7 @@ class LockManager:
         *,
         ttl: float | None = None,
         metadata: Mapping[str, str] | None = None,
+        expires_at: float | None = None,
     ) -> AcquireResult:
         """Take a lock, or raise LockConflict naming the holder.
 
@@ -128,6 +138,8 @@ class LockManager:
         id and token, ``created=False``). For a ``one_per_owner`` type the owner's previous
         lock of that type in the scope is released and returned as ``replaced``.
         ``ttl`` in seconds; None takes the type's default; ``FOREVER`` for no expiry.
+        ``expires_at`` (seconds since the epoch, server clock) instead of ``ttl``: the lease
+        is what is left until then; InvalidLockRequest if that is not in the future.
         """
         lock_type = self.lock_type(type)
         keys = self.keys(scope)
@@ -139,9 +151,10 @@ class LockManager:
             self._scripts.acquire(
                 keys, scope, type=type, resource=resource, owner=owner,
                 mode=lock_type.mode.value, one_per_owner=lock_type.one_per_owner,
-                ttl_ms=self._ttl_ms(lock_type, ttl),
+                ttl_ms=self._ttl_ms(lock_type, ttl if expires_at is None else None),
                 max_ttl_ms=0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
                 metadata=meta,
+                expires_at_ms=_instant_ms(expires_at),
             ),
             "acquire", scope, None, self.expired_noticed,
         )
@@ -184,18 +197,31 @@ class LockManager:
         return Lock.from_record(reply.items[0], scope, reply.now_ms)
 
     def refresh(
-        self, lock: str | Lock, owner: str, ttl: float | None = None, *, force: bool = False
+        self,
+        lock: str | Lock,
+        owner: str,
+        ttl: float | None = None,
+        *,
+        force: bool = False,
+        expires_at: float | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+        replace_metadata: bool = False,
     ) -> Lock:
         """Extend a lock's lease to ``ttl`` seconds from now (None: its own lease length),
-        capped at its type's maximum TTL. Same errors as release."""
+        or to ``expires_at`` (seconds since the epoch), capped at its type's maximum TTL.
+        ``metadata``: keys to set (None values remove a key), or the whole new map with
+        ``replace_metadata``. Same errors as release."""
         lock_id, scope = self._locate(lock)
         ttl_ms = None
         if ttl is not None:
             if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < math.inf:
                 raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
             ttl_ms = _ms(ttl)
+        meta = None if metadata is None else {
+            str(k): None if v is None else str(v) for k, v in metadata.items()}
         reply = check(
-            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, ttl_ms, force),
+            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, ttl_ms, force,
+                                  _instant_ms(expires_at), meta, replace_metadata),
             "refresh", scope, lock_id, self.expired_noticed,
         )
         return Lock.from_record(reply.items[0], scope, reply.now_ms)
@@ -242,6 +268,11 @@ class LockManager:
             locks=tuple(Lock.from_record(raw, scope, reply.now_ms) for raw in raws),
             cursor=_text(next_cursor) or None,
         )
+
+    def count(self, scope: str) -> int:
+        """How many live locks the scope holds (O(log n))."""
+        reply = check(self._scripts.count(self.keys(scope), scope), "count", scope)
+        return int(reply.items[0])
 
     def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:
         """Every live lock of the scope matching the filters, page by page."""

@@ -46,7 +46,8 @@ class LockType:
 
 @dataclass(frozen=True)
 class Lock:
-    """A lock as the server saw it at ``as_of`` (server clock, seconds since the epoch)."""
+    """A lock as the server saw it at ``as_of`` (server clock, seconds since the epoch);
+    ``updated_at``: its last change (acquire, refresh, metadata)."""
 
     id: str
     scope: str
@@ -58,6 +59,7 @@ class Lock:
     expires_at: float | None
     metadata: Mapping[str, str] = field(default_factory=dict)
     as_of: float = 0.0
+    updated_at: float = 0.0
 
     @property
     def remaining(self) -> float | None:
@@ -84,6 +86,7 @@ class Lock:
             expires_at=None if expires is None else int(expires) / 1000,
             metadata=MappingProxyType({str(k): str(v) for k, v in metadata.items()}),
             as_of=now_ms / 1000,
+            updated_at=int(r.get("updated_at", r["acquired_at"])) / 1000,
         )
 
 

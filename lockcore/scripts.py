@@ -18,10 +18,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned, UnexpectedReply
+from .exceptions import (
+    InvalidLockRequest,
+    LockConflict,
+    LockError,
+    LockNotFound,
+    LockNotOwned,
+    UnexpectedReply,
+)
 from .keys import ScopeKeys
 
-SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list")
+SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "count")
 
 
 def lua_dir() -> Path:
@@ -57,12 +64,14 @@ class ReplyCode(IntEnum):
     CONFLICT = 1
     NOT_FOUND = 2
     NOT_OWNED = 3
+    INVALID = 4
 
 
 _ERRORS: dict[ReplyCode, type[LockError]] = {
     ReplyCode.CONFLICT: LockConflict,
     ReplyCode.NOT_FOUND: LockNotFound,
     ReplyCode.NOT_OWNED: LockNotOwned,
+    ReplyCode.INVALID: InvalidLockRequest,
 }
 
 
@@ -105,6 +114,7 @@ def check(
         LockConflict: f"held by {holder.owner if holder else '?'} in {scope!r}",
         LockNotOwned: f"lock {lock_id} belongs to {holder.owner if holder else '?'}",
         LockNotFound: f"no live lock {lock_id} in {scope!r}",
+        InvalidLockRequest: "the expiry is not in the future",
     }
     raise error(messages[error], lock_id=lock_id, scope=scope, holder=holder)
 
@@ -139,10 +149,12 @@ class Scripts:
         ttl_ms: int,
         max_ttl_ms: int,
         metadata: dict[str, str],
+        expires_at_ms: int | None = None,
     ) -> Any:
         return self._run(
             "acquire", keys, scope, type, resource, owner, mode, int(one_per_owner),
             ttl_ms, max_ttl_ms, json.dumps(metadata), keys.slot + 1,
+            "" if expires_at_ms is None else expires_at_ms,
         )
 
     def release(self, keys: ScopeKeys, scope: str, lock_id: str, owner: str, force: bool) -> Any:
@@ -150,10 +162,17 @@ class Scripts:
 
     def refresh(
         self, keys: ScopeKeys, scope: str, lock_id: str, owner: str,
-        ttl_ms: int | None, force: bool,
+        ttl_ms: int | None, force: bool, expires_at_ms: int | None = None,
+        metadata: dict[str, str | None] | None = None, replace_metadata: bool = False,
     ) -> Any:
         return self._run("refresh", keys, scope, lock_id, owner,
-                         "" if ttl_ms is None else ttl_ms, int(force))
+                         "" if ttl_ms is None else ttl_ms, int(force),
+                         "" if expires_at_ms is None else expires_at_ms,
+                         "" if metadata is None else json.dumps(metadata),
+                         "replace" if replace_metadata else "merge")
+
+    def count(self, keys: ScopeKeys, scope: str) -> Any:
+        return self._run("count", keys, scope)
 
     def get(self, keys: ScopeKeys, scope: str, lock_id: str) -> Any:
         return self._run("get", keys, scope, lock_id)

@@ -32,7 +32,7 @@ local RETAIN = tonumber(ARGV[3])
 
 -- Reply codes, mirrored by lockcore.scripts.ReplyCode. Every reply is an array
 -- {code, server time in ms, number of locks this call found expired, ...}.
-local OK, CONFLICT, NOT_FOUND, NOT_OWNED = 0, 1, 2, 3
+local OK, CONFLICT, NOT_FOUND, NOT_OWNED, INVALID = 0, 1, 2, 3, 4
 
 -- Score standing for "no expiry": a far-future instant (year 33658), exact in a double.
 local NOEXP = 1e15

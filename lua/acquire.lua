@@ -18,10 +18,13 @@ ARGV[9]  ttl in milliseconds; "0" = no expiry
 ARGV[10] max ttl in milliseconds, kept in the record to cap refreshes; "0" = no cap
 ARGV[11] metadata: JSON object of string -> string
 ARGV[12] id prefix: hash slot of the scope + 1 (decimal)
+ARGV[13] absolute expiry, ms since the epoch ("" = use the ttl): the lease is what is left
+         until then, capped at the max ttl
 
 Returns:
   {0 OK, now_ms, expired, lock_json, replaced_json or "", created 1|0}
   {1 CONFLICT, now_ms, expired, holder_json}
+  {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
 Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
 The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
 ]]
@@ -34,6 +37,15 @@ local metadata = cjson.decode(ARGV[11])
 local id_prefix = ARGV[12]
 
 sweep()
+if (ARGV[13] or '') ~= '' then
+  ttl = tonumber(ARGV[13]) - NOW
+  if ttl <= 0 then
+    return {INVALID, NOW, EXPIRED}
+  end
+  if max_ttl > 0 and ttl > max_ttl then
+    ttl = max_ttl
+  end
+end
 
 local function lex_range(key, prefix)
   return redis.call('ZRANGEBYLEX', key, '[' .. prefix, '(' .. string.sub(prefix, 1, -2) .. ';')
@@ -59,6 +71,7 @@ if mode == 'exclusive' then
       return {CONFLICT, NOW, EXPIRED, raw}
     elseif r then
       r.expires_at = expires(NOW)
+      r.updated_at = NOW
       r.ttl = ttl > 0 and ttl or nil
       for k, v in pairs(metadata) do
         r.metadata[k] = v
@@ -84,7 +97,7 @@ redis.call('SET', K_SEQ, int(seq))
 local lock = {
   id = id_prefix .. string.format('%014.0f', seq),
   type = ltype, resource = resource, owner = owner, token = seq,
-  acquired_at = NOW, expires_at = expires(NOW), metadata = metadata,
+  acquired_at = NOW, updated_at = NOW, expires_at = expires(NOW), metadata = metadata,
 }
 if ttl > 0 then
   lock.ttl = ttl

@@ -1,5 +1,5 @@
 --[[
-refresh.lua: extend a lock's lease.
+refresh.lua: extend a lock's lease, and optionally change its metadata.
 
 KEYS: the eight keys of _lib.lua.
 ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
@@ -8,11 +8,16 @@ ARGV[5] owner asking for the refresh
 ARGV[6] ttl in milliseconds from now; "" = the lock's own lease (its ttl at acquire).
         Capped at the lock's max_ttl. A lock without expiry stays without one when "".
 ARGV[7] force: "1" lets an administrator refresh a lock of any owner, "0" otherwise
+ARGV[8] absolute expiry, ms since the epoch ("" = use ARGV[6]); capped at max_ttl from now
+ARGV[9] metadata JSON object ("" = unchanged)
+ARGV[10] "replace": the metadata becomes ARGV[9]; "merge": its keys are set, and keys
+         whose value is null are removed
 
 Returns:
   {0 OK, now_ms, expired, lock_json}
   {2 NOT_FOUND, now_ms, expired}
   {3 NOT_OWNED, now_ms, expired, lock_json}
+  {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
 ]]
 --!include _lib.lua
 
@@ -31,6 +36,12 @@ end
 if r.owner ~= owner and not force then
   return {NOT_OWNED, NOW, EXPIRED, raw}
 end
+if (ARGV[8] or '') ~= '' then
+  ttl = tonumber(ARGV[8]) - NOW
+  if ttl <= 0 then
+    return {INVALID, NOW, EXPIRED}
+  end
+end
 ttl = ttl or r.ttl
 if ttl and r.max_ttl and ttl > r.max_ttl then
   ttl = r.max_ttl
@@ -38,6 +49,21 @@ end
 if ttl then
   r.expires_at = NOW + ttl
 end
+if (ARGV[9] or '') ~= '' then
+  local changes = cjson.decode(ARGV[9])
+  if ARGV[10] == 'replace' then
+    r.metadata = changes
+  else
+    for k, v in pairs(changes) do
+      if v == cjson.null then
+        r.metadata[k] = nil
+      else
+        r.metadata[k] = v
+      end
+    end
+  end
+end
+r.updated_at = NOW
 raw = store(r)
 emit('refreshed', r)
 settle()

@@ -440,3 +440,53 @@ def test_a_scopes_keys_share_one_hash_slot(mgr: LockManager) -> None:
         keys = mgr.keys(scope)
         assert {key_slot(k.encode()) for k in keys.all} == {keys.slot}
         assert keys.locks.startswith("t:{") and "}" not in keys.locks[3:-len("}:locks")]
+
+
+# --- absolute expiry, metadata changes, counting -----------------------------------------
+
+def test_acquire_until_an_absolute_server_time(mgr: LockManager, redis_client: Any) -> None:
+    now = server_ms(redis_client) / 1000
+    lock = mgr.acquire(SCOPE, "deletion", "item-1", "alice", expires_at=now + 40).lock
+    assert lock.expires_at == pytest.approx(now + 40, abs=0.01)
+    capped = mgr.acquire(SCOPE, "job", "j1", "alice", expires_at=now + 3600).lock
+    assert capped.expires_at == pytest.approx(capped.acquired_at + 20, abs=0.01)
+
+
+def test_an_expiry_in_the_past_is_refused(mgr: LockManager, redis_client: Any) -> None:
+    now = server_ms(redis_client) / 1000
+    with pytest.raises(InvalidLockRequest, match="not in the future"):
+        mgr.acquire(SCOPE, "deletion", "item-1", "alice", expires_at=now - 1)
+    lock = mgr.acquire(SCOPE, "deletion", "item-1", "alice").lock
+    with pytest.raises(InvalidLockRequest):
+        mgr.refresh(lock, "alice", expires_at=now - 1)
+    assert mgr.get(lock.id).expires_at == lock.expires_at
+
+
+def test_refresh_to_an_absolute_time(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "deletion", "item-1", "alice").lock
+    target = server_ms(redis_client) / 1000 + 10
+    moved = mgr.refresh(lock, "alice", expires_at=target)
+    assert moved.expires_at == pytest.approx(target, abs=0.01)
+    assert moved.updated_at >= lock.updated_at
+
+
+def test_refresh_merges_replaces_and_removes_metadata(mgr: LockManager) -> None:
+    lock = mgr.acquire(SCOPE, "deletion", "item-1", "alice",
+                       metadata={"workflow": "production", "group": "movie"}).lock
+    merged = mgr.refresh(lock, "alice", metadata={"group": None, "stage": "final"})
+    assert dict(merged.metadata) == {"workflow": "production", "stage": "final"}
+    assert merged.expires_at >= lock.expires_at
+    replaced = mgr.refresh(lock, "alice", metadata={"only": "this"}, replace_metadata=True)
+    assert dict(mgr.get(lock.id).metadata) == {"only": "this"} == dict(replaced.metadata)
+    emptied = mgr.refresh(lock, "alice", metadata={"only": None})
+    assert dict(emptied.metadata) == {}
+
+
+def test_count_sees_only_live_locks(mgr: LockManager) -> None:
+    assert mgr.count(SCOPE) == 0
+    mgr.acquire(SCOPE, "deletion", "a", "alice", ttl=0.03)
+    for n in range(3):
+        mgr.acquire(SCOPE, "deletion", "b", f"user{n}")
+    assert mgr.count(SCOPE) == 4
+    time.sleep(0.06)
+    assert mgr.count(SCOPE) == 3
