@@ -253,6 +253,12 @@ class Catalog:
         return Workspace(w["id"], w.get("name", ""), frozenset(w.get("admins", [])),
                          frozenset(w.get("members", [])))
 
+    def vidispine_entity(self, etype: str, entity_id: str) -> dict[str, Any] | None:
+        """A Vidispine entity (item, collection, library or file), or None."""
+        kind = {"item": "items", "collection": "collections", "library": "libraries",
+                "file": "vfiles"}[etype]
+        return self._get(kind, entity_id)
+
     def docfile(self, file_id: str) -> DocFile | None:
         f = self._get("files", file_id)
         if f is None:

@@ -42,6 +42,11 @@ def _content(schema: Any, media: tuple[str, ...] = ("application/json",)) -> dic
     return {m: {"schema": schema} for m in media}
 
 
+def openapi_path(flask_rule: str) -> str:
+    """``/a/<int:x>/<any(p, q):y>`` -> ``/a/{x}/{y}``."""
+    return re.sub(r"<(?:[^<>]+:)?([^<>:]+)>", r"{\1}", flask_rule)
+
+
 def route(
     bp: Blueprint,
     rule: str,
@@ -59,12 +64,16 @@ def route(
     """Register a view on ``bp`` and document it. ``responses``: status -> (description,
     schema or None)."""
     path = (bp.url_prefix or "") + rule
-    doc_path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", path)
+    doc_path = openapi_path(path)
     params = list(parameters or [])
+    choices = {name: [c.strip() for c in options.split(",")]
+               for options, name in re.findall(r"<any\(([^)]*)\):([^<>]+)>", path)}
     for name in re.findall(r"{([^}]+)}", doc_path):
         if not any(p["name"] == name and p["in"] == "path" for p in params):
-            params.append({"name": name, "in": "path", "required": True,
-                           "schema": {"type": "string"}})
+            schema: dict[str, Any] = {"type": "string"}
+            if name in choices:
+                schema["enum"] = choices[name]
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
     spec: dict[str, Any] = {"summary": summary, "tags": [tag], "parameters": params,
                             "responses": {}}
     if body is not None:

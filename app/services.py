@@ -23,6 +23,7 @@ from lockcore import (
     LockNotOwned,
     LockPage,
     LockType,
+    Mode,
     connect,
 )
 
@@ -100,6 +101,10 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
                  allow_no_expiry=not config["EDX_TTL"]),
         LockType("file", default_ttl=config["DOCSPACE_TTL"] or None,
                  allow_no_expiry=not config["DOCSPACE_TTL"]),
+        # Vidispine deletion locks: many per entity, one lock type per entity type, so a
+        # listing by entity type is a range of one index.
+        *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0)
+          for etype in ("item", "collection", "library", "file")),
     ]
 
 

@@ -210,9 +210,12 @@ class LockManager:
         """Extend a lock's lease to ``ttl`` seconds from now (None: its own lease length),
         or to ``expires_at`` (seconds since the epoch), capped at its type's maximum TTL.
         ``metadata``: keys to set (None values remove a key), or the whole new map with
-        ``replace_metadata``. Same errors as release."""
+        ``replace_metadata``; with metadata and neither ``ttl`` nor ``expires_at``, the
+        expiry stays as it is. Same errors as release."""
         lock_id, scope = self._locate(lock)
-        ttl_ms = None
+        ttl_ms: int | str | None = None
+        if metadata is not None and ttl is None and expires_at is None:
+            ttl_ms = "keep"
         if ttl is not None:
             if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < math.inf:
                 raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")

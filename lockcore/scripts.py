@@ -162,7 +162,7 @@ class Scripts:
 
     def refresh(
         self, keys: ScopeKeys, scope: str, lock_id: str, owner: str,
-        ttl_ms: int | None, force: bool, expires_at_ms: int | None = None,
+        ttl_ms: int | str | None, force: bool, expires_at_ms: int | None = None,
         metadata: dict[str, str | None] | None = None, replace_metadata: bool = False,
     ) -> Any:
         return self._run("refresh", keys, scope, lock_id, owner,

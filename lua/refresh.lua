@@ -5,7 +5,8 @@ KEYS: the eight keys of _lib.lua.
 ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
 ARGV[4] lock id
 ARGV[5] owner asking for the refresh
-ARGV[6] ttl in milliseconds from now; "" = the lock's own lease (its ttl at acquire).
+ARGV[6] ttl in milliseconds from now; "" = the lock's own lease (its ttl at acquire);
+        "keep" = leave the expiry as it is (a metadata change only).
         Capped at the lock's max_ttl. A lock without expiry stays without one when "".
 ARGV[7] force: "1" lets an administrator refresh a lock of any owner, "0" otherwise
 ARGV[8] absolute expiry, ms since the epoch ("" = use ARGV[6]); capped at max_ttl from now
@@ -22,6 +23,7 @@ Returns:
 --!include _lib.lua
 
 local id, owner, force = ARGV[4], ARGV[5], ARGV[7] == '1'
+local keep = ARGV[6] == 'keep'
 local ttl = tonumber(ARGV[6])
 
 sweep()
@@ -42,7 +44,9 @@ if (ARGV[8] or '') ~= '' then
     return {INVALID, NOW, EXPIRED}
   end
 end
-ttl = ttl or r.ttl
+if not keep then
+  ttl = ttl or r.ttl
+end
 if ttl and r.max_ttl and ttl > r.max_ttl then
   ttl = r.max_ttl
 end

@@ -15,6 +15,7 @@ import redis
 
 from app import create_app
 from app.identity import Users
+from app.openapi import openapi_path
 
 from .conftest import KEYS, all_keys
 
@@ -193,7 +194,7 @@ def test_openapi_covers_every_endpoint(app: Any, client: Any) -> None:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = openapi_path(rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, (path, method)
     post = spec["paths"]["/locks"]["post"]
