@@ -82,8 +82,10 @@ CATALOG = """
 users:
   - {id: admin, name: EDX Administrator, email: admin@example.com, roles: [sysadmin],
      api_key: key-admin}
-  - {id: alice, name: Alice Author, email: alice@example.com, api_key: key-alice}
-  - {id: bob, name: Bob Builder, email: bob@example.com, api_key: key-bob}
+  - {id: alice, name: Alice Author, email: alice@example.com, api_key: key-alice,
+     roles: [_deletion_lock_write]}
+  - {id: bob, name: Bob Builder, email: bob@example.com, api_key: key-bob,
+     roles: [_deletion_lock_read]}
   - {id: carol, name: Carol Reader, email: carol@example.com, api_key: key-carol}
   - {id: dave, name: Dave Outsider, email: dave@example.com, api_key: key-dave}
 courses:
@@ -106,6 +108,15 @@ rooms:
     access: {bob: RoomManager}
     files:
       - {id: "900", title: secret.docx}
+vidispine:
+  items: [VX-1, VX-2, VX-3]
+  collections:
+    - {id: VX-10, items: [VX-1, VX-2]}
+    - {id: VX-11, items: [VX-1]}
+  libraries:
+    - {id: VX-20, items: [VX-1]}
+  files:
+    - {id: VX-30, storage: VX-5}
 """
 
 SERVICE_BACKENDS = ["fake", "real"]

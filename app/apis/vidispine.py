@@ -427,7 +427,7 @@ def listing(entries: Iterator[tuple[Lock, bool, bool]], f: Filters,
     """Page (first, number) over filtered entries, counting every hit."""
     page, hits = [], 0
     for lock, inherited, effective in entries:
-        if not f.accepts(lock):
+        if (f.only_effective and not effective) or not f.accepts(lock):
             continue
         hits += 1
         if f.first <= hits < f.first + f.number:
@@ -454,6 +454,13 @@ def entity_locks(e: Entity) -> list[tuple[Lock, bool, bool]]:
     winner = max(locks, key=lambda pair: pair[0].expires_at or 0.0, default=None)
     return [(lock, inherited, winner is not None and lock.id == winner[0].id)
             for lock, inherited in locks]
+
+
+def described(lock: Lock) -> dict[str, Any]:
+    """A lock's document, marked effective if it is its own entity's effective lock."""
+    e = entity(lock.type.removeprefix("deletion-"), lock.resource)
+    effective = any(eff and lk.id == lock.id for lk, _, eff in entity_locks(e))
+    return document(lock, effective=effective)
 
 
 def find_lock(lock_id: str, e: Entity | None = None) -> Lock:
@@ -501,7 +508,7 @@ def create(user: User, e: Entity, body: Body) -> Response:
                                           expires_at=body.expiry, metadata=body.metadata or {})
     except InvalidLockRequest:
         raise invalid("expiryTime", "expiryTime is in the past") from None
-    return render("DeletionLockDocument", document(result.lock))
+    return render("DeletionLockDocument", described(result.lock))
 
 
 def update(user: User, lock: Lock, body: Body) -> Response:
@@ -515,7 +522,7 @@ def update(user: User, lock: Lock, body: Body) -> Response:
         raise invalid("expiryTime", "expiryTime is in the past") from None
     except LockNotFound:
         raise not_found("DeletionLock", ID_PREFIX + lock.id) from None
-    return render("DeletionLockDocument", document(updated))
+    return render("DeletionLockDocument", described(updated))
 
 
 def release(user: User, lock: Lock) -> Response:
@@ -612,7 +619,7 @@ def create_typed(etype: str) -> Any:
 @_doc("/deletion-lock/<lock_id>", "GET", "Retrieve a lock")
 def get_lock(lock_id: str) -> Any:
     caller(READ)
-    return render("DeletionLockDocument", document(find_lock(lock_id)))
+    return render("DeletionLockDocument", described(find_lock(lock_id)))
 
 
 @_doc("/deletion-lock/<lock_id>", "PUT", "Update a lock (expiryTime, metadata)",
@@ -637,11 +644,7 @@ def _register_entity_views(prefix: str, suffix: str) -> None:
     def list_entity(etype: str, entity_id: str, storage_id: str | None = None) -> Any:
         caller(READ)
         e = resolve(etype, entity_id, storage_id)
-        f = filters(allow_types=False)
-        entries = entity_locks(e)
-        if f.only_effective:
-            entries = [entry for entry in entries if entry[2]]
-        return listing(iter(entries), f)
+        return listing(iter(entity_locks(e)), filters(allow_types=False))
 
     def create_entity(etype: str, entity_id: str, storage_id: str | None = None) -> Any:
         user = caller(WRITE)
@@ -661,10 +664,8 @@ def _register_entity_views(prefix: str, suffix: str) -> None:
     def get_entity_lock(etype: str, entity_id: str, lock_id: str,
                         storage_id: str | None = None) -> Any:
         caller(READ)
-        e = resolve(etype, entity_id, storage_id)
-        lock = find_lock(lock_id, e)
-        return render("DeletionLockDocument", document(lock, effective=any(
-            eff and lk.id == lock.id for lk, _, eff in entity_locks(e))))
+        lock = find_lock(lock_id, resolve(etype, entity_id, storage_id))
+        return render("DeletionLockDocument", described(lock))
 
     def put_entity_lock(etype: str, entity_id: str, lock_id: str,
                         storage_id: str | None = None) -> Any:
