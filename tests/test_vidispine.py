@@ -410,3 +410,62 @@ def test_errors_are_xml_by_default(client: Any) -> None:
     root = ET.fromstring(response.data)
     assert root.tag == f"{NS}ExceptionDocument"
     assert root.find(f"{NS}notFound/{NS}id").text == "VX-404"  # type: ignore[union-attr]
+
+
+# --- scale -------------------------------------------------------------------------------
+
+class Spy:
+    """Counts the lock store's list calls and the locks they bring back."""
+
+    def __init__(self, locks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.fetched = 0
+        original = locks.list
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            page = original(*args, **kwargs)
+            self.calls += 1
+            self.fetched += len(page.locks)
+            return page
+
+        monkeypatch.setattr(locks, "list", counting)
+
+
+def commands(service_client: Any) -> int:
+    if not hasattr(service_client, "info") or "fake" in type(service_client).__module__:
+        return 0
+    stats = service_client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def test_an_entitys_listing_costs_the_same_however_many_locks_are_elsewhere(
+    app: Any, client: Any, service_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locks = app.extensions["lockcore"].locks
+    for n in range(3):
+        locks.acquire("vidispine", "deletion-item", "VX-2", "alice", ttl=600,
+                      metadata={"n": str(n)})
+    listed(client, "/API/item/VX-2/deletion-lock")  # loads the scripts once
+    costs = []
+    for others in (10, 1000):
+        while locks.count("vidispine") < others + 3:
+            locks.acquire("vidispine", "deletion-item", "VX-3", "alice", ttl=600)
+        spy = Spy(locks, monkeypatch)
+        before = commands(service_client)
+        assert listed(client, "/API/item/VX-2/deletion-lock")["hits"] == 3
+        costs.append((spy.calls, spy.fetched, commands(service_client) - before))
+        monkeypatch.undo()
+    assert costs[0] == costs[1]
+    assert costs[0][1] == 3  # only the entity's own locks were read
+
+
+def test_the_global_listing_pages_without_loading_everything(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locks = app.extensions["lockcore"].locks
+    for n in range(1200):
+        locks.acquire("vidispine", "deletion-item", f"VX-{n % 3 + 1}", "alice", ttl=600)
+    spy = Spy(locks, monkeypatch)
+    doc = listed(client, "/API/deletion-lock", "first=11&number=5")
+    assert doc["hits"] == 1200 and len(doc["lock"]) == 5
+    assert spy.calls == 1 and spy.fetched <= 500
