@@ -98,6 +98,14 @@ class ScopeKeys:
         )
 
     @property
+    def base(self) -> str:
+        """``<prefix>:{<scope>}:``, which the waiting keys extend (see lua/_lib.lua)."""
+        return self.locks[: -len("locks")]
+
+    def waiter_signal(self, ticket: str) -> str:
+        return f"{self.base}s:{ticket}"
+
+    @property
     def all(self) -> list[str]:
         return [self.locks, self.res, self.own, self.exp,
                 self.events, self.ids, self.idexp, self.seq]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from itertools import takewhile
 from typing import Any
 
 from .connect import Connection, connect
-from .exceptions import InvalidLockRequest, LockNotFound
+from .exceptions import InvalidLockRequest, LockConflict, LockNotFound, LockNotOwned
 from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Scripts, check
@@ -35,13 +37,55 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class Waiter:
+    """One caller waiting in line for a lock: its ticket, its signal key, its deadline.
+    Deadlines are the caller's own patience, so its monotonic clock; lock expiry stays
+    the server's."""
+
+    def __init__(self, manager: LockManager, request: dict[str, Any], wait: float) -> None:
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not wait > 0:
+            raise InvalidLockRequest(f"wait must be a positive number of seconds, got {wait!r}")
+        self.manager = manager
+        self.request = request
+        self.ticket = uuid.uuid4().hex
+        self.deadline = time.monotonic() + wait
+        self.signal = request["keys"].waiter_signal(self.ticket)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def pause(self) -> float:
+        """How long to block on the signal: until woken, the deadline, or the next sign of
+        life (a waiter that stops trying is taken for gone)."""
+        return max(0.001, min(self.remaining(), self.manager.heartbeat))
+
+    def args(self) -> dict[str, Any]:
+        # The queue lives as long as a waiter in it shows signs of life, no longer.
+        alive = _ms(self.manager.heartbeat * 3)
+        return {"ticket": self.ticket, "alive_ms": alive, "queue_ms": alive}
+
+    def leave_args(self) -> dict[str, Any]:
+        r = self.request
+        return {"keys": r["keys"], "scope": r["scope"], "type": r["type"],
+                "resource": r["resource"], "ticket": self.ticket}
+
+    def leave_quietly(self) -> None:
+        """Leave the line (timed out, cancelled, failed); a lost Redis only delays the
+        cleanup, which the keys' own expiry then does."""
+        try:
+            self.manager._scripts.leave(**self.leave_args())
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class LockManager:
     """Acquire, release, refresh, get and list locks; every change is one Lua script.
 
     ``client`` is a redis-py client: ``Redis``, ``RedisCluster``, or one from a Sentinel.
     ``types`` configures each lock type; acquiring an unconfigured type is an error.
     ``event_maxlen`` caps each scope's event stream (approximately); ``retention`` is how
-    long, in seconds, a scope's keys and events outlive its last lock.
+    long, in seconds, a scope's keys and events outlive its last lock. A waiting acquire
+    shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
     """
 
     def __init__(
@@ -52,11 +96,13 @@ class LockManager:
         prefix: str = DEFAULT_PREFIX,
         event_maxlen: int = 1000,
         retention: float = 7 * 86400.0,
+        heartbeat: float = 1.0,
     ) -> None:
         self.client = client
         values = types.values() if isinstance(types, Mapping) else types
         self.types: dict[str, LockType] = {t.name: t for t in values}
         self.prefix = check_prefix(prefix)
+        self.heartbeat = heartbeat
         self._scripts = Scripts(client, event_maxlen=event_maxlen, retention_ms=_ms(retention))
         self._keys = lru_cache(maxsize=4096)(self._scope_keys)
         self.connection: Connection | None = None
@@ -131,6 +177,7 @@ class LockManager:
         ttl: float | None = None,
         metadata: Mapping[str, str] | None = None,
         expires_at: float | None = None,
+        wait: float | None = None,
     ) -> AcquireResult:
         """Take a lock, or raise LockConflict naming the holder.
 
@@ -140,24 +187,48 @@ class LockManager:
         ``ttl`` in seconds; None takes the type's default; ``FOREVER`` for no expiry.
         ``expires_at`` (seconds since the epoch, server clock) instead of ``ttl``: the lease
         is what is left until then; InvalidLockRequest if that is not in the future.
+        ``wait`` (seconds): on a conflict, wait in line until the lock is free (woken by the
+        release, first come first served) or the time is up (then LockConflict).
         """
+        request = self._acquire_request(scope, type, resource, owner, ttl, metadata,
+                                        expires_at)
+        if not wait:
+            return self._acquire_result(self._scripts.acquire(**request), scope)
+        waiter = Waiter(self, request, wait)
+        try:
+            while True:
+                try:
+                    return self._acquire_result(
+                        self._scripts.acquire(**request, **waiter.args()), scope)
+                except LockConflict:
+                    if waiter.remaining() <= 0:
+                        raise
+                self.client.blpop([waiter.signal], timeout=waiter.pause())
+        except BaseException:
+            waiter.leave_quietly()
+            raise
+
+    def _acquire_request(
+        self, scope: str, type: str, resource: str, owner: str, ttl: float | None,
+        metadata: Mapping[str, str] | None, expires_at: float | None,
+    ) -> dict[str, Any]:
+        """The validated arguments of the acquire script."""
         lock_type = self.lock_type(type)
         keys = self.keys(scope)
         for label, name in (("resource", resource), ("owner", owner)):
             if not isinstance(name, str) or not name:
                 raise InvalidLockRequest(f"{label} must be a non-empty string, got {name!r}")
-        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        reply = check(
-            self._scripts.acquire(
-                keys, scope, type=type, resource=resource, owner=owner,
-                mode=lock_type.mode.value, one_per_owner=lock_type.one_per_owner,
-                ttl_ms=self._ttl_ms(lock_type, ttl if expires_at is None else None),
-                max_ttl_ms=0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
-                metadata=meta,
-                expires_at_ms=_instant_ms(expires_at),
-            ),
-            "acquire", scope, None, self.expired_noticed,
-        )
+        return {
+            "keys": keys, "scope": scope, "type": type, "resource": resource, "owner": owner,
+            "mode": lock_type.mode.value, "one_per_owner": lock_type.one_per_owner,
+            "ttl_ms": self._ttl_ms(lock_type, ttl if expires_at is None else None),
+            "max_ttl_ms": 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            "expires_at_ms": _instant_ms(expires_at),
+        }
+
+    def _acquire_result(self, raw: Any, scope: str) -> AcquireResult:
+        reply = check(raw, "acquire", scope, None, self.expired_noticed)
         lock_raw, replaced_raw, created = reply.items
         replaced = (
             Lock.from_record(replaced_raw, scope, reply.now_ms) if _text(replaced_raw) else None
@@ -167,6 +238,17 @@ class LockManager:
             replaced=replaced,
             created=bool(int(created)),
         )
+
+    def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
+        """The fencing check, for a guarded resource before a write: is this token the
+        live lock's on the resource? False for a stale token (expired, released, taken)."""
+        keys = self.keys(scope)
+        try:
+            check(self._scripts.validate(keys, scope, type, resource, int(fencing_token)),
+                  "validate", scope)
+        except (LockNotFound, LockNotOwned):
+            return False
+        return True
 
     def scope_of(self, lock_id: str) -> str:
         """The scope a lock id belongs to (one read of the slot's id directory)."""

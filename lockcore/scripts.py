@@ -28,7 +28,7 @@ from .exceptions import (
 )
 from .keys import ScopeKeys
 
-SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "count")
+SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "count", "leave", "validate")
 
 
 def lua_dir() -> Path:
@@ -109,9 +109,10 @@ def check(
     if code is ReplyCode.OK:
         return Reply(now_ms, expired, list(reply[3:]))
     error = _ERRORS[code]
-    holder = Lock.from_record(reply[3], scope, now_ms) if len(reply) > 3 else None
+    holder = Lock.from_record(reply[3], scope, now_ms) if len(reply) > 3 and reply[3] else None
     messages = {
-        LockConflict: f"held by {holder.owner if holder else '?'} in {scope!r}",
+        LockConflict: f"held by {holder.owner} in {scope!r}" if holder else
+        f"kept for an earlier waiter in {scope!r}",
         LockNotOwned: f"lock {lock_id} belongs to {holder.owner if holder else '?'}",
         LockNotFound: f"no live lock {lock_id} in {scope!r}",
         InvalidLockRequest: "the expiry is not in the future",
@@ -138,9 +139,9 @@ class Scripts:
 
     def acquire(
         self,
+        *,
         keys: ScopeKeys,
         scope: str,
-        *,
         type: str,
         resource: str,
         owner: str,
@@ -150,12 +151,23 @@ class Scripts:
         max_ttl_ms: int,
         metadata: dict[str, str],
         expires_at_ms: int | None = None,
+        ticket: str = "",
+        alive_ms: int = 0,
+        queue_ms: int = 0,
     ) -> Any:
         return self._run(
             "acquire", keys, scope, type, resource, owner, mode, int(one_per_owner),
             ttl_ms, max_ttl_ms, json.dumps(metadata), keys.slot + 1,
-            "" if expires_at_ms is None else expires_at_ms,
+            "" if expires_at_ms is None else expires_at_ms, ticket, alive_ms, queue_ms,
         )
+
+    def leave(self, *, keys: ScopeKeys, scope: str, type: str, resource: str,
+              ticket: str) -> Any:
+        return self._run("leave", keys, scope, type, resource, ticket)
+
+    def validate(self, keys: ScopeKeys, scope: str, type: str, resource: str,
+                 token: int) -> Any:
+        return self._run("validate", keys, scope, type, resource, token)
 
     def release(self, keys: ScopeKeys, scope: str, lock_id: str, owner: str, force: bool) -> Any:
         return self._run("release", keys, scope, lock_id, owner, int(force))

@@ -91,7 +91,51 @@ local function store(r)
   return raw
 end
 
+-- Waiting: FIFO queues of waiters per exclusive resource. Their keys derive from the
+-- scope's own names, so they live in its slot:
+--   <p>:{<scope>}:q:<type>:<resource>  LIST of waiter tickets, in arrival order
+--   <p>:{<scope>}:r:<type>:<resource>  STRING: the ticket a free resource is held for (PX)
+--   <p>:{<scope>}:a:<ticket>           STRING: this waiter is alive (PX, renewed each try)
+--   <p>:{<scope>}:s:<ticket>           LIST: this waiter's wake-up signal, for BLPOP (PX)
+local BASE = string.sub(K_LOCKS, 1, -6)
+-- ms a woken waiter has to take the lock before the next one may.
+local RESERVE = 1000
+
+local function queue_keys(ltype, resource)
+  local suffix = enc(ltype) .. ':' .. enc(resource)
+  return BASE .. 'q:' .. suffix, BASE .. 'r:' .. suffix
+end
+
+-- The first live waiter of a queue; vanished ones (no alive key) are dropped.
+local function first_waiter(q)
+  while true do
+    local t = redis.call('LINDEX', q, 0)
+    if not t then
+      return nil
+    end
+    if redis.call('EXISTS', BASE .. 'a:' .. t) == 1 then
+      return t
+    end
+    redis.call('LPOP', q)
+    redis.call('DEL', BASE .. 's:' .. t)
+  end
+end
+
+-- A resource became free: hold it for its first live waiter, and wake that one.
+local function wake(ltype, resource)
+  local q, reserved = queue_keys(ltype, resource)
+  local t = first_waiter(q)
+  if t then
+    local signal = BASE .. 's:' .. t
+    redis.call('SET', reserved, t, 'PX', RESERVE)
+    redis.call('DEL', signal)
+    redis.call('LPUSH', signal, '1')
+    redis.call('PEXPIRE', signal, RESERVE)
+  end
+end
+
 local function drop(r)
+  wake(r.type, r.resource)
   redis.call('HDEL', K_LOCKS, r.id)
   redis.call('ZREM', K_RES, res_member(r))
   redis.call('ZREM', K_OWN, own_member(r))

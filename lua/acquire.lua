@@ -20,10 +20,15 @@ ARGV[11] metadata: JSON object of string -> string
 ARGV[12] id prefix: hash slot of the scope + 1 (decimal)
 ARGV[13] absolute expiry, ms since the epoch ("" = use the ttl): the lease is what is left
          until then, capped at the max ttl
+ARGV[14] waiter ticket ("" = not waiting): on a conflict the caller joins the resource's
+         FIFO queue (see _lib.lua), and gets the lock only in its turn
+ARGV[15] ms the waiter counts as alive without trying again
+ARGV[16] ms the queue must live at least (as long as its waiters count as alive)
 
 Returns:
   {0 OK, now_ms, expired, lock_json, replaced_json or "", created 1|0}
-  {1 CONFLICT, now_ms, expired, holder_json}
+  {1 CONFLICT, now_ms, expired, holder_json}    holder_json "" when the free resource
+                                                 is held for an earlier waiter
   {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
 Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
 The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
@@ -62,12 +67,30 @@ local function expires(now)
   return nil
 end
 
+local ticket = ARGV[14] or ''
+local queue, reserved_key = queue_keys(ltype, resource)
+
+-- A waiter joins the queue once, and proves it is alive at every try.
+local function wait_in_line()
+  if ticket == '' then
+    return
+  end
+  redis.call('SET', BASE .. 'a:' .. ticket, '1', 'PX', tonumber(ARGV[15]))
+  if not redis.call('LPOS', queue, ticket) then
+    redis.call('RPUSH', queue, ticket)
+  end
+  if redis.call('PTTL', queue) < tonumber(ARGV[16]) then
+    redis.call('PEXPIRE', queue, tonumber(ARGV[16]))
+  end
+end
+
 if mode == 'exclusive' then
   for _, member in ipairs(lex_range(K_RES, enc(ltype) .. ':' .. enc(resource) .. ':')) do
     local r, raw = load(id_of(member))
     if r and not is_live(r) then
       expire(r)
     elseif r and r.owner ~= owner then
+      wait_in_line()
       return {CONFLICT, NOW, EXPIRED, raw}
     elseif r then
       r.expires_at = expires(NOW)
@@ -81,6 +104,23 @@ if mode == 'exclusive' then
       settle()
       return {OK, NOW, EXPIRED, raw, '', 0}
     end
+  end
+  -- Free. Waiters who came first go first.
+  local reserved = redis.call('GET', reserved_key)
+  if not reserved then
+    local first = first_waiter(queue)
+    if first and first ~= ticket then
+      wake(ltype, resource)
+      reserved = first
+    end
+  end
+  if reserved and reserved ~= ticket then
+    wait_in_line()
+    return {CONFLICT, NOW, EXPIRED, ''}
+  end
+  if ticket ~= '' then
+    redis.call('LREM', queue, 1, ticket)
+    redis.call('DEL', reserved_key, BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
   end
 end
 

@@ -44,18 +44,35 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def redis_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Makes clients of the parametrized backend, all on the same (clean) data."""
+    made: list[Any] = []
+    fake_server = fakeredis.FakeServer()
+
+    def make() -> Any:
+        if backend == "fake":
+            client: Any = fakeredis.FakeRedis(server=fake_server)
+        elif backend == "real":
+            client = request.getfixturevalue("real_server").client()
+        else:
+            client = request.getfixturevalue("cluster").client()
+        made.append(client)
+        return client
+
+    first = make()
+    if backend == "real":
+        first.flushall()
+    elif backend == "cluster":
+        first.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def redis_client(make_client: Any) -> Any:
     """A clean client of the parametrized backend."""
-    if backend == "fake":
-        client: Any = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    elif backend == "real":
-        client = request.getfixturevalue("real_server").client()
-        client.flushall()
-    else:
-        client = request.getfixturevalue("cluster").client()
-        client.flushall(target_nodes=RedisCluster.PRIMARIES)
-    yield client
-    client.close()
+    return make_client()
 
 
 @pytest.fixture

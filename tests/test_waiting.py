@@ -1,0 +1,202 @@
+"""Waiting for a lock: woken by the release (no polling), first come first served, and
+nothing left behind by waiters that time out, fail or vanish. On fakeredis, a real
+redis-server and a real Cluster."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from lockcore import LockConflict, LockManager
+
+from .conftest import TYPES, all_keys
+
+SCOPE = "jobs"
+HELPER = re.compile(r":\{[^}]*\}:[qras]:")
+
+
+def helper_keys(client: Any) -> list[str]:
+    return [k for k in all_keys(client) if HELPER.search(k)]
+
+
+def manager(client: Any, heartbeat: float = 1.0) -> LockManager:
+    return LockManager(client, TYPES, prefix="t", heartbeat=heartbeat)
+
+
+class Counting:
+    """Counts the commands a client sends."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent: list[str] = []
+        original = client.execute_command
+
+        def execute(*args: Any, **kwargs: Any) -> Any:
+            self.sent.append(str(args[0]))
+            return original(*args, **kwargs)
+
+        client.execute_command = execute
+
+
+def queue_length(client: Any, mgr: LockManager, resource: str = "r") -> int:
+    return int(client.llen(f"{mgr.keys(SCOPE).base}q:job:{resource}"))
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_a_waiter_wakes_at_the_release_without_polling(make_client: Any) -> None:
+    holder = manager(make_client())
+    waiter_client = make_client()
+    waiter = manager(waiter_client)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    counting = Counting(waiter_client)
+    got: dict[str, Any] = {}
+
+    def wait() -> None:
+        got["result"] = waiter.acquire(SCOPE, "job", "r", "waiter", wait=5)
+        got["at"] = time.monotonic()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_until(lambda: queue_length(holder.client, holder) == 1)
+    time.sleep(0.3)
+    released_at = time.monotonic()
+    holder.release(lock, "holder")
+    thread.join(5)
+    assert got["result"].lock.owner == "waiter"
+    assert got["at"] - released_at < 0.05
+    # one try, one blocking wait, one try: no polling in between
+    assert [c for c in counting.sent if c != "SCRIPT LOAD"] in (
+        ["EVALSHA", "BLPOP", "EVALSHA"], ["EVALSHA", "EVALSHA", "BLPOP", "EVALSHA"])
+    assert helper_keys(holder.client) == []
+
+
+def test_waiters_are_served_in_arrival_order(make_client: Any) -> None:
+    holder = manager(make_client())
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    order: list[int] = []
+    errors: list[BaseException] = []
+
+    def wait(n: int, mgr: LockManager) -> None:
+        try:
+            held = mgr.acquire(SCOPE, "job", "r", f"w{n}", wait=10).lock
+            order.append(n)
+            time.sleep(0.02)
+            mgr.release(held, f"w{n}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = []
+    for n in range(5):
+        thread = threading.Thread(target=wait, args=(n, manager(make_client())))
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda n=n: queue_length(holder.client, holder) == n + 1)
+    holder.release(lock, "holder")
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert order == [0, 1, 2, 3, 4]
+    assert helper_keys(holder.client) == []
+
+
+def test_a_newcomer_does_not_jump_the_queue(make_client: Any) -> None:
+    holder = manager(make_client())
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    waiter = manager(make_client())
+    got: list[str] = []
+    thread = threading.Thread(
+        target=lambda: got.append(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5)
+                                  .lock.owner))
+    thread.start()
+    wait_until(lambda: queue_length(holder.client, holder) == 1)
+    holder.release(lock, "holder")
+    try:
+        newcomer = holder.acquire(SCOPE, "job", "r", "newcomer")
+    except LockConflict:
+        newcomer = None
+    thread.join(5)
+    assert got == ["waiter"]
+    assert newcomer is None
+
+
+def test_a_timed_out_wait_leaves_nothing_behind(redis_client: Any) -> None:
+    mgr = manager(redis_client)
+    mgr.acquire(SCOPE, "job", "r", "holder")
+    started = time.monotonic()
+    with pytest.raises(LockConflict) as info:
+        mgr.acquire(SCOPE, "job", "r", "waiter", wait=0.2)
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert info.value.holder.owner == "holder"
+    assert helper_keys(redis_client) == []
+
+
+def test_a_failed_wait_leaves_nothing_behind(redis_client: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    mgr = manager(redis_client)
+    mgr.acquire(SCOPE, "job", "r", "holder")
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(redis_client, "blpop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        mgr.acquire(SCOPE, "job", "r", "waiter", wait=5)
+    assert helper_keys(redis_client) == []
+
+
+def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any) -> None:
+    holder = manager(make_client(), heartbeat=0.1)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    # A waiter that joins the line, then dies: it never tries again.
+    request = holder._acquire_request(SCOPE, "job", "r", "ghost", None, None, None)
+    with pytest.raises(LockConflict):
+        holder._acquire_result(holder._scripts.acquire(
+            **request, ticket="ghost-ticket", alive_ms=300, queue_ms=30_000), SCOPE)
+    survivor = manager(make_client(), heartbeat=0.1)
+    got: list[float] = []
+    thread = threading.Thread(target=lambda: (
+        survivor.acquire(SCOPE, "job", "r", "survivor", wait=10), got.append(time.monotonic())))
+    thread.start()
+    wait_until(lambda: queue_length(holder.client, holder) == 2)
+    released = time.monotonic()
+    holder.release(lock, "holder")
+    thread.join(10)
+    assert got and got[0] - released < 2.0  # the ghost's turn lapsed; the survivor's came
+    wait_until(lambda: helper_keys(holder.client) == [], timeout=3)
+
+
+def test_a_killed_waiter_process_leaves_no_key_behind(real_server: Any) -> None:
+    client = real_server.client()
+    client.flushall()
+    holder = manager(client, heartbeat=0.1)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    code = (
+        "from lockcore import LockManager\n"
+        "from tests.conftest import TYPES\n"
+        "import redis\n"
+        f"c = redis.Redis(unix_socket_path={str(real_server.socket_path)!r})\n"
+        "LockManager(c, TYPES, prefix='t', heartbeat=0.1).acquire("
+        f"{SCOPE!r}, 'job', 'r', 'doomed', wait=60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        wait_until(lambda: queue_length(client, holder) == 1, timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert helper_keys(client) != []
+    holder.release(lock, "holder")
+    wait_until(lambda: helper_keys(client) == [], timeout=3)
+    assert holder.acquire(SCOPE, "job", "r", "next", wait=2).lock.owner == "next"
+    client.close()
