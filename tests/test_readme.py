@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
