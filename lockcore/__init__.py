@@ -12,6 +12,7 @@ from .exceptions import (
     LockNotOwned,
     UnexpectedReply,
 )
+from .hold import Held, Hold, LockLost
 from .manager import LockManager
 from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
 from .scripts import ReplyCode
@@ -21,10 +22,13 @@ __all__ = [
     "AcquireResult",
     "Connection",
     "EmbeddedRedis",
+    "Held",
+    "Hold",
     "InvalidLockRequest",
     "Lock",
     "LockConflict",
     "LockError",
+    "LockLost",
     "LockManager",
     "LockNotFound",
     "LockNotOwned",

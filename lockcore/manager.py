@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from itertools import takewhile
 from typing import Any
 
 from .connect import Connection, connect
 from .exceptions import InvalidLockRequest, LockConflict, LockNotFound, LockNotOwned
+from .hold import Held, Hold
 from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Scripts, check
@@ -238,6 +239,24 @@ class LockManager:
             replaced=replaced,
             created=bool(int(created)),
         )
+
+    def hold(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float = 30.0,
+        wait: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_lost: Callable[[Held], Any] | None = None,
+    ) -> Hold:
+        """``with mgr.hold(...) as held:`` — acquire (waiting up to ``wait``), renew every
+        ``ttl``/3 in the background until the block exits, then release. If the lock is
+        lost meanwhile, ``held.lost`` is set at once, ``on_lost(held)`` is called, and
+        leaving the block raises LockLost."""
+        return Hold(self, scope, type, resource, owner, ttl, wait, metadata, on_lost)
 
     def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
         """The fencing check, for a guarded resource before a write: is this token the
