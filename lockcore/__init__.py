@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .aio import AsyncHeld, AsyncHold, AsyncLockManager
 from .connect import Connection, connect
 from .embedded import EmbeddedRedis
 from .exceptions import (
@@ -18,6 +19,9 @@ from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
 from .scripts import ReplyCode
 
 __all__ = [
+    "AsyncHeld",
+    "AsyncHold",
+    "AsyncLockManager",
     "FOREVER",
     "AcquireResult",
     "Connection",

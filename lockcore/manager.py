@@ -314,6 +314,18 @@ class LockManager:
         ``replace_metadata``; with metadata and neither ``ttl`` nor ``expires_at``, the
         expiry stays as it is. Same errors as release."""
         lock_id, scope = self._locate(lock)
+        args = self._refresh_args(ttl, expires_at, metadata)
+        reply = check(
+            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, args["ttl_ms"],
+                                  force, args["expires_at_ms"], args["metadata"],
+                                  replace_metadata),
+            "refresh", scope, lock_id, self.expired_noticed,
+        )
+        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+
+    @staticmethod
+    def _refresh_args(ttl: float | None, expires_at: float | None,
+                      metadata: Mapping[str, str | None] | None) -> dict[str, Any]:
         ttl_ms: int | str | None = None
         if metadata is not None and ttl is None and expires_at is None:
             ttl_ms = "keep"
@@ -323,12 +335,7 @@ class LockManager:
             ttl_ms = _ms(ttl)
         meta = None if metadata is None else {
             str(k): None if v is None else str(v) for k, v in metadata.items()}
-        reply = check(
-            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, ttl_ms, force,
-                                  _instant_ms(expires_at), meta, replace_metadata),
-            "refresh", scope, lock_id, self.expired_noticed,
-        )
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+        return {"ttl_ms": ttl_ms, "expires_at_ms": _instant_ms(expires_at), "metadata": meta}
 
     def get(self, lock_id: str) -> Lock:
         """The live lock with this id, or LockNotFound."""
@@ -350,6 +357,13 @@ class LockManager:
         """One page of the scope's live locks, filtered; ordered by type, resource, id
         (by owner, type, id when ``owner`` is given). ``resource`` without ``type`` walks
         the scope's index with a filter, a bounded number of entries per call."""
+        return self._list_result(self._scripts.list(**self._list_request(
+            scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit)),
+            scope)
+
+    def _list_request(self, scope: str, *, owner: str | None = None, type: str | None = None,
+                      resource: str | None = None, cursor: str | None = None,
+                      limit: int = 100) -> dict[str, Any]:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
             raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
         try:
@@ -360,13 +374,12 @@ class LockManager:
             prefix = "".join(encode(p) + ":" for p in given)  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidLockRequest(str(exc)) from exc
-        reply = check(
-            self._scripts.list(
-                self.keys(scope), scope, index=index, prefix=prefix, cursor=cursor or "",
-                count=limit, owner=owner or "", type=type or "", resource=resource or "",
-            ),
-            "list", scope, None, self.expired_noticed,
-        )
+        return {"keys": self.keys(scope), "scope": scope, "index": index, "prefix": prefix,
+                "cursor": cursor or "", "count": limit, "owner": owner or "",
+                "type": type or "", "resource": resource or ""}
+
+    def _list_result(self, raw: Any, scope: str) -> LockPage:
+        reply = check(raw, "list", scope, None, self.expired_noticed)
         next_cursor, *raws = reply.items
         return LockPage(
             locks=tuple(Lock.from_record(raw, scope, reply.now_ms) for raw in raws),

@@ -190,7 +190,7 @@ class Scripts:
         return self._run("get", keys, scope, lock_id)
 
     def list(
-        self, keys: ScopeKeys, scope: str, *, index: str, prefix: str, cursor: str,
+        self, *, keys: ScopeKeys, scope: str, index: str, prefix: str, cursor: str,
         count: int, owner: str, type: str, resource: str,
     ) -> Any:
         return self._run("list", keys, scope, index, prefix, cursor, count, owner, type, resource)

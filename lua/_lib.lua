@@ -42,6 +42,7 @@ local SWEEP = 32
 -- The server's clock decides, never the client's.
 local _t = redis.call('TIME')
 local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
+local NOW_US = tonumber(_t[1]) * 1000000 + tonumber(_t[2])
 
 local function int(n)
   return string.format('%.0f', n)

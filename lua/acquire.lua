@@ -126,9 +126,9 @@ end
 
 -- A new lock.
 local seq = tonumber(redis.call('GET', K_SEQ) or '0') + 1
--- Floor from the clock (100 per ms since 2025-01-01): tokens keep growing even if the
--- counter key was lost.
-local floor = (NOW - 1735689600000) * 100
+-- Floor from the clock (one per 10 microseconds since 2025-01-01, less than a script
+-- takes): tokens keep growing even if the counter key was lost.
+local floor = math.floor((NOW_US - 1735689600000000) / 10)
 if seq < floor then
   seq = floor
 end
