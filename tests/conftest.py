@@ -70,6 +70,32 @@ def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
+def make_async_client(backend: str, request: pytest.FixtureRequest,
+                      make_client: Any) -> Any:
+    """Makes redis.asyncio clients on the same data as ``make_client``'s (create and use
+    them inside one event loop)."""
+    first = make_client()
+
+    def make() -> Any:
+        if backend == "fake":
+            from fakeredis import FakeAsyncRedis
+
+            return FakeAsyncRedis(server=first.connection_pool.connection_kwargs["server"])
+        if backend == "real":
+            import redis.asyncio
+
+            path = request.getfixturevalue("real_server").socket_path
+            return redis.asyncio.Redis(unix_socket_path=str(path))
+        from redis.asyncio.cluster import ClusterNode as AsyncNode
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+        ports = request.getfixturevalue("cluster").ports
+        return AsyncCluster(startup_nodes=[AsyncNode("127.0.0.1", p) for p in ports])
+
+    return make
+
+
+@pytest.fixture
 def redis_client(make_client: Any) -> Any:
     """A clean client of the parametrized backend."""
     return make_client()

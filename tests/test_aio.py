@@ -1,0 +1,248 @@
+"""The asyncio API passes the same tests as the threaded one, and survives cancellation
+at every await; on fakeredis, a real redis-server and a real Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from lockcore import AsyncLockManager, LockConflict, LockLost, LockNotFound
+
+from .conftest import TYPES
+from .test_waiting import HELPER
+
+SCOPE = "jobs"
+
+
+def run(make_async_client: Any, body: Callable[..., Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        clients: list[Any] = []
+
+        def manager(heartbeat: float = 1.0) -> AsyncLockManager:
+            client = make_async_client()
+            clients.append(client)
+            return AsyncLockManager(client, TYPES, prefix="t", heartbeat=heartbeat)
+
+        try:
+            return await body(manager)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    return asyncio.run(main())
+
+
+async def helper_keys(mgr: AsyncLockManager) -> list[str]:
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(mgr.client, RedisCluster):
+        keys = await mgr.client.keys(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        keys = await mgr.client.keys("*")
+    names = [k.decode() if isinstance(k, bytes) else k for k in keys]
+    return [k for k in names if HELPER.search(k)]
+
+
+async def queue_length(mgr: AsyncLockManager) -> int:
+    return int(await mgr.client.llen(f"{mgr.keys(SCOPE).base}q:job:r"))
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+def test_acquire_conflict_release(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        lock = (await mgr.acquire(SCOPE, "job", "r", "a")).lock
+        with pytest.raises(LockConflict):
+            await mgr.acquire(SCOPE, "job", "r", "b")
+        assert (await mgr.get(lock.id)).owner == "a"
+        assert [lk.id for lk in (await mgr.list(SCOPE)).locks] == [lock.id]
+        await mgr.release(lock.id, "a")
+        with pytest.raises(LockNotFound):
+            await mgr.get(lock.id)
+
+    run(make_async_client, body)
+
+
+def test_a_waiter_wakes_at_the_release_without_polling(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        holder, waiter = manager(), manager()
+        lock = (await holder.acquire(SCOPE, "job", "r", "holder")).lock
+        sent: list[str] = []
+        original = waiter.client.execute_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            sent.append(str(args[0]))
+            return await original(*args, **kwargs)
+
+        waiter.client.execute_command = counting
+        task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5))
+        await until(lambda: _is(queue_length(holder), 1))
+        await asyncio.sleep(0.3)
+        released = time.monotonic()
+        await holder.release(lock, "holder")
+        result = await task
+        assert time.monotonic() - released < 0.05
+        assert result.lock.owner == "waiter"
+        assert [c for c in sent if c != "SCRIPT LOAD"] in (
+            ["EVALSHA", "BLPOP", "EVALSHA"], ["EVALSHA", "EVALSHA", "BLPOP", "EVALSHA"])
+        assert await helper_keys(holder) == []
+
+    run(make_async_client, body)
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+def test_five_waiters_in_arrival_order(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        holder = manager()
+        lock = (await holder.acquire(SCOPE, "job", "r", "holder")).lock
+        order: list[int] = []
+
+        async def wait(n: int, mgr: AsyncLockManager) -> None:
+            held = (await mgr.acquire(SCOPE, "job", "r", f"w{n}", wait=10)).lock
+            order.append(n)
+            await asyncio.sleep(0.02)
+            await mgr.release(held, f"w{n}")
+
+        tasks = []
+        for n in range(5):
+            tasks.append(asyncio.ensure_future(wait(n, manager())))
+            await until(lambda n=n: _is(queue_length(holder), n + 1))
+        await holder.release(lock, "holder")
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2, 3, 4]
+        assert await helper_keys(holder) == []
+
+    run(make_async_client, body)
+
+
+def test_a_cancelled_wait_leaves_nothing_behind(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        await mgr.acquire(SCOPE, "job", "r", "holder")
+        task = asyncio.ensure_future(mgr.acquire(SCOPE, "job", "r", "waiter", wait=30))
+        await until(lambda: _is(queue_length(mgr), 1))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await until(lambda: _none(helper_keys(mgr)), timeout=2)
+
+    run(make_async_client, body)
+
+
+async def _none(keys: Awaitable[list[str]]) -> bool:
+    return await keys == []
+
+
+def test_a_timed_out_wait_leaves_nothing_behind(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        await mgr.acquire(SCOPE, "job", "r", "holder")
+        with pytest.raises(LockConflict):
+            await mgr.acquire(SCOPE, "job", "r", "waiter", wait=0.2)
+        assert await helper_keys(mgr) == []
+
+    run(make_async_client, body)
+
+
+@pytest.mark.parametrize("delay", [0, 0.0005, 0.002])
+def test_cancelling_an_acquire_in_flight_leaves_no_lock(make_async_client: Any,
+                                                        delay: float) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        task = asyncio.ensure_future(mgr.acquire(SCOPE, "job", "r", "worker"))
+        await asyncio.sleep(delay)
+        task.cancel()
+        try:
+            await task
+            acquired = True
+        except asyncio.CancelledError:
+            acquired = False
+        if not acquired:  # whatever the script did, nobody is left holding it
+            await until(lambda: _empty(mgr), timeout=2)
+            assert (await mgr.acquire(SCOPE, "job", "r", "other")).created
+
+    run(make_async_client, body)
+
+
+async def _empty(mgr: AsyncLockManager) -> bool:
+    return (await mgr.list(SCOPE)).locks == ()
+
+
+def test_cancelling_a_release_in_flight_still_releases(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        lock = (await mgr.acquire(SCOPE, "job", "r", "worker")).lock
+        task = asyncio.ensure_future(mgr.release(lock, "worker"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await until(lambda: _empty(mgr), timeout=2)
+
+    run(make_async_client, body)
+
+
+def test_renewal_keeps_a_short_lock_alive(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        async with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2) as held:
+            first = held.lock
+            for _ in range(20):
+                await asyncio.sleep(0.1)
+                with pytest.raises(LockConflict):
+                    await mgr.acquire(SCOPE, "job", "r", "intruder")
+            assert not held.lost.is_set() and held.lock.id == first.id
+        with pytest.raises(LockNotFound):
+            await mgr.get(first.id)
+
+    run(make_async_client, body)
+
+
+def test_a_paused_holder_loses_the_lock(make_async_client: Any,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        original = mgr.refresh
+
+        async def paused(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.6)
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(mgr, "refresh", paused)
+        lost: list[str] = []
+        with pytest.raises(LockLost):
+            async with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2,
+                                on_lost=lambda held: lost.append(held.reason)) as held:
+                await asyncio.wait_for(held.lost.wait(), 2)
+                taken = (await mgr.acquire(SCOPE, "job", "r", "successor")).lock
+                assert taken.fencing_token > held.fencing_token
+        assert lost == ["the lease ran out"]
+        assert (await mgr.get(taken.id)).owner == "successor"
+
+    run(make_async_client, body)
+
+
+def test_a_stale_token_is_refused(make_async_client: Any) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        old = (await mgr.acquire(SCOPE, "job", "r", "a", ttl=0.05)).lock
+        assert await mgr.validate(SCOPE, "job", "r", old.fencing_token)
+        await asyncio.sleep(0.1)
+        new = (await mgr.acquire(SCOPE, "job", "r", "b")).lock
+        assert not await mgr.validate(SCOPE, "job", "r", old.fencing_token)
+        assert await mgr.validate(SCOPE, "job", "r", new.fencing_token)
+
+    run(make_async_client, body)
