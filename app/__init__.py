@@ -18,7 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # before prometheus_client is first imported, and it imports this package first.
     from . import admin, observability, openapi, ops
     from . import config as config_module
-    from .apis import docspace, edx, versal, vidispine
+    from .apis import docspace, edx, native, versal, vidispine
     from .errors import ApiError, envelope_for, plain_envelope
     from .services import build
 
@@ -32,7 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     observability.init_app(app)
     openapi.init_app(app)
 
-    for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp, docspace.bp, vidispine.bp):
+    for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp, docspace.bp, vidispine.bp,
+                      native.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -19,6 +19,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
     "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
     "DOCSPACE_TTL": (0.0, float),  # seconds a DocSpace file lock lasts; 0: until unlocked
+    "V1_TTL": (30.0, float),  # default lease of /v1 worker locks
+    "V1_MAX_TTL": (3600.0, float),
+    "V1_MAX_WAIT": (30.0, float),  # longest long-poll a /v1 acquire may ask for
     "REDIS_TIMEOUT": (5.0, float),  # seconds before a Redis call counts as failed
     "LOG_LEVEL": ("INFO", str),
 }

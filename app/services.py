@@ -105,6 +105,8 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
         # listing by entity type is a range of one index.
         *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0)
           for etype in ("item", "collection", "library", "file")),
+        # /v1, for workers in any language: exclusive leases.
+        LockType("job", default_ttl=config["V1_TTL"], max_ttl=config["V1_MAX_TTL"]),
     ]
 
 

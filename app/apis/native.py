@@ -1,0 +1,240 @@
+"""lockcore's own JSON API for workers in any language: ``/v1``.
+
+Locks of type ``job`` (exclusive leases) in scopes of the caller's naming (kept apart from
+the four product APIs' scopes). ``Authorization: Bearer <key>``; the caller is the owner.
+Errors: ``{"error": {"code", "message", "holder"?}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from lockcore import InvalidLockRequest, Lock, LockConflict, LockNotFound, LockNotOwned
+
+from ..auth import user_for_key
+from ..errors import ApiError, register_envelope, register_prefix
+from ..identity import User
+from ..openapi import REGISTRY, route
+from ..services import services
+
+bp = Blueprint("native", __name__, url_prefix="/v1")
+TAG = "Native lock API (/v1)"
+LOCK_TYPE = "job"
+CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 503: "unavailable"}
+
+
+def envelope(exc: ApiError) -> tuple[Any, int]:
+    error: dict[str, Any] = {"code": exc.kind if exc.kind in CODES.values() else
+                             CODES.get(exc.status, "error"), "message": exc.message}
+    if exc.details is not None:
+        error.update(exc.details)
+    return jsonify({"error": error}), exc.status
+
+
+register_envelope(bp, envelope)
+register_prefix("/v1", envelope)
+REGISTRY.security_schemes["V1Bearer"] = {"type": "http", "scheme": "bearer"}
+SECURITY = [{"V1Bearer": []}]
+
+Name = validate.Length(min=1, max=512)
+
+
+class AcquireSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    scope = fields.String(required=True, validate=Name)
+    resource = fields.String(required=True, validate=Name)
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001),
+                       metadata={"description": "lease in seconds"})
+    wait = fields.Float(load_default=None, validate=validate.Range(min=0),
+                        metadata={"description": "seconds to wait in line (long poll)"})
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+class RefreshSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001))
+
+
+class ValidateSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    scope = fields.String(required=True, validate=Name)
+    resource = fields.String(required=True, validate=Name)
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    fencing_token = fields.Integer(required=True, strict=True)
+
+
+class LockSchema(Schema):
+    id = fields.String()
+    scope = fields.String()
+    type = fields.String()
+    resource = fields.String()
+    owner = fields.String()
+    fencing_token = fields.Integer()
+    acquired_at = fields.Float(metadata={"description": "seconds since the epoch"})
+    expires_at = fields.Float(allow_none=True)
+    expires_in = fields.Float(allow_none=True, metadata={"description": "seconds left"})
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class PageSchema(Schema):
+    locks = fields.List(fields.Nested(LockSchema))
+    cursor = fields.String(allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Dict()
+
+
+SCOPE_PREFIX = "v1:"
+
+
+def to_json(lock: Lock) -> dict[str, Any]:
+    return LockSchema().dump({
+        "id": lock.id, "scope": lock.scope.removeprefix(SCOPE_PREFIX), "type": lock.type,
+        "resource": lock.resource, "owner": lock.owner, "fencing_token": lock.fencing_token,
+        "acquired_at": lock.acquired_at, "expires_at": lock.expires_at,
+        "expires_in": lock.remaining, "metadata": dict(lock.metadata)})
+
+
+def caller() -> User:
+    header = request.headers.get("Authorization", "")
+    user = user_for_key(header[7:] if header.lower().startswith("bearer ") else None)
+    if user is None:
+        raise ApiError(401, "Send Authorization: Bearer <API key>")
+    return user
+
+
+def body(schema: Schema) -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None and not request.get_data():
+        data = {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    try:
+        return schema.load(data)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ApiError(400, "Invalid request", details={"fields": exc.messages}) from exc
+
+
+def own_lock(lock_id: str) -> Lock:
+    try:
+        lock = services().locks.get(lock_id)
+    except LockNotFound:
+        lock = None
+    if lock is None or not lock.scope.startswith(SCOPE_PREFIX):
+        raise ApiError(404, f"No lock {lock_id}")
+    return lock
+
+
+def conflict(exc: LockConflict) -> ApiError:
+    holder = to_json(exc.holder) if exc.holder else None
+    return ApiError(409, "The resource is held by someone else", details={"holder": holder})
+
+
+ERRORS = {400: ("Invalid request", ErrorSchema), 401: ("No valid key", ErrorSchema),
+          503: ("Lock store unavailable", ErrorSchema)}
+
+
+@route(bp, "/locks", "POST", summary="Acquire a lock (optionally waiting in line)", tag=TAG,
+       security=SECURITY, body=AcquireSchema,
+       responses={201: ("Acquired", LockSchema), 200: ("Already yours: refreshed", LockSchema),
+                  409: ("Held by someone else (after the wait)", ErrorSchema), **ERRORS})
+def acquire() -> Any:
+    user = caller()
+    data = body(AcquireSchema())
+    limit = current_app.config["V1_MAX_WAIT"]
+    if data["wait"] is not None and data["wait"] > limit:
+        raise ApiError(400, f"wait may be at most {limit} seconds")
+    try:
+        result = services().locks.acquire(
+            SCOPE_PREFIX + data["scope"], data["type"], data["resource"], user.id,
+            ttl=data["ttl"], metadata=data["metadata"], wait=data["wait"] or None)
+    except LockConflict as exc:
+        raise conflict(exc) from exc
+    except InvalidLockRequest as exc:
+        raise ApiError(400, str(exc)) from exc
+    return jsonify(to_json(result.lock)), 201 if result.created else 200
+
+
+@route(bp, "/locks/<lock_id>", "GET", summary="A lock", tag=TAG, security=SECURITY,
+       responses={200: ("The lock", LockSchema), 404: ("No such lock", ErrorSchema), **ERRORS})
+def get_lock(lock_id: str) -> Any:
+    caller()
+    return jsonify(to_json(own_lock(lock_id)))
+
+
+@route(bp, "/locks/<lock_id>/refresh", "POST", summary="Extend a lease", tag=TAG,
+       security=SECURITY, body=RefreshSchema,
+       responses={200: ("The lock", LockSchema), 403: ("Not yours", ErrorSchema),
+                  404: ("No such lock", ErrorSchema), **ERRORS})
+def refresh(lock_id: str) -> Any:
+    user = caller()
+    data = body(RefreshSchema())
+    lock = own_lock(lock_id)
+    try:
+        return jsonify(to_json(services().locks.refresh(lock, user.id, data["ttl"])))
+    except LockNotOwned as exc:
+        raise ApiError(403, f"Lock {lock_id} belongs to {lock.owner}") from exc
+    except LockNotFound as exc:
+        raise ApiError(404, f"No lock {lock_id}") from exc
+
+
+@route(bp, "/locks/<lock_id>", "DELETE", summary="Release a lock (?force=true: sysadmins)",
+       tag=TAG, security=SECURITY,
+       parameters=[{"name": "force", "in": "query", "required": False,
+                    "schema": {"type": "boolean"}}],
+       responses={200: ("Released", LockSchema), 403: ("Not yours", ErrorSchema),
+                  404: ("No such lock", ErrorSchema), **ERRORS})
+def release(lock_id: str) -> Any:
+    user = caller()
+    force = request.args.get("force", "false").lower() == "true"
+    if force and not user.is_sysadmin:
+        raise ApiError(403, "Only a sysadmin may force a release")
+    lock = own_lock(lock_id)
+    try:
+        return jsonify(to_json(services().locks.release(lock, user.id, force=force)))
+    except LockNotOwned as exc:
+        raise ApiError(403, f"Lock {lock_id} belongs to {lock.owner}") from exc
+    except LockNotFound as exc:
+        raise ApiError(404, f"No lock {lock_id}") from exc
+
+
+@route(bp, "/scopes/<scope>/locks", "GET", summary="A scope's live locks, a page at a time",
+       tag=TAG, security=SECURITY,
+       parameters=[{"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                   for n, t in (("owner", "string"), ("resource", "string"),
+                                ("cursor", "string"), ("limit", "integer"))],
+       responses={200: ("A page", PageSchema), **ERRORS})
+def list_locks(scope: str) -> Any:
+    caller()
+    args = request.args
+    try:
+        limit = int(args.get("limit", "100"))
+        page = services().locks.list(
+            SCOPE_PREFIX + scope, owner=args.get("owner"), type=LOCK_TYPE,
+            resource=args.get("resource"), cursor=args.get("cursor"), limit=limit)
+    except (ValueError, InvalidLockRequest) as exc:
+        raise ApiError(400, f"Invalid listing: {exc}") from exc
+    return jsonify({"locks": [to_json(lock) for lock in page.locks], "cursor": page.cursor})
+
+
+@route(bp, "/validate", "POST", summary="Fencing check: is this token the live lock's?",
+       tag=TAG, security=SECURITY, body=ValidateSchema,
+       responses={200: ("{valid: bool}", None), **ERRORS})
+def validate_token() -> Any:
+    caller()
+    data = body(ValidateSchema())
+    valid = services().locks.validate(SCOPE_PREFIX + data["scope"], data["type"],
+                                      data["resource"], data["fencing_token"])
+    return jsonify({"valid": valid})
