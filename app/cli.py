@@ -3,6 +3,10 @@
     lockcore serve [--host H] [--port P] [--workers N] [--redis-url URL] [--data-dir D]
     lockcore users add ID --name NAME [--email E] [--role R]...
     lockcore catalog load FILE
+    lockcore locks list SCOPE [--owner O] [--type T] [--resource R] [--json]
+    lockcore locks show ID [--json]
+    lockcore locks release ID [--owner O]
+    lockcore locks watch [SCOPE] [--count N] [--json]
 
 Without a Redis URL (``--redis-url`` or ``LOCKCORE_REDIS_URL``) every command uses the
 embedded redis-server in the data directory, starting it if it is not running.
@@ -11,9 +15,11 @@ embedded redis-server in the data directory, starting it if it is not running.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
 from typing import Any
 
 from lockcore import EmbeddedRedis, connect
@@ -153,6 +159,147 @@ def catalog_load(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- locks: operators' view ---------------------------------------------------------------
+
+
+def _manager(client: Any) -> Any:
+    from lockcore import LockManager
+
+    from . import config
+    from .services import lock_types
+
+    settings = config.load()
+    return LockManager(client, lock_types(settings), prefix=_prefix())
+
+
+def _lock_json(lock: Any) -> dict[str, Any]:
+    return {"id": lock.id, "scope": lock.scope, "type": lock.type, "resource": lock.resource,
+            "owner": lock.owner, "fencing_token": lock.fencing_token,
+            "acquired_at": lock.acquired_at, "expires_at": lock.expires_at,
+            "expires_in": lock.remaining, "metadata": dict(lock.metadata)}
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def _lock_row(lock: Any) -> list[str]:
+    left = "never" if lock.remaining is None else f"{lock.remaining:.1f}s"
+    meta = ", ".join(f"{k}={v}" for k, v in sorted(lock.metadata.items()))
+    return [lock.id, lock.type, lock.resource, lock.owner, str(lock.fencing_token), left, meta]
+
+
+HEADER = ["ID", "TYPE", "RESOURCE", "OWNER", "TOKEN", "EXPIRES IN", "METADATA"]
+
+
+def _with_manager(args: argparse.Namespace, action: Any) -> int:
+    connection, embedded = _with_client(args)
+    try:
+        return int(action(_manager(connection.client), connection.client))
+    finally:
+        connection.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+def locks_list(args: argparse.Namespace) -> int:
+    def run(mgr: Any, _client: Any) -> int:
+        locks = list(mgr.iter_locks(args.scope, owner=args.owner, type=args.type,
+                                    resource=args.resource, limit=500))
+        if args.json:
+            print(json.dumps([_lock_json(lock) for lock in locks], indent=2))
+        elif locks:
+            print(_table([HEADER, *(_lock_row(lock) for lock in locks)]))
+        else:
+            print(f"no live locks in {args.scope!r}")
+        return 0
+
+    return _with_manager(args, run)
+
+
+def locks_show(args: argparse.Namespace) -> int:
+    from lockcore import LockNotFound
+
+    def run(mgr: Any, _client: Any) -> int:
+        try:
+            lock = mgr.get(args.id)
+        except LockNotFound:
+            print(f"lockcore: no live lock {args.id}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(_lock_json(lock), indent=2))
+        else:
+            print(_table([["SCOPE", *HEADER], [lock.scope, *_lock_row(lock)]]))
+        return 0
+
+    return _with_manager(args, run)
+
+
+def locks_release(args: argparse.Namespace) -> int:
+    from lockcore import LockNotFound, LockNotOwned
+
+    def run(mgr: Any, _client: Any) -> int:
+        try:
+            lock = mgr.release(args.id, args.owner or "operator", force=args.owner is None)
+        except (LockNotFound, LockNotOwned) as exc:
+            print(f"lockcore: {exc}", file=sys.stderr)
+            return 1
+        print(f"released {lock.id} ({lock.type} {lock.resource!r} of {lock.owner} "
+              f"in {lock.scope!r})")
+        return 0
+
+    return _with_manager(args, run)
+
+
+def _event_line(event: dict[str, str]) -> str:
+    at = time.strftime("%H:%M:%S", time.gmtime(int(event.get("at", "0")) / 1000))
+    return (f"{at}  {event.get('event', '?'):9}  {event.get('scope', '')}  "
+            f"{event.get('type', '')}  {event.get('resource', '')}  {event.get('owner', '')}  "
+            f"id={event.get('id', '')} token={event.get('token', '')}")
+
+
+def locks_watch(args: argparse.Namespace) -> int:
+    """Follow events: one scope's stream (XREAD, durable), or every scope's channel."""
+
+    def show(event: dict[str, str]) -> None:
+        print(json.dumps(event) if args.json else _event_line(event), flush=True)
+
+    def run(mgr: Any, client: Any) -> int:
+        seen = 0
+        if args.scope:
+            stream = mgr.keys(args.scope).events
+            last = "$"
+            while args.count is None or seen < args.count:
+                for _, entries in client.xread({stream: last}, block=1000) or []:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        show({_s(k): _s(v) for k, v in fields.items()})
+                        seen += 1
+            return 0
+        pubsub = client.pubsub()
+        pubsub.psubscribe(f"{_prefix()}:*:events")
+        try:
+            while args.count is None or seen < args.count:
+                message = pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "pmessage":
+                    show(json.loads(message["data"]))
+                    seen += 1
+        finally:
+            pubsub.close()
+        return 0
+
+    try:
+        return _with_manager(args, run)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lockcore", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +331,30 @@ def parser() -> argparse.ArgumentParser:
     p = catalog.add_parser("load", parents=[common], help="replace the catalog from a file")
     p.add_argument("file")
     p.set_defaults(func=catalog_load)
+
+    locks = sub.add_parser("locks", help="look at and release locks").add_subparsers(
+        dest="action", required=True)
+    p = locks.add_parser("list", parents=[common], help="a scope's live locks")
+    p.add_argument("scope", help="e.g. versal:course:course-1, edx:workspace:ws-1, v1:batch")
+    p.add_argument("--owner")
+    p.add_argument("--type")
+    p.add_argument("--resource")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=locks_list)
+    p = locks.add_parser("show", parents=[common], help="one lock")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=locks_show)
+    p = locks.add_parser("release", parents=[common],
+                         help="release a lock (forced, unless --owner)")
+    p.add_argument("id")
+    p.add_argument("--owner", help="release as this owner only (no force)")
+    p.set_defaults(func=locks_release)
+    p = locks.add_parser("watch", parents=[common], help="follow lock events live")
+    p.add_argument("scope", nargs="?", help="one scope's stream (else every scope)")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=locks_watch)
     return top
 
 

@@ -1,0 +1,82 @@
+"""`lockcore locks list|show|release|watch`, against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from lockcore import LockManager, LockNotFound
+
+from .live import LOCKCORE
+
+
+@pytest.fixture
+def url(real_server: Any) -> str:
+    real_server.client().flushall()
+    return str(real_server.url)
+
+
+@pytest.fixture
+def mgr(real_server: Any) -> LockManager:
+    from app import config
+    from app.services import lock_types
+
+    return LockManager(real_server.client(), lock_types(config.load()))
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOCKCORE, "locks", *args, "--redis-url", url],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_list_shows_a_readable_table_and_json(url: str, mgr: LockManager) -> None:
+    a = mgr.acquire("v1:batch", "job", "nightly", "alice", metadata={"host": "w1"}).lock
+    mgr.acquire("v1:batch", "job", "hourly", "bob")
+    table = cli(url, "list", "v1:batch")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:5] == ["ID", "TYPE", "RESOURCE", "OWNER", "TOKEN"]
+    assert any(a.id in line and "alice" in line and "host=w1" in line for line in lines)
+    as_json = json.loads(cli(url, "list", "v1:batch", "--owner", "alice", "--json").stdout)
+    assert [(lk["id"], lk["owner"]) for lk in as_json] == [(a.id, "alice")]
+
+
+def test_show_and_release(url: str, mgr: LockManager) -> None:
+    lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
+    shown = json.loads(cli(url, "show", lock.id, "--json").stdout)
+    assert shown["scope"] == "v1:batch" and shown["fencing_token"] == lock.fencing_token
+    refused = cli(url, "release", lock.id, "--owner", "bob")
+    assert refused.returncode == 1 and "belongs to alice" in refused.stderr
+    released = cli(url, "release", lock.id)
+    assert released.returncode == 0 and lock.id in released.stdout
+    with pytest.raises(LockNotFound):
+        mgr.get(lock.id)
+    missing = cli(url, "show", lock.id)
+    assert missing.returncode == 1 and "no live lock" in missing.stderr
+
+
+@pytest.mark.parametrize("scope", ["v1:batch", None])
+def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None) -> None:
+    args = [LOCKCORE, "locks", "watch", *([scope] if scope else []), "--count", "2",
+            "--json", "--redis-url", url]
+    watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)  # let it subscribe
+    lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
+    mgr.release(lock, "alice")
+    out, err = watcher.communicate(timeout=20)
+    assert watcher.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id),
+                                                        ("released", lock.id)]
+
+
+def test_cli_help_lists_the_lock_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "app.cli", "locks", "--help"],
+                         capture_output=True, text=True, check=True)
+    for command in ("list", "show", "release", "watch"):
+        assert command in out.stdout
