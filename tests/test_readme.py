@@ -54,10 +54,10 @@ def matches(got: Any, expected: Any, key: str = "") -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["versal-tour", "edx-tour", "docspace-tour",
-                                  "vidispine-tour"])
+                                  "vidispine-tour", "v1-tour"])
 def test_the_tour_works_as_printed(tmp_path: Path, name: str) -> None:
     pairs = tour(name)
-    assert len(pairs) >= 4
+    assert len(pairs) >= 2
     with LiveService(tmp_path, workers=2) as service:
         script = "set -e\n" + "".join(
             block.replace("localhost:8000", f"127.0.0.1:{service.port}") + "echo '@@@'\n"
