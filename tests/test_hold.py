@@ -123,3 +123,20 @@ def wait_for(condition: Any, timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.005)
+
+
+def test_redis_unreachable_past_the_lease_is_a_loss(mgr: LockManager,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("Redis went away")
+
+    reasons: list[str] = []
+    with pytest.raises(LockLost):
+        with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2,
+                      on_lost=lambda held: reasons.append(held.reason)) as held:
+            monkeypatch.setattr(mgr, "refresh", unreachable)
+            wait_for(held.lost.is_set, 2.0)
+            monkeypatch.undo()
+    assert reasons == ["the lease ran out"]
