@@ -229,3 +229,20 @@ local function settle()
   end
   expire_with(K_IDEXP, K_IDS, {K_IDS, K_IDEXP})
 end
+
+-- The live lock `id`, if `owner` may change it (or `force`); else the reply to return:
+-- NOT_FOUND (unknown, or expired: then it is removed now) or NOT_OWNED.
+local function claim(id, owner, force)
+  local r, raw = load(id)
+  if not r or not is_live(r) then
+    if r then
+      expire(r)
+      settle()
+    end
+    return nil, nil, {NOT_FOUND, NOW, EXPIRED}
+  end
+  if r.owner ~= owner and not force then
+    return nil, nil, {NOT_OWNED, NOW, EXPIRED, raw}
+  end
+  return r, raw, nil
+end

@@ -27,16 +27,9 @@ local keep = ARGV[6] == 'keep'
 local ttl = tonumber(ARGV[6])
 
 sweep()
-local r, raw = load(id)
-if not r or not is_live(r) then
-  if r then
-    expire(r)
-    settle()
-  end
-  return {NOT_FOUND, NOW, EXPIRED}
-end
-if r.owner ~= owner and not force then
-  return {NOT_OWNED, NOW, EXPIRED, raw}
+local r, raw, refusal = claim(id, owner, force)
+if refusal then
+  return refusal
 end
 if (ARGV[8] or '') ~= '' then
   ttl = tonumber(ARGV[8]) - NOW

@@ -17,16 +17,9 @@ Returns:
 local id, owner, force = ARGV[4], ARGV[5], ARGV[6] == '1'
 
 sweep()
-local r, raw = load(id)
-if not r or not is_live(r) then
-  if r then
-    expire(r)
-    settle()
-  end
-  return {NOT_FOUND, NOW, EXPIRED}
-end
-if r.owner ~= owner and not force then
-  return {NOT_OWNED, NOW, EXPIRED, raw}
+local r, raw, refusal = claim(id, owner, force)
+if refusal then
+  return refusal
 end
 drop(r)
 emit('released', r, {'by', owner})
