@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_the_bench_writes_its_report(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--only", "1", "4",
-                          "--output", str(out), "--charts", str(tmp_path / "charts")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, check=False)
+    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "1", "4",
+               "--output", str(out), "--charts", str(tmp_path / "charts")]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         check=False)
     assert run.returncode == 0, run.stderr
     report = out.read_text()
     assert (tmp_path / "charts" / "single_client.png").is_file()
