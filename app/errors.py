@@ -69,10 +69,6 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
         return envelope(ApiError(500, "Internal server error", kind="Internal Error"))
 
 
-def json_envelope(body: Any, status: int) -> tuple[Response, int]:
-    return jsonify(body), status
-
-
 #: URL prefix -> envelope, for errors raised before a view is known (unknown URL, wrong
 #: method): the API family is picked by path.
 PREFIX_ENVELOPES: list[tuple[str, Envelope, dict[int, str]]] = []
