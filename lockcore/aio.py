@@ -7,7 +7,8 @@
 
 Cancellation: a script call that was sent always completes (it is shielded); if the task
 was cancelled meanwhile, a lock it created is released, a release still happens, and a
-waiter leaves its line. No key is left that nobody owns.
+waiter leaves its line. No key is left that nobody owns. ``await drain()`` waits for such
+clean-ups (before closing the client at shutdown).
 """
 
 from __future__ import annotations
@@ -30,9 +31,19 @@ _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
 def _in_background(coro: Awaitable[Any]) -> None:
-    task = asyncio.ensure_future(coro)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
+    _track(asyncio.ensure_future(coro))
+
+
+def _track(task: asyncio.Future[Any]) -> None:
+    _BACKGROUND.add(task)  # type: ignore[arg-type]
+    task.add_done_callback(_BACKGROUND.discard)  # type: ignore[arg-type]
+
+
+async def drain() -> None:
+    """Wait until the clean-ups of cancelled calls are done (a script still in flight, the
+    release of a lock it created). Await it before closing the client at shutdown."""
+    while _BACKGROUND:
+        await asyncio.gather(*list(_BACKGROUND), return_exceptions=True)
 
 
 async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]] | None = None
@@ -43,6 +54,7 @@ async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]]
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
+        _track(task)
         if on_cancel is not None:
             def undo(done: asyncio.Future[T]) -> None:
                 if not done.cancelled() and done.exception() is None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lockcore import AsyncLockManager, LockConflict, LockLost, LockNotFound
+from lockcore.aio import drain
 
 from .conftest import TYPES
 from .test_waiting import HELPER
@@ -30,6 +31,7 @@ def run(make_async_client: Any, body: Callable[..., Awaitable[Any]]) -> Any:
         try:
             return await body(manager)
         finally:
+            await drain()
             for client in clients:
                 await client.aclose()
 
@@ -171,7 +173,8 @@ def test_cancelling_an_acquire_in_flight_leaves_no_lock(make_async_client: Any,
         except asyncio.CancelledError:
             acquired = False
         if not acquired:  # whatever the script did, nobody is left holding it
-            await until(lambda: _empty(mgr), timeout=2)
+            await drain()
+            assert await _empty(mgr)
             assert (await mgr.acquire(SCOPE, "job", "r", "other")).created
 
     run(make_async_client, body)
@@ -190,7 +193,8 @@ def test_cancelling_a_release_in_flight_still_releases(make_async_client: Any) -
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await until(lambda: _empty(mgr), timeout=2)
+        await drain()
+        assert await _empty(mgr)
 
     run(make_async_client, body)
 
