@@ -36,7 +36,7 @@ def _in_background(coro: Awaitable[Any]) -> None:
 
 def _track(task: asyncio.Future[Any]) -> None:
     _BACKGROUND.add(task)  # type: ignore[arg-type]
-    task.add_done_callback(_BACKGROUND.discard)  # type: ignore[arg-type]
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 async def drain() -> None:
