@@ -101,6 +101,10 @@ if mode == 'exclusive' then
       end
       local raw = store(r)
       emit('refreshed', r)
+      if ticket ~= '' then  -- it was waiting for a lock its owner already holds
+        redis.call('LREM', queue, 0, ticket)
+        redis.call('DEL', BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
+      end
       settle()
       return {OK, NOW, EXPIRED, raw, '', 0}
     end
