@@ -42,11 +42,22 @@ def new_key() -> str:
     return "lc_" + secrets.token_urlsafe(32)
 
 
+# One round trip for every authenticated request: the key's user, then their record.
+AUTHENTICATE = """
+local user_id = redis.call('HGET', KEYS[1], ARGV[1])
+if not user_id then
+  return false
+end
+return redis.call('HGET', KEYS[2], user_id)
+"""
+
+
 class Users:
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.users_key = f"{prefix}:{{users}}:users"
         self.keys_key = f"{prefix}:{{users}}:keys"
+        self._authenticate = client.register_script(AUTHENTICATE)
 
     def put(self, user: User, key: str | None = None) -> None:
         """Create or update a user; with ``key``, add that API key to them."""
@@ -90,11 +101,8 @@ class Users:
         if not key:
             return None
         wanted = digest(key)
-        user_id = self.client.hget(self.keys_key, wanted)
-        if user_id is None:
-            return None
-        raw = self.client.hget(self.users_key, user_id)
-        if raw is None:
+        raw = self._authenticate(keys=[self.keys_key, self.users_key], args=[wanted])
+        if not raw:
             return None
         r = json.loads(raw)
         if not any(hmac.compare_digest(wanted, d) for d in r.get("key_digests", [])):

@@ -279,18 +279,20 @@ class LockManager:
             raise LockNotFound(f"no live lock {lock_id}", lock_id=lock_id)
         return _text(scope)
 
-    def _locate(self, lock: str | Lock) -> tuple[str, str]:
+    def _locate(self, lock: str | Lock, scope: str | None = None) -> tuple[str, str]:
         if isinstance(lock, Lock):
             return lock.id, lock.scope
-        return lock, self.scope_of(lock)
+        return lock, scope if scope is not None else self.scope_of(lock)
 
-    def release(self, lock: str | Lock, owner: str, *, force: bool = False) -> Lock:
-        """Release a lock (by id, or the Lock itself: one round trip fewer).
+    def release(self, lock: str | Lock, owner: str, *, force: bool = False,
+                scope: str | None = None) -> Lock:
+        """Release a lock (by id, or the Lock itself, or by id with its ``scope``: one
+        round trip fewer).
 
         Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
         unknown or expired lock, LockNotOwned for another owner's. Returns the lock.
         """
-        lock_id, scope = self._locate(lock)
+        lock_id, scope = self._locate(lock, scope)
         reply = check(
             self._scripts.release(self.keys(scope), scope, lock_id, owner, force),
             "release", scope, lock_id, self.expired_noticed,

@@ -204,13 +204,10 @@ def release(lock_id: str) -> Any:
     not_found = ApiError(404, f"Lock '{lock_id}' not found")
     locks = services().locks
     try:
-        lock = locks.get(lock_id)
-    except LockNotFound as exc:
-        raise not_found from exc
-    if lock.type != LOCK_TYPE or course_of(lock.scope) is None:
-        raise not_found  # another API's lock: not a Versal resource
-    try:
-        locks.release(lock, user.id, force=user.is_sysadmin)
+        scope = locks.scope_of(lock_id)
+        if course_of(scope) is None:
+            raise not_found  # another API's lock: not a Versal resource
+        locks.release(lock_id, user.id, force=user.is_sysadmin, scope=scope)
     except LockNotFound as exc:
         raise not_found from exc
     except LockNotOwned as exc:
