@@ -31,6 +31,13 @@ SCRIPT = textwrap.dedent("""
         assert second.replaced.id == first.id
         mgr.release(second.lock.id, "alice")
         assert mgr.list("course:1").locks == ()
+        # the service ships whole: its data files load, its console script is there
+        from app import create_app
+        from app.catalog import DEMO_CATALOG, parse_document
+        assert parse_document(DEMO_CATALOG.read_text())["courses"]
+        app = create_app({"REDIS_CLIENT": server.client()})
+        assert app.test_client().get("/healthz").status_code == 200
+    assert (Path(sys.executable).parent / "lockcore").is_file()
     print("wheel ok")
 """)
 
