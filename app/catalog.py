@@ -225,13 +225,34 @@ class Catalog:
 
     def put_entity(self, kind: str, entity: dict[str, Any]) -> None:
         schema, id_field = KINDS[kind]
+        if kind in ("collections", "libraries"):
+            self._contain(kind, entity["id"], set(entity.get("items", [])))
+        if kind == "items":  # an item's containers are derived from theirs
+            old = self._get("items", entity["id"]) or {}
+            entity = {"id": entity["id"], "collections": old.get("collections", []),
+                      "libraries": old.get("libraries", [])}
         self.client.hset(self.key(kind), entity[id_field], json.dumps(entity))
         if kind == "workspaces" and entity.get("name"):
             self.client.hset(self.key("workspace_names"), entity["name"],
                              json.dumps(entity["id"]))
 
     def delete_entity(self, kind: str, entity_id: str) -> bool:
+        if kind in ("collections", "libraries"):
+            self._contain(kind, entity_id, set())
         return bool(self.client.hdel(self.key(kind), entity_id))
+
+    def _contain(self, kind: str, container: str, items: set[str]) -> None:
+        """Keep each item's list of containers (what it inherits locks from) in step with
+        the container's new list of items."""
+        old = set((self._get(kind, container) or {}).get("items", []))
+        for item_id in old ^ items:
+            item = self._get("items", item_id) or {"id": item_id, "collections": [],
+                                                   "libraries": []}
+            members = [c for c in item.get(kind, []) if c != container]
+            if item_id in items:
+                members.append(container)
+            item[kind] = members
+            self.client.hset(self.key("items"), item_id, json.dumps(item))
 
     # -- reading -------------------------------------------------------------------------
 

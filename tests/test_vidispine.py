@@ -469,3 +469,16 @@ def test_the_global_listing_pages_without_loading_everything(
     doc = listed(client, "/API/deletion-lock", "first=11&number=5")
     assert doc["hits"] == 1200 and len(doc["lock"]) == 5
     assert spy.calls == 1 and spy.fetched <= 500
+
+
+def test_admin_edits_of_containers_change_what_items_inherit(client: Any) -> None:
+    admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+    inherited = create(client, "/API/collection/VX-10")
+    assert client.get("/API/item/VX-3/deletion-lock/check", headers=BOB).status_code == 200
+    assert client.put("/admin/catalog/collections/VX-10", headers=admin,
+                      json={"items": ["VX-3"]}).status_code == 200
+    assert client.get("/API/item/VX-3/deletion-lock/check", headers=BOB).status_code == 409
+    assert client.get("/API/item/VX-2/deletion-lock/check", headers=BOB).status_code == 200
+    assert client.delete("/admin/catalog/collections/VX-10", headers=admin).status_code == 204
+    assert client.get("/API/item/VX-3/deletion-lock/check", headers=BOB).status_code == 200
+    assert inherited["entityId"] == "VX-10"
