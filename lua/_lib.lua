@@ -80,9 +80,16 @@ local function load(id)
 end
 
 -- Writes (or rewrites) a record and every index entry; returns the JSON text.
+-- What this call changed, for settle(): the latest expiry stored, whether any lock was
+-- removed, and whether a lock without expiry went away (or got an expiry).
+local STORED, REMOVED, NEVER_GONE = nil, false, false
+
 local function store(r)
   local raw = cjson.encode(r)
   local score = expiry_score(r)
+  if not STORED or score > STORED then
+    STORED = score
+  end
   redis.call('HSET', K_LOCKS, r.id, raw)
   redis.call('ZADD', K_RES, 0, res_member(r))
   redis.call('ZADD', K_OWN, 0, own_member(r))
@@ -136,6 +143,10 @@ local function wake(ltype, resource)
 end
 
 local function drop(r)
+  REMOVED = true
+  if r.expires_at == nil then
+    NEVER_GONE = true
+  end
   wake(r.type, r.resource)
   redis.call('HDEL', K_LOCKS, r.id)
   redis.call('ZREM', K_RES, res_member(r))
@@ -173,8 +184,8 @@ local function expire(r)
   EXPIRED = EXPIRED + 1
 end
 
--- Removes up to SWEEP expired locks of the scope (announcing each) and up to SWEEP
--- expired entries of the slot's id directory.
+-- Removes up to SWEEP expired locks of the scope (announcing each) and, now and then, up
+-- to SWEEP expired entries of the slot's id directory.
 local function sweep()
   local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
   for _, id in ipairs(ids) do
@@ -185,33 +196,38 @@ local function sweep()
       redis.call('ZREM', K_EXP, id)
     end
   end
+  -- Directory entries of scopes whose keys expired wholesale: rare, so looked for in one
+  -- call of sixteen (by the clock) and reclaimed in bounded steps.
+  if NOW % 16 ~= 0 then
+    return
+  end
   local stale = redis.call('ZRANGEBYSCORE', K_IDEXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
   for _, id in ipairs(stale) do
     redis.call('HDEL', K_IDS, id)
     redis.call('ZREM', K_IDEXP, id)
+    REMOVED = true
   end
 end
 
--- Gives keys a lifetime: RETAIN past the latest expiry among the locks that `zset`
--- indexes (rounded up to a step, so most writes find it unchanged), none while a lock
--- without expiry exists. The value applied is remembered in field "~exp" of `hash`, so an
--- unchanged lifetime costs two reads. Empty hashes and sets vanish by themselves.
+-- Keys' lifetimes. Each key of a scope (and of a slot's id directory) lives RETAIN past
+-- the latest expiry among the locks it holds, rounded up to a STEP (so most writes find it
+-- unchanged), or forever while a lock without expiry exists. The value applied is kept in
+-- the hash field "~exp". Removing a lock never needs a longer life, so only a store may
+-- extend it (one read when unchanged); the exact value is recomputed only when a lock
+-- without expiry goes away. Empty hashes and sets vanish by themselves; "~exp" goes with
+-- the last lock.
 local STEP = math.min(RETAIN, 60000)
+local SCOPE_KEYS = {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}
+local SLOT_KEYS = {K_IDS, K_IDEXP}
 
-local function expire_with(zset, hash, keys)
-  local top = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
-  if #top == 0 then
-    redis.call('HDEL', hash, '~exp')
-    return false
+local function lifetime(score)
+  if score >= NOEXP then
+    return 'never'
   end
-  local latest = tonumber(top[2])
-  local target = 'never'
-  if latest < NOEXP then
-    target = int(math.ceil((latest + RETAIN) / STEP) * STEP)
-  end
-  if redis.call('HGET', hash, '~exp') == target then
-    return true
-  end
+  return int(math.ceil((score + RETAIN) / STEP) * STEP)
+end
+
+local function apply(hash, keys, target)
   redis.call('HSET', hash, '~exp', target)
   for _, k in ipairs(keys) do
     if target == 'never' then
@@ -220,14 +236,67 @@ local function expire_with(zset, hash, keys)
       redis.call('PEXPIREAT', k, target)
     end
   end
+end
+
+-- Make the keys live at least as long as `target` needs.
+local function extend(hash, keys, target)
+  local applied = redis.call('HGET', hash, '~exp')
+  if applied == 'never' or (applied and target ~= 'never'
+                            and tonumber(applied) >= tonumber(target)) then
+    return
+  end
+  apply(hash, keys, target)
+end
+
+-- Set the keys' lifetime from the locks they hold now.
+local function recompute(zset, hash, keys)
+  local top = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
+  if #top == 0 then
+    redis.call('HDEL', hash, '~exp')
+    return false
+  end
+  local target = lifetime(tonumber(top[2]))
+  if redis.call('HGET', hash, '~exp') ~= target then
+    apply(hash, keys, target)
+  end
   return true
 end
 
-local function settle()
-  if not expire_with(K_EXP, K_LOCKS, {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}) then
-    redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
+-- After the last lock of a scope (or of a slot's directory) went: forget the lifetime.
+local function forget_if_empty(zset, hash)
+  if redis.call('EXISTS', zset) == 0 then
+    redis.call('HDEL', hash, '~exp')
+    return true
   end
-  expire_with(K_IDEXP, K_IDS, {K_IDS, K_IDEXP})
+  return false
+end
+
+local function settle()
+  if NEVER_GONE then
+    if not recompute(K_EXP, K_LOCKS, SCOPE_KEYS) then
+      redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
+    end
+    recompute(K_IDEXP, K_IDS, SLOT_KEYS)
+    return
+  end
+  if STORED then
+    local target = lifetime(STORED)
+    extend(K_LOCKS, SCOPE_KEYS, target)
+    extend(K_IDS, SLOT_KEYS, target)
+  end
+  if REMOVED then
+    if forget_if_empty(K_EXP, K_LOCKS) then
+      redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
+    end
+    forget_if_empty(K_IDEXP, K_IDS)
+  end
+end
+
+-- Every write script returns through done(): the keys' lifetimes are settled whatever the
+-- outcome (a call that ends in a conflict may still have swept expired locks).
+local function done(reply)
+  settle()
+  return reply
 end
 
 -- The live lock `id`, if `owner` may change it (or `force`); else the reply to return:
@@ -237,7 +306,6 @@ local function claim(id, owner, force)
   if not r or not is_live(r) then
     if r then
       expire(r)
-      settle()
     end
     return nil, nil, {NOT_FOUND, NOW, EXPIRED}
   end

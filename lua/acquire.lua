@@ -45,7 +45,7 @@ sweep()
 if (ARGV[13] or '') ~= '' then
   ttl = tonumber(ARGV[13]) - NOW
   if ttl <= 0 then
-    return {INVALID, NOW, EXPIRED}
+    return done({INVALID, NOW, EXPIRED})
   end
   if max_ttl > 0 and ttl > max_ttl then
     ttl = max_ttl
@@ -91,8 +91,11 @@ if mode == 'exclusive' then
       expire(r)
     elseif r and r.owner ~= owner then
       wait_in_line()
-      return {CONFLICT, NOW, EXPIRED, raw}
+      return done({CONFLICT, NOW, EXPIRED, raw})
     elseif r then
+      if r.expires_at == nil and ttl > 0 then
+        NEVER_GONE = true
+      end
       r.expires_at = expires(NOW)
       r.updated_at = NOW
       r.ttl = ttl > 0 and ttl or nil
@@ -105,8 +108,7 @@ if mode == 'exclusive' then
         redis.call('LREM', queue, 0, ticket)
         redis.call('DEL', BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
       end
-      settle()
-      return {OK, NOW, EXPIRED, raw, '', 0}
+      return done({OK, NOW, EXPIRED, raw, '', 0})
     end
   end
   -- Free. Waiters who came first go first.
@@ -120,7 +122,7 @@ if mode == 'exclusive' then
   end
   if reserved and reserved ~= ticket then
     wait_in_line()
-    return {CONFLICT, NOW, EXPIRED, ''}
+    return done({CONFLICT, NOW, EXPIRED, ''})
   end
   if ticket ~= '' then
     redis.call('LREM', queue, 1, ticket)
@@ -168,5 +170,4 @@ end
 
 local raw = store(lock)
 emit('acquired', lock, {'replaced', replaced_id})
-settle()
-return {OK, NOW, EXPIRED, raw, replaced_raw, 1}
+return done({OK, NOW, EXPIRED, raw, replaced_raw, 1})

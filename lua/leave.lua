@@ -20,4 +20,4 @@ if redis.call('GET', reserved_key) == ticket then
   redis.call('DEL', reserved_key)
   wake(ltype, resource)
 end
-return {OK, NOW, EXPIRED}
+return done({OK, NOW, EXPIRED})

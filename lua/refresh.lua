@@ -29,12 +29,12 @@ local ttl = tonumber(ARGV[6])
 sweep()
 local r, raw, refusal = claim(id, owner, force)
 if refusal then
-  return refusal
+  return done(refusal)
 end
 if (ARGV[8] or '') ~= '' then
   ttl = tonumber(ARGV[8]) - NOW
   if ttl <= 0 then
-    return {INVALID, NOW, EXPIRED}
+    return done({INVALID, NOW, EXPIRED})
   end
 end
 if not keep then
@@ -44,6 +44,9 @@ if ttl and r.max_ttl and ttl > r.max_ttl then
   ttl = r.max_ttl
 end
 if ttl then
+  if r.expires_at == nil then
+    NEVER_GONE = true
+  end
   r.expires_at = NOW + ttl
 end
 if (ARGV[9] or '') ~= '' then
@@ -63,5 +66,4 @@ end
 r.updated_at = NOW
 raw = store(r)
 emit('refreshed', r)
-settle()
-return {OK, NOW, EXPIRED, raw}
+return done({OK, NOW, EXPIRED, raw})

@@ -19,9 +19,8 @@ local id, owner, force = ARGV[4], ARGV[5], ARGV[6] == '1'
 sweep()
 local r, raw, refusal = claim(id, owner, force)
 if refusal then
-  return refusal
+  return done(refusal)
 end
 drop(r)
 emit('released', r, {'by', owner})
-settle()
-return {OK, NOW, EXPIRED, raw}
+return done({OK, NOW, EXPIRED, raw})

@@ -159,6 +159,18 @@ def test_keys_live_as_long_as_their_longest_lock(mgr: LockManager, redis_client:
     assert redis_client.exists(keys.locks) == 1
 
 
+def test_keys_made_after_the_scope_emptied_get_a_lifetime(mgr: LockManager,
+                                                          redis_client: Any) -> None:
+    old = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
+    time.sleep(0.06)
+    # a call that fails, but whose sweep empties the scope
+    with pytest.raises(InvalidLockRequest):
+        mgr.acquire(SCOPE, "job", "j2", "bob", expires_at=old.acquired_at - 1)
+    mgr.acquire(SCOPE, "job", "j2", "bob", ttl=5)
+    for key in mgr.keys(SCOPE).all[:7]:
+        assert redis_client.pttl(key) > 0, key
+
+
 # --- fencing -----------------------------------------------------------------------------
 
 def test_fencing_tokens_grow_across_release_and_expiry(mgr: LockManager) -> None:
