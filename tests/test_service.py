@@ -205,6 +205,14 @@ def test_openapi_covers_every_endpoint(app: Any, client: Any) -> None:
     assert set(schema["required"]) == {"type", "subject"}
 
 
+def test_the_openapi_document_is_valid_openapi_3(client: Any) -> None:
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)  # raises on any schema error
+    assert len(spec["paths"]) > 40
+
+
 def test_swagger_ui_is_served(client: Any) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and "swagger-ui" in page.get_data(as_text=True)
