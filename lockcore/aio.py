@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .exceptions import LockConflict, LockNotFound, LockNotOwned
-from .hold import LockLost
+from .hold import Lease, LockLost
 from .keys import directory_key, slot_of_id
 from .manager import LockManager, Waiter, _text
 from .models import AcquireResult, Lock, LockPage
@@ -179,7 +179,7 @@ class AsyncLockManager(LockManager):
         return AsyncHold(self, (scope, type, resource, owner), ttl, wait, metadata, on_lost)
 
 
-class AsyncHeld:
+class AsyncHeld(Lease):
     """A lock held by an ``async with`` block, renewed by a background task."""
 
     def __init__(self, manager: AsyncLockManager, lock: Lock, ttl: float,
@@ -195,9 +195,8 @@ class AsyncHeld:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
-    @property
-    def fencing_token(self) -> int:
-        return self.lock.fencing_token
+    def _lost(self) -> bool:
+        return self.lost.is_set()
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -227,13 +226,8 @@ class AsyncHeld:
                 raise
             except Exception:  # noqa: BLE001 - unreachable: retry while the lease lasts
                 continue
-            if self.lost.is_set():
+            if not self._renewed(sent):
                 return
-            if sent > self._lease_end:
-                self._lose("a renewal came after the lease had run out")
-                return
-            self._lease_end = sent + self.ttl
-            self._arm()
 
     def start(self) -> AsyncHeld:
         self._arm()

@@ -30,7 +30,43 @@ class LockLost(LockError):
     """The lock was lost while held: expired, taken over, or unreachable past its lease."""
 
 
-class Held:
+class Lease:
+    """The bookkeeping of a held lock's lease, whatever renews it (a thread or a task):
+    when it was last renewed, whether it is lost and why. The lease end is counted by the
+    client from before each renewal was sent, so it is never later than the server's."""
+
+    lock: Lock
+    ttl: float
+    reason: str
+    _lease_end: float
+
+    @property
+    def fencing_token(self) -> int:
+        return self.lock.fencing_token
+
+    def _lost(self) -> bool:
+        raise NotImplementedError
+
+    def _lose(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        raise NotImplementedError
+
+    def _renewed(self, sent: float) -> bool:
+        """After a renewal sent at ``sent`` succeeded: carry on (True), or not (False,
+        the lock counts as lost: already, or because we were paused past the lease)."""
+        if self._lost():
+            return False
+        if sent > self._lease_end:
+            self._lose("a renewal came after the lease had run out")
+            return False
+        self._lease_end = sent + self.ttl
+        self._arm()
+        return True
+
+
+class Held(Lease):
     """A lock held by a ``with`` block; ``lock`` is the latest renewal's view of it."""
 
     def __init__(
@@ -52,9 +88,8 @@ class Held:
         self._thread = threading.Thread(target=self._renew, name=f"lockcore-renew-{lock.id}",
                                         daemon=True)
 
-    @property
-    def fencing_token(self) -> int:
-        return self.lock.fencing_token
+    def _lost(self) -> bool:
+        return self.lost.is_set()
 
     def _arm(self) -> None:
         """Mark the lock lost when the lease runs out, unless a renewal lands first."""
@@ -84,13 +119,8 @@ class Held:
                 return
             except Exception:  # noqa: BLE001 - Redis unreachable: try again, lease permitting
                 continue
-            if self.lost.is_set():
+            if not self._renewed(sent):
                 return
-            if sent > self._lease_end:  # we were paused past the lease: it may have changed hands
-                self._lose("a renewal came after the lease had run out")
-                return
-            self._lease_end = sent + self.ttl
-            self._arm()
 
     def start(self) -> Held:
         self._arm()

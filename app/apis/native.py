@@ -7,6 +7,7 @@ Errors: ``{"error": {"code", "message", "holder"?}}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -137,6 +138,16 @@ def own_lock(lock_id: str) -> Lock:
     return lock
 
 
+def changed(lock: Lock, change: Callable[[], Lock]) -> Any:
+    """The lock after a refresh or release, or the error that change met."""
+    try:
+        return jsonify(to_json(change()))
+    except LockNotOwned as exc:
+        raise ApiError(403, f"Lock {lock.id} belongs to {lock.owner}") from exc
+    except LockNotFound as exc:
+        raise ApiError(404, f"No lock {lock.id}") from exc
+
+
 def conflict(exc: LockConflict) -> ApiError:
     holder = to_json(exc.holder) if exc.holder else None
     return ApiError(409, "The resource is held by someone else", details={"holder": holder})
@@ -182,12 +193,7 @@ def refresh(lock_id: str) -> Any:
     user = caller()
     data = body(RefreshSchema())
     lock = own_lock(lock_id)
-    try:
-        return jsonify(to_json(services().locks.refresh(lock, user.id, data["ttl"])))
-    except LockNotOwned as exc:
-        raise ApiError(403, f"Lock {lock_id} belongs to {lock.owner}") from exc
-    except LockNotFound as exc:
-        raise ApiError(404, f"No lock {lock_id}") from exc
+    return changed(lock, lambda: services().locks.refresh(lock, user.id, data["ttl"]))
 
 
 @route(bp, "/locks/<lock_id>", "DELETE", summary="Release a lock (?force=true: sysadmins)",
@@ -202,12 +208,7 @@ def release(lock_id: str) -> Any:
     if force and not user.is_sysadmin:
         raise ApiError(403, "Only a sysadmin may force a release")
     lock = own_lock(lock_id)
-    try:
-        return jsonify(to_json(services().locks.release(lock, user.id, force=force)))
-    except LockNotOwned as exc:
-        raise ApiError(403, f"Lock {lock_id} belongs to {lock.owner}") from exc
-    except LockNotFound as exc:
-        raise ApiError(404, f"No lock {lock_id}") from exc
+    return changed(lock, lambda: services().locks.release(lock, user.id, force=force))
 
 
 @route(bp, "/scopes/<scope>/locks", "GET", summary="A scope's live locks, a page at a time",
