@@ -68,8 +68,6 @@ def serve(args: argparse.Namespace) -> int:
     # before prometheus_client is first imported.
     metrics_dir = tempfile.mkdtemp(prefix="lockcore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from gunicorn.app.base import BaseApplication
-
     url = _redis_url(args)
     embedded = None
     if not url:
@@ -81,19 +79,6 @@ def serve(args: argparse.Namespace) -> int:
         demo = None if args.no_demo else load_demo_if_empty(connection.client)
         connection.close()
 
-        class Server(BaseApplication):  # type: ignore[misc]
-            def load_config(self) -> None:
-                self.cfg.set("bind", f"{args.host}:{args.port}")
-                self.cfg.set("workers", args.workers)
-                self.cfg.set("accesslog", None)
-                self.cfg.set("graceful_timeout", 5)
-                self.cfg.set("child_exit", _child_exit)
-
-            def load(self) -> Any:
-                from . import create_app
-
-                return create_app()
-
         if demo:
             keys = "\n".join(f"  {uid:8} {name:22} {key}" for uid, name, key in demo)
             print(DEMO_BANNER.format(host=args.host, port=args.port, workers=args.workers,
@@ -101,17 +86,13 @@ def serve(args: argparse.Namespace) -> int:
         else:
             print(f"lockcore is serving on http://{args.host}:{args.port} "
                   f"({args.workers} workers, Redis: {url})", flush=True)
-        Server().run()
+        from .server import run
+
+        run(args.host, args.port, args.workers)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def _with_client(args: argparse.Namespace) -> tuple[Any, Any]:
