@@ -5,20 +5,33 @@ wheel (a lockcore dependency), so ``pip install lockcore`` brings a real Redis. 
 persistence is on by default: a second start on the same directory sees the locks of
 the first. If a server started by a previous ``EmbeddedRedis`` still answers on the
 directory's socket, ``start`` attaches to it instead of starting another one.
+
+The data directory is private to the user (0700, its files 0600: the AOF holds every
+lock and user record), and ``Supervisor`` restarts a server that dies.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import stat
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
+LOG = logging.getLogger("lockcore.embedded")
+
 SOCKET_NAME = "redis.sock"
+#: ``appendfsync`` policies lockcore offers: ``everysec`` fsyncs the AOF once a second (a
+#: power loss may lose what was acknowledged in the last second), ``always`` before every
+#: reply (nothing acknowledged is lost, each write waits for the disk).
+APPENDFSYNC = ("everysec", "always")
 # sun_path holds 108 bytes, NUL included.
 _MAX_SOCKET_PATH = 107
 
@@ -38,6 +51,27 @@ def find_binary(name: str = "redis-server") -> str:
     raise FileNotFoundError(f"{name} is neither on PATH nor in {bundled.parent}")
 
 
+def appendfsync_policy(value: str) -> str:
+    """``value`` if it is one of ``APPENDFSYNC``, else ValueError."""
+    if value not in APPENDFSYNC:
+        raise ValueError(f"must be one of {', '.join(APPENDFSYNC)}")
+    return value
+
+
+def make_private(directory: Path) -> None:
+    """``directory`` and everything in it for the user alone: directories 0700, files
+    0600. Redis 6.2 writes ``appendonly.aof`` in the directory, 7.x an ``appendonlydir``;
+    both, and files left by an older lockcore with the default umask, are covered."""
+    directory.chmod(0o700)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            (Path(root) / name).chmod(0o700)
+        for name in files:
+            path = Path(root) / name
+            if stat.S_ISREG(path.lstat().st_mode):  # not the socket (unixsocketperm)
+                path.chmod(0o600)
+
+
 class EmbeddedRedis:
     """Start, reach and stop a redis-server whose data lives in ``data_dir``."""
 
@@ -46,12 +80,14 @@ class EmbeddedRedis:
         data_dir: str | os.PathLike[str],
         *,
         appendonly: bool = True,
+        appendfsync: str = "everysec",
         executable: str | None = None,
         port: int = 0,
         startup_timeout: float = 10.0,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync_policy(appendfsync)
         self.executable = executable
         self.port = port
         self.startup_timeout = startup_timeout
@@ -78,13 +114,15 @@ class EmbeddedRedis:
             return False
 
     def start(self) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
             raise ValueError(f"data directory path too long for a unix socket: {self.data_dir}")
         if self.is_running():
             return self
         self.socket_path.unlink(missing_ok=True)
+        make_private(self.data_dir)
         conf = self.data_dir / "redis.conf"
+        conf.touch(mode=0o600)
         conf.write_text(
             "\n".join([
                 f"port {self.port}",
@@ -92,7 +130,7 @@ class EmbeddedRedis:
                 "unixsocketperm 700",
                 f'dir "{self.data_dir}"',
                 f"appendonly {'yes' if self.appendonly else 'no'}",
-                "appendfsync everysec",
+                f"appendfsync {self.appendfsync}",
                 'save ""',
                 'logfile "redis.log"',
                 'pidfile "redis.pid"',
@@ -107,6 +145,8 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # Whatever redis-server creates (AOF, rewrites, log, pid file) is the user's only.
+            umask=0o077,
         )
         deadline = time.monotonic() + self.startup_timeout
         while not self.is_running():
@@ -145,3 +185,55 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class Supervisor:
+    """Restarts an ``EmbeddedRedis`` on the same data directory whenever it dies.
+
+    A daemon thread checks every ``interval`` seconds: the process this object's server
+    started has exited, or (attached to a server started elsewhere) the socket no longer
+    answers. A restart replays the AOF, so acknowledged locks come back; a failed restart
+    is logged and tried again at the next check.
+    """
+
+    def __init__(self, server: EmbeddedRedis, *, interval: float = 0.5,
+                 on_restart: Callable[[EmbeddedRedis], None] | None = None) -> None:
+        self.server = server
+        self.interval = interval
+        self.on_restart = on_restart
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lockcore-redis-supervisor",
+                                        daemon=True)
+
+    def _alive(self) -> bool:
+        process = self.server.process
+        if process is not None:
+            return process.poll() is None
+        return self.server.is_running()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            if self._alive():
+                continue
+            LOG.warning("embedded redis-server in %s is down; restarting it",
+                        self.server.data_dir)
+            try:
+                self.server.process = None
+                self.server.start()
+            except Exception as exc:  # noqa: BLE001 - keep supervising, whatever failed
+                LOG.error("restarting the embedded redis-server failed: %s", exc)
+                continue
+            self.restarts += 1
+            if self.on_restart is not None:
+                self.on_restart(self.server)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (the server itself is left as it is); idempotent."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()

@@ -1,14 +1,20 @@
-"""The embedded redis-server: starts, persists across restarts, stops cleanly."""
+"""The embedded redis-server: starts, persists across restarts, stops cleanly, keeps its
+files private, and is restarted by its supervisor when it dies."""
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from lockcore import EmbeddedRedis, LockConflict, LockManager
-from lockcore.embedded import find_binary
+from lockcore.embedded import Supervisor, find_binary
 
 from .conftest import TYPES
 
@@ -49,3 +55,56 @@ def test_start_attaches_to_a_server_already_running_there(tmp_path: Path) -> Non
 def test_a_data_dir_too_long_for_a_socket_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="too long"):
         EmbeddedRedis(tmp_path / ("x" * 120)).start()
+
+
+def test_the_data_dir_and_everything_redis_writes_are_private_to_the_user(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)  # as an older lockcore, or the default umask, left it
+    (data / "appendonly.aof").write_text("")
+    (data / "appendonly.aof").chmod(0o644)
+    with EmbeddedRedis(data) as server:
+        server.client().set("k", "v")
+        server.client().bgrewriteaof()  # a rewrite creates a new AOF file
+        wait_for(lambda: server.client().info("persistence")["aof_rewrite_in_progress"] == 0
+                 and server.client().info("persistence")["aof_rewrite_scheduled"] == 0)
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        files = [p for p in data.rglob("*") if p.is_file()]
+        assert {"appendonly.aof", "redis.conf", "redis.log"} <= {p.name for p in files}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_appendfsync_is_a_validated_choice(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "a", appendfsync="always") as server:
+        assert server.client().config_get("appendfsync") == {"appendfsync": "always"}
+    with EmbeddedRedis(tmp_path / "b") as server:
+        assert server.client().config_get("appendfsync") == {"appendfsync": "everysec"}
+    with pytest.raises(ValueError, match="everysec, always"):
+        EmbeddedRedis(tmp_path / "c", appendfsync="no")
+
+
+def test_the_supervisor_restarts_a_killed_server_with_its_data(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "data").start()
+    supervisor = Supervisor(server, interval=0.05).start()
+    try:
+        mgr = LockManager(server.client(), TYPES)
+        lock = mgr.acquire("s", "file", "f1", "alice").lock
+        first = server.process
+        assert first is not None
+        os.kill(first.pid, signal.SIGKILL)
+        wait_for(lambda: supervisor.restarts == 1 and server.is_running())
+        assert server.process is not None and server.process.pid != first.pid
+        assert replace(mgr.get(lock.id), as_of=lock.as_of) == lock
+    finally:
+        supervisor.stop()
+        server.stop()
+    assert not server.is_running()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
