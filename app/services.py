@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import current_app
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from lockcore import (
     AcquireResult,
@@ -131,13 +129,14 @@ def build(config: dict[str, Any]) -> Services:
         connection = connect(
             config["REDIS_URL"] or None, data_dir=config["DATA_DIR"],
             socket_timeout=config["REDIS_TIMEOUT"], socket_connect_timeout=config["REDIS_TIMEOUT"],
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        )
+        )  # and no retries (connect's default): a write is never sent twice
         client = connection.client
     prefix = config["KEY_PREFIX"]
     manager = InstrumentedLockManager(
         client, lock_types(config), prefix=prefix, event_maxlen=config["EVENT_MAXLEN"],
-        retention=config["RETENTION"])
+        retention=config["RETENTION"],
+        # A waiter's BLPOP must end before the socket timeout counts it as a failure.
+        heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2))
     return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
 
 

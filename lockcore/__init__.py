@@ -12,6 +12,7 @@ from .exceptions import (
     LockNotFound,
     LockNotOwned,
     UnexpectedReply,
+    WaitCancelled,
 )
 from .hold import Held, Hold, LockLost
 from .manager import LockManager
@@ -41,6 +42,7 @@ __all__ = [
     "Mode",
     "ReplyCode",
     "UnexpectedReply",
+    "WaitCancelled",
     "connect",
 ]
 __version__ = "0.1.0"

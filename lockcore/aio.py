@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from .exceptions import LockConflict, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost
 from .keys import directory_key, slot_of_id
-from .manager import LockManager, Waiter, _text
+from .manager import LockManager, Waiter, _text, check_request_id
 from .models import AcquireResult, Lock, LockPage
 from .scripts import check
 
@@ -77,9 +77,13 @@ class AsyncLockManager(LockManager):
         metadata: Mapping[str, str] | None = None,
         expires_at: float | None = None,
         wait: float | None = None,
+        request_id: str | None = None,
     ) -> AcquireResult:
+        """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
         request = self._acquire_request(scope, type, resource, owner, ttl, metadata,
                                         expires_at)
+        if request_id is not None:
+            request.update(request_id=check_request_id(request_id), request_ms=self.request_ms)
 
         async def undo(raw: Any) -> None:
             try:

@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .embedded import EmbeddedRedis
@@ -58,9 +60,21 @@ def _password(netloc: str) -> str | None:
     return unquote(auth.split(":", 1)[-1]) or None
 
 
+def no_retry() -> Retry:
+    """A redis-py retry policy that never retries (redis-py 6+ retries by default)."""
+    return Retry(NoBackoff(), 0)
+
+
 def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None,
             **client_options: Any) -> Connection:
-    """Open a client for ``url`` (see the module's table); ``data_dir`` for embedded."""
+    """Open a client for ``url`` (see the module's table); ``data_dir`` for embedded.
+
+    Unless ``client_options`` say otherwise, the client never re-sends a command: a script
+    whose reply was late may already have run, and running it again would act twice (two
+    locks for one create, a toggle undone). A failed call raises at once, within the
+    socket timeout; whether to try again is the caller's choice (see idempotency keys).
+    """
+    client_options.setdefault("retry", no_retry())
     if not url:
         server = EmbeddedRedis(data_dir or DEFAULT_DATA_DIR)
         started = server.start()
@@ -76,7 +90,9 @@ def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None =
         if not path:
             raise ValueError("a sentinel URL names the service: redis+sentinel://h:p/service")
         db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(_hosts(parts.netloc, 26379), socket_timeout=5)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            _hosts(parts.netloc, 26379),
+            socket_timeout=client_options.get("socket_timeout") or 5)
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
             path[0], db=db, password=_password(parts.netloc),
                                      **client_options)

@@ -42,6 +42,10 @@ class LockNotFound(LockError):
     """No live lock has this id (never existed, released, or expired)."""
 
 
+class WaitCancelled(LockError):
+    """A waiting acquire was called off (its ``cancel`` check said so) before its turn."""
+
+
 class InvalidLockRequest(LockError, ValueError):
     """The arguments can't make a lock: unknown type, bad name, or a ttl the type forbids."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -11,7 +12,13 @@ from itertools import takewhile
 from typing import Any
 
 from .connect import Connection, connect
-from .exceptions import InvalidLockRequest, LockConflict, LockNotFound, LockNotOwned
+from .exceptions import (
+    InvalidLockRequest,
+    LockConflict,
+    LockNotFound,
+    LockNotOwned,
+    WaitCancelled,
+)
 from .hold import Held, Hold
 from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType
@@ -32,6 +39,16 @@ def _instant_ms(instant: float | None) -> int | None:
             0 < instant < math.inf):
         raise InvalidLockRequest(f"expires_at must be seconds since the epoch, got {instant!r}")
     return math.ceil(instant * 1000)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def check_request_id(request_id: Any) -> str:
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        raise InvalidLockRequest(
+            f"request_id must be 1-128 of A-Z a-z 0-9 - _ ., got {request_id!r}")
+    return request_id
 
 
 def _text(value: Any) -> str:
@@ -87,6 +104,7 @@ class LockManager:
     ``event_maxlen`` caps each scope's event stream (approximately); ``retention`` is how
     long, in seconds, a scope's keys and events outlive its last lock. A waiting acquire
     shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
+    An acquire's ``request_id`` is remembered for ``request_ttl`` seconds.
     """
 
     def __init__(
@@ -98,12 +116,14 @@ class LockManager:
         event_maxlen: int = 1000,
         retention: float = 7 * 86400.0,
         heartbeat: float = 1.0,
+        request_ttl: float = 86400.0,
     ) -> None:
         self.client = client
         values = types.values() if isinstance(types, Mapping) else types
         self.types: dict[str, LockType] = {t.name: t for t in values}
         self.prefix = check_prefix(prefix)
         self.heartbeat = heartbeat
+        self.request_ms = _ms(request_ttl)
         self._scripts = Scripts(client, event_maxlen=event_maxlen, retention_ms=_ms(retention))
         self._keys = lru_cache(maxsize=4096)(self._scope_keys)
         self.connection: Connection | None = None
@@ -179,6 +199,8 @@ class LockManager:
         metadata: Mapping[str, str] | None = None,
         expires_at: float | None = None,
         wait: float | None = None,
+        request_id: str | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> AcquireResult:
         """Take a lock, or raise LockConflict naming the holder.
 
@@ -190,9 +212,18 @@ class LockManager:
         is what is left until then; InvalidLockRequest if that is not in the future.
         ``wait`` (seconds): on a conflict, wait in line until the lock is free (woken by the
         release, first come first served) or the time is up (then LockConflict).
+        ``cancel``: checked between waits (at least every ``heartbeat`` seconds); when it
+        returns true the caller leaves the line and WaitCancelled is raised.
+        ``request_id`` (1-128 of ``A-Z a-z 0-9 - _ .``) makes the call safe to repeat: the
+        first call that gets the lock remembers it (``request_ttl``), and a repeated call
+        with the same id returns that lock as it is now instead of acting again, or raises
+        LockNotFound if it is gone. Use it when a call may have run without its reply
+        arriving (a timeout): the retry cannot make a second lock.
         """
         request = self._acquire_request(scope, type, resource, owner, ttl, metadata,
                                         expires_at)
+        if request_id is not None:
+            request.update(request_id=check_request_id(request_id), request_ms=self.request_ms)
         if not wait:
             return self._acquire_result(self._scripts.acquire(**request), scope)
         waiter = Waiter(self, request, wait)
@@ -204,6 +235,8 @@ class LockManager:
                 except LockConflict:
                     if waiter.remaining() <= 0:
                         raise
+                    if cancel is not None and cancel():
+                        raise WaitCancelled("the wait was cancelled", scope=scope) from None
                 self.client.blpop([waiter.signal], timeout=waiter.pause())
         except BaseException:
             waiter.leave_quietly()

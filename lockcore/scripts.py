@@ -154,11 +154,14 @@ class Scripts:
         ticket: str = "",
         alive_ms: int = 0,
         queue_ms: int = 0,
+        request_id: str = "",
+        request_ms: int = 0,
     ) -> Any:
         return self._run(
             "acquire", keys, scope, type, resource, owner, mode, int(one_per_owner),
             ttl_ms, max_ttl_ms, json.dumps(metadata), keys.slot + 1,
             "" if expires_at_ms is None else expires_at_ms, ticket, alive_ms, queue_ms,
+            request_id, request_ms,
         )
 
     def leave(self, *, keys: ScopeKeys, scope: str, type: str, resource: str,

@@ -24,12 +24,18 @@ ARGV[14] waiter ticket ("" = not waiting): on a conflict the caller joins the re
          FIFO queue (see _lib.lua), and gets the lock only in its turn
 ARGV[15] ms the waiter counts as alive without trying again
 ARGV[16] ms the queue must live at least (as long as its waiters count as alive)
+ARGV[17] request id ("" = none): a caller's idempotency key, hex. The first call that gets
+         the lock records "<lock id>:<created 1|0>" under <p>:{<scope>}:i:<request id> for
+         ARGV[18] ms; a repeated call with the same request id acts no more: it returns
+         that lock as it is now, or NOT_FOUND if it is gone
+ARGV[18] ms a request id is remembered
 
 Returns:
   {0 OK, now_ms, expired, lock_json, replaced_json or "", created 1|0}
   {1 CONFLICT, now_ms, expired, holder_json}    holder_json "" when the free resource
                                                  is held for an earlier waiter
   {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
+  {2 NOT_FOUND, now_ms, expired}  a repeated request id whose lock is gone
 Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
 The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
 ]]
@@ -42,6 +48,28 @@ local metadata = cjson.decode(ARGV[11])
 local id_prefix = ARGV[12]
 
 sweep()
+
+-- A repeated request (same request id) returns the first call's lock instead of acting.
+local request = ARGV[17] or ''
+local request_key = BASE .. 'i:' .. request
+if request ~= '' then
+  local seen = redis.call('GET', request_key)
+  if seen then
+    local seen_id, seen_created = string.match(seen, '^([^:]+):(%d)$')
+    local r, raw = load(seen_id or '')
+    if r and is_live(r) then
+      return done({OK, NOW, EXPIRED, raw, '', tonumber(seen_created)})
+    end
+    return done({NOT_FOUND, NOW, EXPIRED})
+  end
+end
+
+local function remember(id, created)
+  if request ~= '' then
+    redis.call('SET', request_key, id .. ':' .. created, 'PX', tonumber(ARGV[18]))
+  end
+end
+
 if (ARGV[13] or '') ~= '' then
   ttl = tonumber(ARGV[13]) - NOW
   if ttl <= 0 then
@@ -108,6 +136,7 @@ if mode == 'exclusive' then
         redis.call('LREM', queue, 0, ticket)
         redis.call('DEL', BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
       end
+      remember(r.id, 0)
       return done({OK, NOW, EXPIRED, raw, '', 0})
     end
   end
@@ -170,4 +199,5 @@ end
 
 local raw = store(lock)
 emit('acquired', lock, {'replaced', replaced_id})
+remember(lock.id, 1)
 return done({OK, NOW, EXPIRED, raw, replaced_raw, 1})

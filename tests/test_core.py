@@ -502,3 +502,34 @@ def test_count_sees_only_live_locks(mgr: LockManager) -> None:
     assert mgr.count(SCOPE) == 4
     time.sleep(0.06)
     assert mgr.count(SCOPE) == 3
+
+
+def test_a_repeated_request_id_returns_the_first_lock_instead_of_acting(
+        mgr: LockManager, redis_client: Any) -> None:
+    first = mgr.acquire("s", "deletion", "r", "alice", request_id="req-1")
+    again = mgr.acquire("s", "deletion", "r", "alice", request_id="req-1")
+    assert (again.lock.id, again.created) == (first.lock.id, True)
+    assert mgr.count("s") == 1
+    other = mgr.acquire("s", "deletion", "r", "alice", request_id="req-2")
+    assert other.lock.id != first.lock.id and mgr.count("s") == 2
+    remembered = mgr.keys("s").base + "i:req-1"
+    assert 0 < redis_client.pttl(remembered) <= 86400_000  # remembered, not forever
+    mgr.release(first.lock, "alice")
+    with pytest.raises(LockNotFound):  # its lock is gone: the repeat does not act again
+        mgr.acquire("s", "deletion", "r", "alice", request_id="req-1")
+    assert mgr.count("s") == 1
+
+
+def test_a_repeated_request_id_on_an_exclusive_lock_keeps_its_first_outcome(
+        mgr: LockManager) -> None:
+    first = mgr.acquire("s", "job", "r", "alice", request_id="a")
+    refreshed = mgr.acquire("s", "job", "r", "alice", request_id="b")
+    assert refreshed.lock.id == first.lock.id and not refreshed.created
+    assert mgr.acquire("s", "job", "r", "alice", request_id="a").created
+    assert not mgr.acquire("s", "job", "r", "alice", request_id="b").created
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "{x}", "x" * 129, 7])
+def test_request_ids_are_checked(mgr: LockManager, bad: Any) -> None:
+    with pytest.raises(InvalidLockRequest):
+        mgr.acquire("s", "job", "r", "alice", request_id=bad)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lockcore import LockConflict, LockManager
+from lockcore import LockConflict, LockManager, WaitCancelled
 
 from .conftest import TYPES, all_keys
 
@@ -200,3 +200,21 @@ def test_a_killed_waiter_process_leaves_no_key_behind(real_server: Any) -> None:
     wait_until(lambda: helper_keys(client) == [], timeout=3)
     assert holder.acquire(SCOPE, "job", "r", "next", wait=2).lock.owner == "next"
     client.close()
+
+
+def test_a_cancelled_wait_leaves_the_line_at_once(make_client: Any) -> None:
+    holder = manager(make_client())
+    holder.acquire(SCOPE, "job", "r", "holder")
+    client = make_client()
+    mgr = manager(client, heartbeat=0.05)
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(queue_length(client, mgr))
+        return len(calls) >= 2
+
+    with pytest.raises(WaitCancelled):
+        mgr.acquire(SCOPE, "job", "r", "waiter", wait=30, cancel=cancel)
+    assert calls == [1, 1]  # asked between waits, while in line
+    assert helper_keys(client) == []
+    assert holder.get(holder.list(SCOPE).locks[0].id).owner == "holder"
