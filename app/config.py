@@ -7,10 +7,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from lockcore.embedded import appendfsync_policy
+
 #: name -> (default, parser). Each is read from the environment as LOCKCORE_<name>.
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "REDIS_URL": ("", str),  # empty: the embedded redis-server in DATA_DIR
     "DATA_DIR": ("lockcore-data", str),
+    "APPENDFSYNC": ("everysec", appendfsync_policy),  # embedded Redis: everysec | always
     "KEY_PREFIX": ("lockcore", str),
     "EVENT_MAXLEN": (1000, int),
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
@@ -22,7 +25,15 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "V1_TTL": (30.0, float),  # default lease of /v1 worker locks
     "V1_MAX_TTL": (3600.0, float),
     "V1_MAX_WAIT": (30.0, float),  # longest long-poll a /v1 acquire may ask for
+    "V1_MAX_WAITERS": (96, int),  # long polls one process serves at once; more get a 503
+    "IDEMPOTENCY_TTL": (86400.0, float),  # seconds an Idempotency-Key's outcome is kept
     "REDIS_TIMEOUT": (5.0, float),  # seconds before a Redis call counts as failed
+    "MAX_BODY": (1024 * 1024, int),  # bytes a request body may have; more: 413
+    "MAX_NAME_LENGTH": (512, int),  # characters in a scope, resource, id or metadata key
+    "MAX_NOTES_LENGTH": (2000, int),  # characters in an EDX lock's notes
+    "MAX_METADATA_ENTRIES": (64, int),  # entries in one lock's metadata
+    "MAX_METADATA_BYTES": (16 * 1024, int),  # UTF-8 bytes of one lock's metadata keys+values
+    "AUTH_FAILURE_LIMIT": ("30/minute", str),  # failed authentications per client address
     "LOG_LEVEL": ("INFO", str),
 }
 

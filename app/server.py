@@ -1,32 +1,105 @@
-"""The HTTP server behind ``lockcore serve``: gunicorn, configured for waiting requests.
+"""The HTTP server behind ``lockcore serve``: gunicorn, configured so that waiting costs
+no worker.
 
-Only ``run`` is used by the CLI; everything about workers, timeouts and the SIGTERM drain
-lives here.
+Worker model: gunicorn's ``gthread`` workers (``--workers`` processes, ``--threads``
+threads each). A ``/v1`` long poll (``wait``) parks its thread in a Redis BLPOP; the
+worker's main loop keeps accepting connections, answering gunicorn's heartbeat and
+handing requests to the free threads, so ``/healthz`` and ordinary lock calls are served
+beside any number of waiters up to the waiter cap. The cap (``LOCKCORE_V1_MAX_WAITERS``,
+per process, by default the threads less a reserve of ``RESERVED_THREADS``) keeps threads
+free for everything else: a wait beyond it is answered 503 at once instead of queueing.
+A connection that sends nothing is held by the main loop's poller, not by a thread (the
+gthread worker hands a connection to a thread only once data arrives). Why not ``sync``:
+one waiter would hold a whole process. Why not gevent: monkey-patching the process after
+redis-py and ssl are imported is fragile, and threads are enough for long polls capped
+by count.
+
+Timeouts: gunicorn's worker ``timeout`` is always longer than the longest allowed wait
+plus the Redis timeout (a gthread worker's heartbeat does not depend on its requests, but
+the margin holds under any worker class).
+
+The drain (SIGTERM, what Kubernetes and docker send): each worker sets ``draining()``;
+every waiting request notices it within one heartbeat (at most a second), leaves the line
+and answers 503 in its API's envelope (or returns the lock if it got it meanwhile);
+requests in progress finish; then the process exits, within ``graceful_timeout``.
+SIGINT and SIGQUIT stop at once.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
+#: Threads of each worker that waiting requests may never take.
+RESERVED_THREADS = 32
 
-def run(host: str, port: int, workers: int) -> None:
+_DRAINING = threading.Event()
+
+
+def draining() -> threading.Event:
+    """Set once this process has been asked to stop (SIGTERM): waits give up their place."""
+    return _DRAINING
+
+
+def settings(workers: int, threads: int) -> dict[str, Any]:
+    """gunicorn's settings for the service's configuration (``LOCKCORE_*``)."""
+    from . import config
+
+    conf = config.load()
+    longest_wait = conf["V1_MAX_WAIT"] + 2 * conf["REDIS_TIMEOUT"]
+    return {
+        "worker_class": "gthread",
+        "workers": workers,
+        "threads": threads,
+        "timeout": max(30, int(longest_wait) + 10),
+        # A waiter needs at most a heartbeat (1 s) to notice the drain, and one Redis call
+        # to leave the line.
+        "graceful_timeout": int(conf["REDIS_TIMEOUT"]) + 5,
+        "accesslog": None,
+        "post_worker_init": _post_worker_init,
+        "child_exit": _child_exit,
+    }
+
+
+def max_waiters(threads: int) -> int:
+    return max(1, threads - RESERVED_THREADS)
+
+
+def run(host: str, port: int, workers: int, threads: int = 128) -> None:
     """Serve ``create_app()`` with gunicorn until SIGTERM/SIGINT."""
+    import os
+
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("child_exit", _child_exit)
+            for name, value in settings(workers, threads).items():
+                self.cfg.set(name, value)
 
         def load(self) -> Any:
             from . import create_app
 
-            return create_app()
+            override = {}
+            if "LOCKCORE_V1_MAX_WAITERS" not in os.environ:
+                override["V1_MAX_WAITERS"] = max_waiters(threads)
+            return create_app(override)
 
     Server().run()
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Runs in each worker after gunicorn installed its signal handlers: SIGTERM also
+    starts the drain."""
+    graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _DRAINING.set()
+        if callable(graceful_stop):
+            graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _child_exit(server: Any, worker: Any) -> None:

@@ -136,7 +136,8 @@ def build(config: dict[str, Any]) -> Services:
         client, lock_types(config), prefix=prefix, event_maxlen=config["EVENT_MAXLEN"],
         retention=config["RETENTION"],
         # A waiter's BLPOP must end before the socket timeout counts it as a failure.
-        heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2))
+        heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2),
+        request_ttl=config["IDEMPOTENCY_TTL"])
     return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
 
 

@@ -7,18 +7,32 @@ Errors: ``{"error": {"code", "message", "holder"?}}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from lockcore import InvalidLockRequest, Lock, LockConflict, LockNotFound, LockNotOwned
+from lockcore import (
+    AcquireResult,
+    InvalidLockRequest,
+    Lock,
+    LockConflict,
+    LockNotFound,
+    LockNotOwned,
+    WaitCancelled,
+)
+
+from .. import idempotency
 
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
+from ..limits import Limited, request_json
 from ..openapi import REGISTRY, route
+from ..server import draining
 from ..services import services
 
 bp = Blueprint("native", __name__, url_prefix="/v1")
@@ -41,21 +55,19 @@ register_prefix("/v1", envelope)
 REGISTRY.security_schemes["V1Bearer"] = {"type": "http", "scheme": "bearer"}
 SECURITY = [{"V1Bearer": []}]
 
-Name = validate.Length(min=1, max=512)
-
-
 class AcquireSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    scope = fields.String(required=True, validate=Name)
-    resource = fields.String(required=True, validate=Name)
+    scope = fields.String(required=True, validate=Limited("name", "scope"))
+    resource = fields.String(required=True, validate=Limited("name", "resource"))
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
     ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001),
                        metadata={"description": "lease in seconds"})
     wait = fields.Float(load_default=None, validate=validate.Range(min=0),
                         metadata={"description": "seconds to wait in line (long poll)"})
-    metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict,
+                           validate=Limited("metadata", "metadata"))
 
 
 class RefreshSchema(Schema):
@@ -69,8 +81,8 @@ class ValidateSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    scope = fields.String(required=True, validate=Name)
-    resource = fields.String(required=True, validate=Name)
+    scope = fields.String(required=True, validate=Limited("name", "scope"))
+    resource = fields.String(required=True, validate=Limited("name", "resource"))
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
     fencing_token = fields.Integer(required=True, strict=True)
 
@@ -117,8 +129,11 @@ def caller() -> User:
 
 
 def body(schema: Schema) -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and not request.get_data():
+    try:
+        data = request_json()
+    except ValueError as exc:
+        raise ApiError(400, f"The body is not acceptable JSON: {exc}") from None
+    if data is None and not request.get_data().strip():
         data = {}
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object")
@@ -158,24 +173,56 @@ ERRORS = {400: ("Invalid request", ErrorSchema), 401: ("No valid key", ErrorSche
 
 
 @route(bp, "/locks", "POST", summary="Acquire a lock (optionally waiting in line)", tag=TAG,
-       security=SECURITY, body=AcquireSchema,
+       security=SECURITY, body=AcquireSchema, parameters=[idempotency.PARAMETER],
        responses={201: ("Acquired", LockSchema), 200: ("Already yours: refreshed", LockSchema),
-                  409: ("Held by someone else (after the wait)", ErrorSchema), **ERRORS})
+                  409: ("Held by someone else (after the wait)", ErrorSchema),
+                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@idempotency.idempotent
 def acquire() -> Any:
     user = caller()
     data = body(AcquireSchema())
     limit = current_app.config["V1_MAX_WAIT"]
     if data["wait"] is not None and data["wait"] > limit:
         raise ApiError(400, f"wait may be at most {limit} seconds")
+    with waiting_slot(bool(data["wait"])):
+        result = _acquire(user, data)
+    return jsonify(to_json(result.lock)), 201 if result.created else 200
+
+
+@contextmanager
+def waiting_slot(waits: bool) -> Iterator[None]:
+    """A long poll takes one of the process's waiter slots (see app/server.py), or is
+    refused at once when none is free: waiters never take the threads others need."""
+    if not waits:
+        yield
+        return
+    slots = current_app.extensions.setdefault(
+        "v1_waiters", threading.BoundedSemaphore(current_app.config["V1_MAX_WAITERS"]))
+    if not slots.acquire(blocking=False):
+        raise ApiError(503, "Too many requests are waiting for locks; try again shortly",
+                       kind="unavailable")
     try:
-        result = services().locks.acquire(
+        yield
+    finally:
+        slots.release()
+
+
+def _acquire(user: User, data: dict[str, Any]) -> AcquireResult:
+    try:
+        return services().locks.acquire(
             SCOPE_PREFIX + data["scope"], data["type"], data["resource"], user.id,
-            ttl=data["ttl"], metadata=data["metadata"], wait=data["wait"] or None)
+            ttl=data["ttl"], metadata=data["metadata"], wait=data["wait"] or None,
+            request_id=idempotency.request_id(), cancel=draining().is_set)
     except LockConflict as exc:
         raise conflict(exc) from exc
+    except WaitCancelled as exc:
+        raise ApiError(503, "The service is shutting down; send the request again",
+                       kind="unavailable") from exc
+    except LockNotFound as exc:  # a repeated Idempotency-Key whose lock is gone
+        raise ApiError(409, "The lock this Idempotency-Key acquired was released or has "
+                       "expired", kind="conflict") from exc
     except InvalidLockRequest as exc:
         raise ApiError(400, str(exc)) from exc
-    return jsonify(to_json(result.lock)), 201 if result.created else 200
 
 
 @route(bp, "/locks/<lock_id>", "GET", summary="A lock", tag=TAG, security=SECURITY,

@@ -31,6 +31,7 @@ from marshmallow import Schema, fields
 
 from lockcore import InvalidLockRequest, Lock, LockNotFound
 
+from .. import idempotency
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
@@ -502,10 +503,18 @@ def _marked(group: list[Lock]) -> Iterator[tuple[Lock, bool, bool]]:
 
 
 def create(user: User, e: Entity, body: Body) -> Response:
+    return idempotency.once(lambda: _create(user, e, body))  # type: ignore[no-any-return]
+
+
+def _create(user: User, e: Entity, body: Body) -> Response:
     assert body.expiry is not None
     try:
         result = services().locks.acquire(SCOPE, lock_type(e.type), e.id, user.id,
-                                          expires_at=body.expiry, metadata=body.metadata or {})
+                                          expires_at=body.expiry, metadata=body.metadata or {},
+                                          request_id=idempotency.request_id())
+    except LockNotFound:  # a repeated Idempotency-Key whose lock is gone
+        raise ApiError(409, "The lock this Idempotency-Key created was deleted or has "
+                       "expired") from None
     except InvalidLockRequest:
         raise invalid("expiryTime", "expiryTime is in the past") from None
     return render("DeletionLockDocument", described(result.lock))
