@@ -1,20 +1,21 @@
-"""The admin API: a sysadmin edits the catalog and issues API keys.
+"""The admin API: a sysadmin edits the catalog, adds users, issues and revokes API keys.
 
 Credentials: ``Authorization: Bearer <key>`` (or ``X-API-Key``) of a user with the
-``sysadmin`` role. Errors: ``{"error": {"status", "message", "details"?}}``.
+``sysadmin`` role. Errors: ``{"error": {"status", "message", "details"?}}``. Keys are
+shown once, when issued (with ``Cache-Control: no-store``); afterwards only their ids.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .auth import user_for_key
 from .catalog import KINDS, CatalogError, parse_document
 from .errors import ApiError, plain_envelope, register_envelope, register_prefix
-from .identity import User
+from .identity import IssuedKey, KeyNotFound, User, UserExists, UserNotFound, UserRecord
 from .openapi import REGISTRY, route
 from .services import services
 
@@ -34,8 +35,40 @@ class NewUserSchema(Schema):
 
 
 class IssuedKeySchema(Schema):
-    id = fields.String()
-    api_key = fields.String()
+    id = fields.String(required=True, metadata={"description": "the user's id"})
+    api_key = fields.String(required=True, metadata={"description": "shown only now"})
+    key_id = fields.String(required=True, metadata={"description": "the key's id, to revoke it"})
+
+
+class UserSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    email = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    key_ids = fields.List(fields.String(), required=True,
+                          metadata={"description": "ids of the user's API keys"})
+
+
+class RevokedSchema(Schema):
+    revoked = fields.List(fields.String(), required=True,
+                          metadata={"description": "ids of the keys revoked"})
+
+
+class ErrorBodySchema(Schema):
+    status = fields.Integer(required=True)
+    message = fields.String(required=True)
+    details = fields.Raw()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+#: Answers any admin call may get.
+ERRORS: dict[int, tuple[str, Any]] = {
+    401: ("No valid key", ErrorSchema), 403: ("Not a sysadmin", ErrorSchema),
+    503: ("Lock store unavailable", ErrorSchema)}
+NO_USER = {404: ("No such user", ErrorSchema)}
 
 
 @bp.before_request
@@ -58,14 +91,15 @@ def json_body() -> Any:
 
 
 @route(bp, "/catalog", "GET", summary="The whole catalog", tag=TAG, security=SECURITY,
-       responses={200: ("Catalog, by kind and id", None)})
+       responses={200: ("Catalog, by kind and id", None), **ERRORS})
 def get_catalog() -> Any:
     return jsonify(services().catalog.dump())
 
 
 @route(bp, "/catalog", "PUT", summary="Replace the whole catalog (same document as "
        "`lockcore catalog load`)", tag=TAG, security=SECURITY,
-       responses={200: ("Counts by kind", None), 400: ("Invalid document", None)})
+       responses={200: ("Counts by kind", None), 400: ("Invalid document", ErrorSchema),
+                  **ERRORS})
 def put_catalog() -> Any:
     try:
         doc = parse_document(request.get_data(as_text=True))
@@ -82,7 +116,8 @@ def kind_schema(kind: str) -> tuple[type[Schema], str]:
 
 @route(bp, "/catalog/<kind>/<entity_id>", "PUT", summary="Create or replace one entity",
        tag=TAG, security=SECURITY, responses={200: ("The entity", None),
-                                             400: ("Invalid entity", None)})
+                                             400: ("Invalid entity", ErrorSchema),
+                                             404: ("Unknown kind", ErrorSchema), **ERRORS})
 def put_entity(kind: str, entity_id: str) -> Any:
     schema, id_field = kind_schema(kind)
     data = json_body()
@@ -97,7 +132,8 @@ def put_entity(kind: str, entity_id: str) -> Any:
 
 
 @route(bp, "/catalog/<kind>/<entity_id>", "DELETE", summary="Remove one entity", tag=TAG,
-       security=SECURITY, responses={204: ("Removed", None), 404: ("Unknown", None)})
+       security=SECURITY, responses={204: ("Removed", None),
+                                     404: ("Unknown kind or entity", ErrorSchema), **ERRORS})
 def delete_entity(kind: str, entity_id: str) -> Any:
     kind_schema(kind)
     if not services().catalog.delete_entity(kind, entity_id):
@@ -105,14 +141,84 @@ def delete_entity(kind: str, entity_id: str) -> Any:
     return "", 204
 
 
+def user_json(record: UserRecord) -> dict[str, Any]:
+    u = record.user
+    return {"id": u.id, "name": u.name, "email": u.email, "roles": sorted(u.roles),
+            "key_ids": list(record.key_ids)}
+
+
+def issued(key: IssuedKey) -> Response:
+    """201 with a new key, which no cache (browser, proxy) may keep."""
+    response = jsonify({"id": key.user_id, "api_key": key.key, "key_id": key.key_id})
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@route(bp, "/users", "GET", summary="Every user, with the ids of their API keys (never "
+       "the keys)", tag=TAG, security=SECURITY,
+       responses={200: ("Users by id", UserSchema(many=True)), **ERRORS})
+def list_users() -> Any:
+    return jsonify([user_json(record) for record in services().users.records()])
+
+
 @route(bp, "/users", "POST", summary="Create a user and issue their first API key", tag=TAG,
        security=SECURITY, body=NewUserSchema,
-       responses={201: ("The key, shown only now", IssuedKeySchema)})
+       responses={201: ("The key, shown only now", IssuedKeySchema),
+                  400: ("Invalid user", ErrorSchema),
+                  409: ("The id is taken (nothing changed)", ErrorSchema), **ERRORS})
 def create_user() -> Any:
     try:
         data = NewUserSchema().load(json_body())
     except ValidationError as exc:
         raise ApiError(400, "Invalid user", details=exc.messages) from exc
-    users = services().users
-    users.put(User(data["id"], data["name"], data["email"], frozenset(data["roles"])))
-    return jsonify({"id": data["id"], "api_key": users.add_key(data["id"])}), 201
+    user = User(data["id"], data["name"], data["email"], frozenset(data["roles"]))
+    try:
+        return issued(services().users.create(user))
+    except UserExists as exc:
+        raise ApiError(409, f"User {user.id!r} already exists; add a key with POST "
+                            f"/admin/users/<id>/keys") from exc
+
+
+@route(bp, "/users/<user_id>", "GET", summary="One user, with the ids of their API keys",
+       tag=TAG, security=SECURITY,
+       responses={200: ("The user", UserSchema), **NO_USER, **ERRORS})
+def get_user(user_id: str) -> Any:
+    record = services().users.record(user_id)
+    if record is None:
+        raise ApiError(404, f"No user {user_id!r}")
+    return jsonify(user_json(record))
+
+
+@route(bp, "/users/<user_id>/keys", "POST", summary="Issue another API key to a user",
+       tag=TAG, security=SECURITY,
+       responses={201: ("The key, shown only now", IssuedKeySchema), **NO_USER, **ERRORS})
+def issue_key(user_id: str) -> Any:
+    try:
+        return issued(services().users.issue_key(user_id))
+    except UserNotFound as exc:
+        raise ApiError(404, f"No user {user_id!r}") from exc
+
+
+@route(bp, "/users/<user_id>/keys/<key_id>", "DELETE", summary="Revoke one API key (by "
+       "its id); it stops working at once", tag=TAG, security=SECURITY,
+       responses={204: ("Revoked", None),
+                  404: ("No such user, or no such key of theirs", ErrorSchema), **ERRORS})
+def revoke_key(user_id: str, key_id: str) -> Any:
+    try:
+        services().users.revoke(user_id, key_id=key_id)
+    except UserNotFound as exc:
+        raise ApiError(404, f"No user {user_id!r}") from exc
+    except KeyNotFound as exc:
+        raise ApiError(404, f"User {user_id!r} has no key {key_id!r}") from exc
+    return "", 204
+
+
+@route(bp, "/users/<user_id>/keys", "DELETE", summary="Revoke every API key of a user",
+       tag=TAG, security=SECURITY,
+       responses={200: ("The ids of the keys revoked", RevokedSchema), **NO_USER, **ERRORS})
+def revoke_keys(user_id: str) -> Any:
+    try:
+        return jsonify({"revoked": services().users.revoke(user_id, every=True)})
+    except UserNotFound as exc:
+        raise ApiError(404, f"No user {user_id!r}") from exc

@@ -1,7 +1,11 @@
 """The ``lockcore`` command: run the service, manage users and the catalog.
 
     lockcore serve [--host H] [--port P] [--workers N] [--redis-url URL] [--data-dir D]
+                   [--demo | --no-demo]
     lockcore users add ID --name NAME [--email E] [--role R]...
+    lockcore users list [--json]
+    lockcore users issue-key ID
+    lockcore users revoke-key ID (KEY_ID | --key KEY | --all)
     lockcore catalog load FILE
     lockcore locks list SCOPE [--owner O] [--type T] [--resource R] [--json]
     lockcore locks show ID [--json]
@@ -10,19 +14,30 @@
 
 Without a Redis URL (``--redis-url`` or ``LOCKCORE_REDIS_URL``) every command uses the
 embedded redis-server in the data directory, starting it if it is not running.
+
+The demo catalog (fixed, well-known keys) is loaded only into an empty store (no users, no
+catalog), and only when asked for (``--demo``) or in the one local case the README's first
+command needs: embedded Redis bound to loopback. Failures are one line on stderr, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import ipaddress
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 from lockcore import EmbeddedRedis, connect
+from lockcore.embedded import Supervisor
 
 DEMO_BANNER = """
 lockcore is serving on http://{host}:{port}  ({workers} workers, Redis: {redis})
@@ -30,6 +45,50 @@ lockcore is serving on http://{host}:{port}  ({workers} workers, Redis: {redis})
 The demo catalog was loaded; its users' API keys (demo only):
 {keys}
 """
+FIRST_USER_HINT = ("No users yet: create the first sysadmin with "
+                   "`lockcore users add ID --name NAME --role sysadmin` (it prints their key).")
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr (exit 1)."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("lockcore")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        from lockcore import __version__
+
+        return __version__
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for banners and errors)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    auth, _, hosts = parts.netloc.rpartition("@")
+    user = auth.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_allowed(requested: bool | None, *, embedded: bool, host: str) -> bool:
+    """Whether ``serve`` may load the demo catalog (into an empty store): ``--demo`` /
+    ``--no-demo`` decide; without either, only embedded Redis bound to loopback, where
+    nobody else can reach the demo's well-known keys."""
+    if requested is not None:
+        return requested
+    return embedded and is_loopback(host)
 
 
 def _redis_url(args: argparse.Namespace) -> str:
@@ -52,11 +111,12 @@ def _stores(client: Any) -> tuple[Any, Any]:
 
 
 def load_demo_if_empty(client: Any) -> list[tuple[str, str, str]] | None:
-    """Load the demo catalog into an empty store; returns (user, name, key) or None."""
+    """Load the demo catalog into a truly empty store (no users, no catalog); returns
+    (user, name, key) or None."""
     from .catalog import DEMO_CATALOG, parse_document
 
     users, catalog = _stores(client)
-    if not catalog.is_empty():
+    if users.exist() or not catalog.is_empty():
         return None
     doc = parse_document(DEMO_CATALOG.read_text())
     catalog.replace(doc, users)
@@ -64,60 +124,136 @@ def load_demo_if_empty(client: Any) -> list[tuple[str, str, str]] | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from . import config
+
+    settings = config.load()  # a bad LOCKCORE_* value stops here, before anything starts
     # Metrics of all workers are summed through files in this directory; it must be set
     # before prometheus_client is first imported.
     metrics_dir = tempfile.mkdtemp(prefix="lockcore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     url = _redis_url(args)
-    embedded = None
-    if not url:
-        embedded = EmbeddedRedis(_data_dir(args)).start()
-        url = embedded.url
-    os.environ["LOCKCORE_REDIS_URL"] = url
+    embedded = supervisor = None
     try:
-        connection = connect(url)
-        demo = None if args.no_demo else load_demo_if_empty(connection.client)
-        connection.close()
+        from .observability import setup_logging
+
+        setup_logging(settings["LOG_LEVEL"])  # the supervisor's restarts, as JSON lines
+        if not url:
+            embedded = EmbeddedRedis(_data_dir(args),
+                                     appendfsync=settings["APPENDFSYNC"]).start()
+            url = embedded.url
+            supervisor = Supervisor(embedded).start()
+        os.environ["LOCKCORE_REDIS_URL"] = url
+        connection = connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"])
+        try:
+            demo = None
+            if demo_allowed(args.demo, embedded=embedded is not None, host=args.host):
+                demo = load_demo_if_empty(connection.client)
+                if demo is None and args.demo:
+                    print("The store is not empty: the demo catalog was not loaded.",
+                          flush=True)
+            try:
+                no_users = not _stores(connection.client)[0].exist()
+            except redis.RedisError:  # only for a hint; the service copes with an outage
+                no_users = False
+        finally:
+            connection.close()
 
         if demo:
             keys = "\n".join(f"  {uid:8} {name:22} {key}" for uid, name, key in demo)
             print(DEMO_BANNER.format(host=args.host, port=args.port, workers=args.workers,
-                                     redis=url, keys=keys), flush=True)
+                                     redis=redacted(url), keys=keys), flush=True)
         else:
             print(f"lockcore is serving on http://{args.host}:{args.port} "
-                  f"({args.workers} workers, Redis: {url})", flush=True)
+                  f"({args.workers} workers, Redis: {redacted(url)})", flush=True)
+            if no_users:
+                print(FIRST_USER_HINT, flush=True)
         from .server import run
 
         run(args.host, args.port, args.workers)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
 def _with_client(args: argparse.Namespace) -> tuple[Any, Any]:
+    from . import config
+
+    settings = config.load()
     url = _redis_url(args)
     if url:
-        return connect(url), None
-    server = EmbeddedRedis(_data_dir(args))
+        return connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"]), None
+    server = EmbeddedRedis(_data_dir(args), appendfsync=settings["APPENDFSYNC"])
     started = server.process is None and not server.is_running()
     server.start()
     return connect(server.url), server if started else None
 
 
-def users_add(args: argparse.Namespace) -> int:
-    from .identity import User
+def _with_users(args: argparse.Namespace, action: Any) -> int:
+    from .identity import UserError
 
     connection, embedded = _with_client(args)
     try:
-        users, _ = _stores(connection.client)
-        users.put(User(args.id, args.name, args.email, frozenset(args.role)))
-        print(users.add_key(args.id))
+        return int(action(_stores(connection.client)[0]))
+    except UserError as exc:
+        raise CliError(str(exc)) from exc
     finally:
         connection.close()
         if embedded is not None:
             embedded.stop()
-    return 0
+
+
+def users_add(args: argparse.Namespace) -> int:
+    from .identity import User
+
+    def run(users: Any) -> int:
+        print(users.create(User(args.id, args.name, args.email, frozenset(args.role))).key)
+        return 0
+
+    return _with_users(args, run)
+
+
+def users_list(args: argparse.Namespace) -> int:
+    def run(users: Any) -> int:
+        records = users.records()
+        rows = [{"id": r.user.id, "name": r.user.name, "email": r.user.email,
+                 "roles": sorted(r.user.roles), "key_ids": list(r.key_ids)} for r in records]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif rows:
+            print(_table([["ID", "NAME", "EMAIL", "ROLES", "KEY IDS"],
+                          *([r["id"], r["name"], r["email"], ",".join(r["roles"]),
+                             ",".join(r["key_ids"])] for r in rows)]))
+        else:
+            print(FIRST_USER_HINT)
+        return 0
+
+    return _with_users(args, run)
+
+
+def users_issue_key(args: argparse.Namespace) -> int:
+    def run(users: Any) -> int:
+        print(users.issue_key(args.id).key)
+        return 0
+
+    return _with_users(args, run)
+
+
+def users_revoke_key(args: argparse.Namespace) -> int:
+    key = args.key
+    if key == "-":
+        key = sys.stdin.readline().strip()
+
+    def run(users: Any) -> int:
+        revoked = users.revoke(args.id, key_id=args.key_id, key=key, every=args.all)
+        print(f"revoked {len(revoked)} key(s) of {args.id}"
+              + (f": {', '.join(revoked)}" if revoked else ""))
+        return 0
+
+    return _with_users(args, run)
 
 
 def catalog_load(args: argparse.Namespace) -> int:
@@ -284,64 +420,102 @@ def _s(value: Any) -> str:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lockcore", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                     help="print the version and exit")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--redis-url", help="Redis URL (default: $LOCKCORE_REDIS_URL, "
                         "else the embedded server)")
     common.add_argument("--data-dir", help="embedded server's data directory "
                         "(default: $LOCKCORE_DATA_DIR or ./lockcore-data)")
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, help="what to do")
 
     p = sub.add_parser("serve", parents=[common], help="run the HTTP service (gunicorn)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--no-demo", action="store_true", help="don't load the demo catalog")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
+                   help="load the demo catalog, with its well-known keys, into an empty "
+                   "store (default: only with embedded Redis bound to loopback)")
     p.set_defaults(func=serve)
 
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action",
-                                                                        required=True)
-    p = users.add_parser("add", parents=[common], help="add a user and print a new API key")
-    p.add_argument("id")
-    p.add_argument("--name", required=True)
-    p.add_argument("--email", default="")
-    p.add_argument("--role", action="append", default=[], help="global role, e.g. sysadmin")
+    users = sub.add_parser("users", help="manage users and their API keys").add_subparsers(
+        dest="action", required=True, help="what to do with users")
+    p = users.add_parser("add", parents=[common],
+                         help="add a user and print their first API key")
+    p.add_argument("id", help="the new user's id (an existing id is refused)")
+    p.add_argument("--name", required=True, help="full name, as the APIs show it")
+    p.add_argument("--email", default="", help="e-mail address")
+    p.add_argument("--role", action="append", default=[],
+                   help="global role, e.g. sysadmin (repeat for several)")
     p.set_defaults(func=users_add)
+    p = users.add_parser("list", parents=[common],
+                         help="every user: id, name, roles and key ids (never keys)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=users_list)
+    p = users.add_parser("issue-key", parents=[common],
+                         help="issue another API key to a user and print it")
+    p.add_argument("id", help="the user's id")
+    p.set_defaults(func=users_issue_key)
+    p = users.add_parser("revoke-key", parents=[common],
+                         help="revoke API keys; they stop working at once")
+    p.add_argument("id", help="the user's id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("key_id", nargs="?", help="the key's id, as `users list` shows it")
+    which.add_argument("--key", help="the key itself (- reads it from stdin)")
+    which.add_argument("--all", action="store_true", help="every key of the user")
+    p.set_defaults(func=users_revoke_key)
 
     catalog = sub.add_parser("catalog", help="manage the resource catalog").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True, help="what to do with the catalog")
     p = catalog.add_parser("load", parents=[common], help="replace the catalog from a file")
-    p.add_argument("file")
+    p.add_argument("file", help="a catalog document, YAML or JSON")
     p.set_defaults(func=catalog_load)
 
     locks = sub.add_parser("locks", help="look at and release locks").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True, help="what to do with locks")
     p = locks.add_parser("list", parents=[common], help="a scope's live locks")
     p.add_argument("scope", help="e.g. versal:course:course-1, edx:workspace:ws-1, v1:batch")
-    p.add_argument("--owner")
-    p.add_argument("--type")
-    p.add_argument("--resource")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--owner", help="only this owner's locks")
+    p.add_argument("--type", help="only locks of this type (gadget, workspace, ...)")
+    p.add_argument("--resource", help="only locks on this resource")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=locks_list)
     p = locks.add_parser("show", parents=[common], help="one lock")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", help="the lock's id")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=locks_show)
     p = locks.add_parser("release", parents=[common],
                          help="release a lock (forced, unless --owner)")
-    p.add_argument("id")
+    p.add_argument("id", help="the lock's id")
     p.add_argument("--owner", help="release as this owner only (no force)")
     p.set_defaults(func=locks_release)
     p = locks.add_parser("watch", parents=[common], help="follow lock events live")
     p.add_argument("scope", nargs="?", help="one scope's stream (else every scope)")
     p.add_argument("--count", type=int, help="stop after this many events")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print each event as JSON")
     p.set_defaults(func=locks_watch)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        return _fail(str(exc))
+    except redis.RedisError as exc:
+        url = _redis_url(args)
+        where = f"Redis at {redacted(url)}" if url else "the embedded Redis"
+        return _fail(f"{where}: {exc}")
+    except (ValueError, OSError, RuntimeError) as exc:
+        # A bad URL or setting, a missing binary, a server that would not start.
+        return _fail(str(exc) or exc.__class__.__name__)
+
+
+def _fail(message: str) -> int:
+    print("lockcore: " + " ".join(message.split()), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

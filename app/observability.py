@@ -1,4 +1,5 @@
-"""Request ids, one-JSON-object-per-line logs, and Prometheus metrics.
+"""Request ids, one-JSON-object-per-line logs, Prometheus metrics, and the security
+headers of every answer.
 
 Under ``lockcore serve`` (several gunicorn workers) metrics are aggregated across
 workers through ``PROMETHEUS_MULTIPROC_DIR``, which the serve command sets up.
@@ -91,6 +92,21 @@ def api_of(path: str) -> str:
     return "ops"
 
 
+def security_headers(response: Response) -> None:
+    """Headers every answer carries: no MIME sniffing, no framing (clickjacking), no
+    Referer leaking URLs. API answers load nothing, so their CSP forbids every source;
+    HTML pages (Swagger UI at /docs loads its scripts and styles from a CDN) only forbid
+    framing. A view's own value wins."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    csp = "frame-ancestors 'none'"
+    if response.mimetype != "text/html":
+        csp = "default-src 'none'; " + csp
+    headers.setdefault("Content-Security-Policy", csp)
+
+
 def init_app(app: Flask) -> None:
     setup_logging(app.config["LOG_LEVEL"])
 
@@ -102,6 +118,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = request_id()
+        security_headers(response)
         api = api_of(request.path)
         REQUESTS.labels(api, str(response.status_code)).inc()
         LOG.info("%s %s %s", request.method, request.path, response.status_code, extra={
@@ -118,5 +135,6 @@ def init_app(app: Flask) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: CONTENT_TYPE_LATEST already names its charset.
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ import redis
 from flask import Blueprint, jsonify
 
 from .errors import UNAVAILABLE, plain_envelope, register_envelope
+from .observability import log_exception
 from .openapi import route
 from .services import services
 
@@ -27,5 +28,6 @@ def readyz() -> Any:
     try:
         return jsonify({"status": "ready", **services().ready()})
     except redis.RedisError as exc:
-        return jsonify({"status": "unavailable", "message": UNAVAILABLE,
-                        "detail": str(exc)}), 503
+        # The cause (host, socket path, server message) goes to the log, not to callers.
+        log_exception(exc)
+        return jsonify({"status": "unavailable", "message": UNAVAILABLE}), 503
