@@ -16,20 +16,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     # Imported here, not at the top: `lockcore serve` must set up multi-process metrics
     # before prometheus_client is first imported, and it imports this package first.
-    from . import admin, observability, openapi, ops
+    from . import admin, limits, observability, openapi, ops
     from . import config as config_module
     from .apis import docspace, edx, native, versal, vidispine
-    from .errors import ApiError, envelope_for, plain_envelope
+    from .errors import envelope_for, http_error, plain_envelope
     from .services import build
 
     app = Flask(__name__)
     app.config.update(config_module.load(config))
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["lockcore"] = build(app.config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     # A bad override file fails here, at startup, not on a request.
     app.extensions["edx_features"] = edx.load_features(app.config["EDX_FEATURES_OVERRIDE"])
 
     observability.init_app(app)
+    # After observability: a request refused here (413, 429) is still logged and measured.
+    limits.init_app(app, app.extensions["lockcore"].client)
     openapi.init_app(app)
 
     for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp, docspace.bp, vidispine.bp,
@@ -41,8 +43,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # Unknown URL or wrong method: no view, so the envelope is chosen by path.
         found = envelope_for(request.path)
         envelope, messages = found if found else (plain_envelope, {})
-        status = exc.code or 500
-        return envelope(ApiError(status, messages.get(status, exc.description or exc.name),
-                                 kind=exc.name))
+        return http_error(exc, envelope, messages)
 
     return app

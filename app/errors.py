@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, make_response
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from lockcore import LockError
@@ -48,10 +49,13 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
         return envelope(ApiError(503, UNAVAILABLE, kind="Service Unavailable"))
 
     @bp.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> tuple[Any, int] | Response:
-        status = exc.code or 500
-        return envelope(ApiError(status, messages.get(status, exc.description or exc.name),
-                                 kind=exc.name))
+    def _http(exc: HTTPException) -> Response:
+        return http_error(exc, envelope, messages)
+
+    @bp.errorhandler(RecursionError)
+    def _nested(exc: RecursionError) -> tuple[Any, int]:
+        # Only input nests this deep (a YAML document, say): the caller's error.
+        return envelope(ApiError(400, NESTED, kind="Bad Request"))
 
     @bp.errorhandler(LockError)
     def _lock(exc: LockError) -> tuple[Any, int]:
@@ -67,6 +71,30 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
 
         log_exception(exc)
         return envelope(ApiError(500, "Internal server error", kind="Internal Error"))
+
+
+NESTED = "The request is nested too deeply"
+
+#: Headers an HTTP error keeps in the API's envelope: the methods a URL allows (405), when
+#: to try again (429, 503).
+KEPT_HEADERS = ("Allow", "Retry-After")
+
+
+def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str]) -> Response:
+    """An HTTP error (404, 405, 413, 429...) in ``envelope``, with its headers."""
+    from .limits import retry_after
+
+    status = exc.code or 500
+    message = messages.get(status, exc.description or exc.name)
+    headers = {name: value for name, value in exc.get_headers() if name in KEPT_HEADERS}
+    if isinstance(exc, RateLimitExceeded):
+        wait = retry_after(exc)
+        message = (f"Too many failed authentications from this address; try again in {wait} "
+                   "seconds")
+        headers["Retry-After"] = str(wait)
+    response = make_response(envelope(ApiError(status, message, kind=exc.name)))
+    response.headers.update(headers)
+    return response
 
 
 #: URL prefix -> envelope, for errors raised before a view is known (unknown URL, wrong

@@ -14,7 +14,7 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from lockcore import __version__
 
@@ -103,10 +103,23 @@ def schema_name(schema: Any) -> str:
     return name if name.startswith(module) else module + name
 
 
+def _configured(self: Any, field: Any, **kwargs: Any) -> dict[str, Any]:
+    """Properties a field's validators take from the app's settings (the input limits):
+    the document shows the limits in force."""
+    properties: dict[str, Any] = {}
+    for validator in getattr(field, "validators", ()):
+        describe = getattr(validator, "openapi_properties", None)
+        if describe is not None:
+            properties.update(describe(current_app.config))
+    return properties
+
+
 def build_spec() -> dict[str, Any]:
+    plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(title="lockcore", version=__version__, openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin(schema_name_resolver=schema_name)],
+                   plugins=[plugin],
                    info={"description": "Four lock APIs on one Redis-backed lock engine."})
+    plugin.converter.add_attribute_function(_configured)  # type: ignore[union-attr]
     for name, scheme in REGISTRY.security_schemes.items():
         spec.components.security_scheme(name, scheme)
     by_path: dict[str, dict[str, Any]] = {}

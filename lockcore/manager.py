@@ -51,6 +51,20 @@ def check_request_id(request_id: Any) -> str:
     return request_id
 
 
+def _utf8(names: Mapping[str, str], metadata: Mapping[str, Any] | None) -> None:
+    """Refuse text without a UTF-8 form (a lone surrogate): Redis stores bytes, and the
+    scripts' JSON encoder would fail on it as if Redis were down."""
+    texts: list[tuple[str, str]] = list(names.items())
+    for key, value in (metadata or {}).items():
+        texts += [("metadata key", str(key)), (f"metadata[{key!r}]", str(value or ""))]
+    for label, text in texts:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
+                                     f"surrogates), got {text!r}") from None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -252,6 +266,7 @@ class LockManager:
         for label, name in (("resource", resource), ("owner", owner)):
             if not isinstance(name, str) or not name:
                 raise InvalidLockRequest(f"{label} must be a non-empty string, got {name!r}")
+        _utf8({"scope": scope, "resource": resource, "owner": owner}, metadata)
         return {
             "keys": keys, "scope": scope, "type": type, "resource": resource, "owner": owner,
             "mode": lock_type.mode.value, "one_per_owner": lock_type.one_per_owner,
@@ -370,6 +385,7 @@ class LockManager:
             ttl_ms = _ms(ttl)
         meta = None if metadata is None else {
             str(k): None if v is None else str(v) for k, v in metadata.items()}
+        _utf8({}, meta)
         return {"ttl_ms": ttl_ms, "expires_at_ms": _instant_ms(expires_at), "metadata": meta}
 
     def get(self, lock_id: str) -> Lock:

@@ -23,6 +23,7 @@ from ..auth import user_for_key
 from ..catalog import DocFile
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
+from ..limits import request_json
 from ..openapi import REGISTRY, route
 from ..services import services
 
@@ -204,7 +205,10 @@ ERRORS = {
                   **ERRORS})
 def lock_file(file_id: str) -> Any:
     user = caller()
-    data = request.get_json(silent=True)
+    try:
+        data = request_json()
+    except ValueError as exc:
+        raise ApiError(400, f"The body is not acceptable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object with lockFile: true or false")
     lock_wanted = data.get("lockFile")

@@ -15,7 +15,6 @@ with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validati
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..auth import user_for_key
 from ..catalog import Workspace
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
+from ..limits import check_name, check_notes
 from ..openapi import REGISTRY, route
 from ..services import services
 
@@ -190,11 +190,11 @@ def params() -> dict[str, Any]:
     """The action's parameters: a JSON body or form data."""
     if request.form:
         return request.form.to_dict()
-    raw = request.get_data(as_text=True)
+    raw = request.get_data()
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = current_app.json.loads(raw)
     except ValueError as exc:
         raise error(BAD_REQUEST, f"Bad request - JSON Error: {exc}") from exc
     if not isinstance(data, dict):
@@ -225,6 +225,9 @@ def required(data: dict[str, Any], name: str) -> str:
         raise error(VALIDATION, f"{name}: Missing value", {name: ["Missing value"]})
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise error(VALIDATION, f"{name}: Must be a string", {name: ["Must be a string"]})
+    problem = check_name(str(value), name)
+    if problem:
+        raise error(VALIDATION, f"{name}: {problem}", {name: [problem]})
     return str(value)
 
 
@@ -284,6 +287,9 @@ def lock_workspace() -> Any:
     notes = data.get("notes")
     if notes is not None and not isinstance(notes, str):
         raise error(VALIDATION, "notes: Must be a string", {"notes": ["Must be a string"]})
+    problem = check_notes(notes or "")
+    if problem:
+        raise error(VALIDATION, f"notes: {problem}", {"notes": [problem]})
     locks = services().locks
     lock = current_lock(ws)
     if lock is None:

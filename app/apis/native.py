@@ -26,7 +26,6 @@ from lockcore import (
 )
 
 from .. import idempotency
-
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User

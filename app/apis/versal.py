@@ -19,6 +19,7 @@ from ..auth import user_for_key
 from ..catalog import Course
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
+from ..limits import Limited, request_json
 from ..openapi import REGISTRY, route
 from ..services import services
 
@@ -39,17 +40,22 @@ class Id(fields.Field):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValidationError("Must be a string.")
         text = str(value)
-        if not text.strip() or len(text) > 256:
-            raise ValidationError("Must be 1 to 256 characters.")
+        if not text.strip():
+            raise ValidationError("Must not be blank.")
         return text
+
+
+#: What ``Id`` takes: text that is not blank, or a 64-bit integer.
+ID_DOC = {"anyOf": [{"type": "string", "pattern": r"\S"},
+                    {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}]}
 
 
 class SubjectSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    courseId = Id(required=True)
-    gadgetId = Id(required=True)
+    courseId = Id(required=True, validate=Limited("name", "courseId"), metadata=ID_DOC)
+    gadgetId = Id(required=True, validate=Limited("name", "gadgetId"), metadata=ID_DOC)
 
 
 class LockRequestSchema(Schema):
@@ -175,7 +181,10 @@ def list_locks() -> Any:
                   400: ("Bad request", ErrorSchema), **ERRORS})
 def acquire() -> Any:
     user = caller()
-    data = request.get_json(silent=True)
+    try:
+        data = request_json()
+    except ValueError as exc:
+        raise bad_request(f"the body is not acceptable JSON: {exc}") from None
     if data is None:
         raise bad_request("the body must be a JSON Lock request")
     if not isinstance(data, dict):

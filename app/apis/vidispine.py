@@ -35,6 +35,7 @@ from .. import idempotency
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
+from ..limits import check_metadata, check_name, request_json
 from ..openapi import REGISTRY, route
 from ..services import services
 
@@ -202,7 +203,14 @@ def lock_type(etype: str) -> str:
 
 
 def iso(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    # Any stored instant reads back, even one past what a datetime holds (written before
+    # parse_instant refused those, or by another client of the store): it shows as the
+    # last representable moment rather than failing every answer that includes it.
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        moment = datetime.max.replace(tzinfo=timezone.utc) if seconds > 0 else \
+            datetime.min.replace(tzinfo=timezone.utc)
     return moment.isoformat(timespec="milliseconds")
 
 
@@ -214,6 +222,11 @@ def parse_instant(text: str, context: str) -> float:
                                "(write '+' in an offset as %2B in a URL)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise invalid(context, f"{context}: '{text}' is outside the years 1 to 9999 (UTC)"
+                      ) from None
     return moment.timestamp()
 
 
@@ -250,7 +263,15 @@ def _xml_fields(element: Any) -> dict[str, str]:
         if not key:
             raise invalid("metadata", "metadata: every field needs a key")
         out[key] = value
-    return out
+    return bounded(out)
+
+
+def bounded(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata within the service's limits (entries, size, valid text), or 400."""
+    problem = check_metadata(metadata)
+    if problem:
+        raise invalid("metadata", problem)
+    return metadata
 
 
 def _json_fields(value: Any) -> dict[str, str]:
@@ -262,7 +283,7 @@ def _json_fields(value: Any) -> dict[str, str]:
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise invalid("metadata", "metadata: every field needs a string key")
         out[item["key"]] = "" if item.get("value") is None else str(item["value"])
-    return out
+    return bounded(out)
 
 
 def is_xml() -> bool:
@@ -275,13 +296,21 @@ def parse_xml(root_name: str) -> Any:
     except (ET.ParseError, DefusedXmlException) as exc:
         raise invalid("body", f"body: not acceptable XML ({exc.__class__.__name__}: {exc})"
                       ) from None
+    except (ValueError, LookupError) as exc:
+        # expat reads single-byte encodings only: UTF-7, Shift JIS, EUC-JP or an unknown
+        # name in the declaration are refused here.
+        raise invalid("body", f"body: the XML declares an encoding this service does not "
+                              f"read ({exc}); send UTF-8") from None
     if root.tag not in (f"{{{NS}}}{root_name}", root_name):
         raise invalid("body", f"body: expected a {root_name}")
     return root
 
 
 def parse_json() -> Any:
-    data = request.get_json(silent=True)
+    try:
+        data = request_json()
+    except ValueError as exc:
+        raise invalid("body", f"body: not acceptable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise invalid("body", "body: expected a JSON object (or XML with Content-Type "
                               "application/xml)")
@@ -310,7 +339,14 @@ def lock_body(require_expiry: bool) -> Body:
                                                     data.get("entityId"))
         if expiry is not None and not isinstance(expiry, str):
             raise invalid("expiryTime", "expiryTime: expected an ISO 8601 string")
+        for name in ("entityType", "entityId"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise invalid(name, f"{name}: expected a string")
         body.metadata = _json_fields(data["metadata"]) if "metadata" in data else None
+    if body.entity_id:
+        problem = check_name(body.entity_id, "entityId")
+        if problem:
+            raise invalid("entityId", problem)
     if expiry:
         body.expiry = parse_instant(expiry, "expiryTime")
     elif require_expiry:
@@ -734,8 +770,10 @@ def _register_metadata_views(base: str, suffix: str, resolve: Any) -> None:
     def put_key(lock_id: str, key: str, **scope_args: Any) -> Any:
         user = caller(WRITE)
         lock = lock_of(lock_id, scope_args)
-        change_metadata(user, lock, {key: request.get_data(as_text=True)}, replace=False)
-        return Response(request.get_data(as_text=True), mimetype="text/plain")
+        value = request.get_data(as_text=True)
+        bounded({**lock.metadata, key: value})
+        change_metadata(user, lock, {key: value}, replace=False)
+        return Response(value, mimetype="text/plain")
 
     def delete_key(lock_id: str, key: str, **scope_args: Any) -> Any:
         user = caller(WRITE)
