@@ -16,7 +16,6 @@ import pytest
 import requests
 
 from app.server import draining, max_waiters, settings
-
 from lockcore import EmbeddedRedis
 
 from .conftest import CATALOG, KEYS
