@@ -508,6 +508,141 @@ def http(url: str, duration: float, rounds: int, clients: int = 32, workers: int
         "http_ratio": ratio}
 
 
+# -- 7. waiting costs no worker ------------------------------------------------------------
+
+
+def _half_open(port: int) -> Any:
+    """A connection that sent half a request and then nothing (a slow or stalled client)."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /v1/locks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+    return sock
+
+
+def _latencies(base: str, samples: int, key: str) -> dict[str, float]:
+    """Sequential GET /healthz, and /v1 acquire + release pairs: p50 and p99 in ms."""
+    import requests
+
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {key}"}
+    health: list[float] = []
+    pairs: list[float] = []
+    for n in range(samples):
+        started = time.perf_counter()
+        assert session.get(f"{base}/healthz", timeout=30).status_code == 200
+        health.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        lock = session.post(f"{base}/v1/locks", headers=headers, timeout=30,
+                            json={"scope": "bench", "resource": f"free-{n % 16}"})
+        assert lock.status_code == 201, lock.text
+        gone = session.delete(f"{base}/v1/locks/{lock.json()['id']}", headers=headers,
+                              timeout=30)
+        assert gone.status_code == 200, gone.text
+        pairs.append(time.perf_counter() - started)
+    health.sort()
+    pairs.sort()
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1000
+
+    return {"health_p50": pct(health, 0.5), "health_p99": pct(health, 0.99),
+            "pair_p50": pct(pairs, 0.5), "pair_p99": pct(pairs, 0.99)}
+
+
+def waiting(url: str, samples: int, waiters: int = 50, half_open: int = 10,
+            workers: int = 2) -> tuple[Section, dict[str, float]]:
+    """/healthz and lock+unlock latency with no waiter, then with ``waiters`` pending long
+    polls and ``half_open`` stalled connections; then the SIGTERM drain."""
+    import requests
+
+    from app.catalog import Catalog, parse_document
+    from app.identity import Users
+
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    doc = {"users": [{"id": u, "name": u, "api_key": f"bench-{u}"} for u in ("w", "h", "x")]}
+    Catalog(client, "lockcore").replace(parse_document(json.dumps(doc)), Users(client, "lockcore"))
+    port = 18433
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LOCKCORE_LOG_LEVEL": "WARNING"}
+    proc = _serve([str(Path(sys.executable).parent / "lockcore"), "serve", "--port", str(port),
+                   "--workers", str(workers), "--redis-url", url, "--no-demo"], port, env,
+                  tempfile.mkdtemp())
+    results: list[tuple[int, float]] = []
+    sockets: list[Any] = []
+    try:
+        _latencies(base, 20, "bench-x")  # warm up: connections, scripts
+        idle = _latencies(base, samples, "bench-x")
+        held = requests.post(f"{base}/v1/locks", json={"scope": "bench", "resource": "held"},
+                             headers={"Authorization": "Bearer bench-h"}, timeout=30)
+        assert held.status_code == 201, held.text
+
+        def wait() -> None:
+            try:
+                status = requests.post(
+                    f"{base}/v1/locks", headers={"Authorization": "Bearer bench-w"},
+                    json={"scope": "bench", "resource": "held", "wait": 30},
+                    timeout=120).status_code
+            except requests.RequestException:
+                status = 0
+            results.append((status, time.monotonic()))
+
+        threads = [threading.Thread(target=wait, daemon=True) for _ in range(waiters)]
+        for thread in threads:
+            thread.start()
+        sockets = [_half_open(port) for _ in range(half_open)]
+        queue = "lockcore:{v1%3Abench}:q:job:held"  # /v1 scopes are namespaced "v1:"
+        deadline = time.monotonic() + 60
+        while client.llen(queue) < waiters:
+            assert time.monotonic() < deadline, "the waiters did not all get in line"
+            time.sleep(0.05)
+        busy = _latencies(base, samples, "bench-x")
+        assert client.llen(queue) == waiters  # they were pending throughout
+        started = time.monotonic()
+        proc.terminate()
+        proc.wait(60)
+        drained = time.monotonic() - started
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for sock in sockets:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        client.close()
+    answered_503 = sum(1 for status, _ in results if status == 503)
+    answered_in = max((at for _, at in results), default=started) - started
+    table = [["", "/healthz p50 ms", "/healthz p99 ms", "lock+unlock p50 ms",
+              "lock+unlock p99 ms"],
+             ["no waiter", f"{idle['health_p50']:.1f}", f"{idle['health_p99']:.1f}",
+              f"{idle['pair_p50']:.1f}", f"{idle['pair_p99']:.1f}"],
+             [f"{waiters} pending long polls + {half_open} half-open connections",
+              f"{busy['health_p50']:.1f}", f"{busy['health_p99']:.1f}",
+              f"{busy['pair_p50']:.1f}", f"{busy['pair_p99']:.1f}"]]
+    ratio = busy["health_p99"] / idle["health_p99"]
+    verdicts = [
+        f"/healthz p99 with waiters: {busy['health_p99']:.1f} ms ({ratio:.1f}× the no-waiter "
+        f"p99); lock+unlock p99 {busy['pair_p99']:.1f} ms vs {idle['pair_p99']:.1f} ms.",
+        f"SIGTERM drain: {answered_503} of {waiters} waiters answered 503 in the /v1 "
+        f"envelope, the last {answered_in:.1f} s after the signal; the service exited "
+        f"{drained:.1f} s after it (the stalled connections hold a worker until its "
+        "graceful timeout).",
+    ]
+    return Section("7. Waiting costs no worker: latency beside pending long polls",
+                   f"`lockcore serve` (gthread, {workers} workers); {samples} sequential "
+                   "samples of each call from one client, first with no waiter, then with "
+                   f"{waiters} `/v1` long polls (wait=30 s) queued on one held lock and "
+                   f"{half_open} connections that sent half a request.", table, None,
+                   verdicts), {
+        "healthz_p99_ms_idle": idle["health_p99"], "healthz_p99_ms_waiters": busy["health_p99"],
+        "lock_unlock_p99_ms_idle": idle["pair_p99"],
+        "lock_unlock_p99_ms_waiters": busy["pair_p99"], "drain_s": drained,
+        "drain_answered_s": answered_in,
+        "drained_503": float(answered_503)}
+
+
 # -- charts and report --------------------------------------------------------------------
 
 
@@ -592,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
-    parser.add_argument("--only", nargs="*", help="run only these sections (1-6)")
+    parser.add_argument("--only", nargs="*", help="run only these sections (1-7)")
     parser.add_argument("--charts", default=str(CHARTS), help="where the PNG charts go")
     args = parser.parse_args(argv)
     CHARTS = Path(args.charts).resolve()
@@ -608,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             ("5", lambda: growth(server.url, [1000, 10_000] if q else
                                  [1000, 100_000, 1_000_000], 100 if q else 300)),
             ("6", lambda: http(server.url, 2.0 if q else 8.0, 1 if q else 3)),
+            ("7", lambda: waiting(server.url, 50 if q else 400)),
         ]
         sections, summary = [], {}
         for key, run in plan:
