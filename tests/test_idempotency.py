@@ -87,3 +87,27 @@ def test_vidispine_create_with_a_key_makes_one_lock(client: Any, app: Any) -> No
                         headers={**ALICE, **JSON, "Idempotency-Key": "vx-2"})
     assert other.get_json()["id"] != first.get_json()["id"]
     assert app.extensions["lockcore"].locks.count("vidispine") == 2
+
+
+def test_versal_lock_with_a_key_replays_the_first_answer(client: Any) -> None:
+    body = {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}}
+    headers = {"SID": KEYS["alice"], "Idempotency-Key": "v-1"}
+    first = client.post("/locks", json=body, headers=headers)
+    assert first.status_code == 201
+    again = client.post("/locks", json=body, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+
+
+def test_a_lost_first_answer_still_finds_the_first_lock(client: Any, app: Any) -> None:
+    body = {"expiryTime": future()}
+    headers = {**ALICE, **JSON, "Idempotency-Key": "vx-lost"}
+    first = client.post("/API/item/VX-1/deletion-lock", json=body, headers=headers)
+    # The kept answer lost (as when Redis failed right after the lock was made): the
+    # acquire's request id still finds the first lock instead of making a second one.
+    for key in kept_keys(app):
+        app.extensions["lockcore"].client.delete(key)
+    again = client.post("/API/item/VX-1/deletion-lock", json=body, headers=headers)
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert app.extensions["lockcore"].locks.count("vidispine") == 1

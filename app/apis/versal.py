@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
 
+from .. import idempotency
 from ..auth import user_for_key
 from ..catalog import Course
 from ..errors import ApiError, register_envelope, register_prefix
@@ -177,8 +178,12 @@ def list_locks() -> Any:
 
 @route(bp, "", "POST", summary="Lock resource (releases the caller's previous gadget lock)",
        tag=TAG, security=SECURITY, body=LockRequestSchema,
+       parameters=[idempotency.PARAMETER],
        responses={201: ("Resource lock", ResourceLockSchema),
-                  400: ("Bad request", ErrorSchema), **ERRORS})
+                  400: ("Bad request", ErrorSchema),
+                  409: ("Idempotency-Key: its lock is gone", ErrorSchema),
+                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@idempotency.idempotent
 def acquire() -> Any:
     user = caller()
     try:
@@ -200,9 +205,13 @@ def acquire() -> Any:
     try:
         result = services().locks.acquire(
             scope_of(course_key), LOCK_TYPE, gadget, user.id,
-            metadata={"name": user.name, "email": user.email})
+            metadata={"name": user.name, "email": user.email},
+            request_id=idempotency.request_id())
     except LockConflict as exc:
         raise ApiError(403, LOCKED) from exc
+    except LockNotFound as exc:  # a repeated Idempotency-Key whose lock is gone
+        raise ApiError(409, "The lock this Idempotency-Key took was released or has "
+                       "expired") from exc
     return jsonify(resource_lock(result.lock)), 201
 
 
