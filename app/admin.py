@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .auth import user_for_key
-from .catalog import KINDS, CatalogError, parse_document
+from .catalog import KINDS, CatalogError, CatalogSchema, parse_document
 from .errors import ApiError, plain_envelope, register_envelope, register_prefix
 from .identity import IssuedKey, KeyNotFound, User, UserExists, UserNotFound, UserRecord
 from .openapi import REGISTRY, route
@@ -97,7 +97,8 @@ def get_catalog() -> Any:
 
 
 @route(bp, "/catalog", "PUT", summary="Replace the whole catalog (same document as "
-       "`lockcore catalog load`)", tag=TAG, security=SECURITY,
+       "`lockcore catalog load`)", tag=TAG, security=SECURITY, body=CatalogSchema,
+       body_media=("application/json", "application/yaml"),
        responses={200: ("Counts by kind", None), 400: ("Invalid document", ErrorSchema),
                   **ERRORS})
 def put_catalog() -> Any:

@@ -112,17 +112,46 @@ class CatalogError(ValueError):
 
 
 def parse_document(text: str) -> dict[str, Any]:
-    """Validate a catalog document (YAML, of which JSON is a subset)."""
+    """Validate a catalog document, JSON or YAML."""
     try:
-        data = yaml.safe_load(text)
+        try:
+            # JSON first: YAML reads a surrogate pair escape ("\\ud83d\\ude00") as two
+            # lone surrogates, where JSON means one character.
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CatalogError({"_document": [f"not YAML or JSON: {exc}"]}) from exc
+    except RecursionError as exc:  # both parsers compose nested collections recursively
+        raise CatalogError({"_document": ["nested too deeply"]}) from exc
     if not isinstance(data, dict):
         raise CatalogError({"_document": ["a catalog is a mapping"]})
+    if not _encodable(data):
+        raise CatalogError({"_document": ["a string is not valid Unicode (a lone surrogate "
+                                          "escape such as \\ud800)"]})
     try:
         return CatalogSchema().load(data)
     except ValidationError as exc:
         raise CatalogError(exc.messages) from exc
+
+
+def _encodable(data: Any) -> bool:
+    """Every string in ``data`` can be stored (UTF-8): YAML and JSON escapes may spell lone
+    surrogates, which Redis clients cannot encode."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 @dataclass(frozen=True)

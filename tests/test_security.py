@@ -133,6 +133,26 @@ def test_readyz_does_not_leak_the_redis_error_or_socket_path(tmp_path: Path) -> 
                                    "message": response.get_json()["message"]}
 
 
+@pytest.mark.parametrize(("document", "reason"), [
+    ('{"users": [{"id": "\\ud800", "name": "Lone"}]}', "not valid Unicode"),
+    ("[" * 5_000 + "]" * 5_000, "nested too deeply"),
+])
+def test_a_catalog_redis_cannot_store_is_a_400(client: Any, document: str,
+                                              reason: str) -> None:
+    response = client.put("/admin/catalog", data=document,
+                          headers={"Authorization": "Bearer key-admin"})
+    assert response.status_code == 400
+    assert reason in response.get_json()["error"]["details"]["_document"][0]
+
+
+def test_a_json_catalog_may_escape_characters_as_surrogate_pairs(client: Any) -> None:
+    response = client.put("/admin/catalog", data='{"courses": [{"key": "\\ud83d\\ude00"}]}',
+                          headers={"Authorization": "Bearer key-admin"})
+    assert response.status_code == 200
+    courses = client.get("/admin/catalog", headers={"Authorization": "Bearer key-admin"})
+    assert list(courses.get_json()["courses"]) == ["\U0001f600"]
+
+
 def test_metrics_content_type_is_valid(client: Any) -> None:
     content_type = client.get("/metrics").headers["Content-Type"]
     assert content_type.startswith("text/plain")
