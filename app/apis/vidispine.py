@@ -618,6 +618,12 @@ def _doc(rule: str, method: str, summary: str, **extra: Any) -> Any:
 
 
 LIST_RESPONSE = {200: ("DeletionLockListDocument", DeletionLockListSchema)}
+#: The create calls take an Idempotency-Key (app/idempotency.py).
+CREATE = {"body": DeletionLockSchema, "body_media": DOC_MEDIA,
+          "parameters": [idempotency.PARAMETER],
+          "responses": {200: ("DeletionLockDocument", DeletionLockSchema),
+                        409: ("Idempotency-Key: its lock is gone", ErrorSchema),
+                        422: ("Idempotency-Key reused for another request", ErrorSchema)}}
 
 
 @_doc("/deletion-lock", "GET", "All deletion locks, filtered and paged",
@@ -648,15 +654,13 @@ def _create_from_document(user: User, etype: str | None) -> Response:
     return create(user, entity(kind, body.entity_id), body)
 
 
-@_doc("/deletion-lock", "POST", "Create a lock on the entity the document names",
-      body=DeletionLockSchema, body_media=DOC_MEDIA)
+@_doc("/deletion-lock", "POST", "Create a lock on the entity the document names", **CREATE)
 def create_any() -> Any:
     return _create_from_document(caller(WRITE), None)
 
 
 @_doc("/<any(item, collection, library, file):etype>/deletion-lock", "POST",
-      "Create a lock on the entity of this type the document names",
-      body=DeletionLockSchema, body_media=DOC_MEDIA)
+      "Create a lock on the entity of this type the document names", **CREATE)
 def create_typed(etype: str) -> Any:
     return _create_from_document(caller(WRITE), etype)
 
@@ -730,7 +734,7 @@ def _register_entity_views(prefix: str, suffix: str) -> None:
     _doc(base, "GET", "All locks of an entity, its own and inherited ones",
          parameters=LIST_PARAMS, responses=LIST_RESPONSE)(list_entity)
     _doc(base, "POST", "Create a lock on the entity (expiryTime required)",
-         body=DeletionLockSchema, body_media=DOC_MEDIA)(create_entity)
+         **CREATE)(create_entity)
     _doc(f"{base}/check", "GET", "May the entity be deleted or moved: 409 with the effective "
          "lock, or 200", responses={200: ("Deletable", None),
                                     409: ("Effectively locked", DeletionLockSchema)})(
