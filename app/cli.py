@@ -1,7 +1,7 @@
 """The ``lockcore`` command: run the service, manage users and the catalog.
 
-    lockcore serve [--host H] [--port P] [--workers N] [--redis-url URL] [--data-dir D]
-                   [--demo | --no-demo]
+    lockcore serve [--host H] [--port P] [--workers N] [--threads T] [--redis-url URL]
+                   [--data-dir D] [--demo | --no-demo]
     lockcore users add ID --name NAME [--email E] [--role R]...
     lockcore users list [--json]
     lockcore users issue-key ID
@@ -169,7 +169,7 @@ def serve(args: argparse.Namespace) -> int:
                 print(FIRST_USER_HINT, flush=True)
         from .server import run
 
-        run(args.host, args.port, args.workers)
+        run(args.host, args.port, args.workers, args.threads)
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -434,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    p.add_argument("--threads", type=int, default=128,
+                   help="threads per worker (default 128); /v1 long polls may take all "
+                   "but 32 of them (LOCKCORE_V1_MAX_WAITERS)")
     p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
                    help="load the demo catalog, with its well-known keys, into an empty "
                    "store (default: only with embedded Redis bound to loopback)")
