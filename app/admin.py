@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
+from . import idempotency
 from .auth import user_for_key
 from .catalog import KINDS, CatalogError, CatalogSchema, parse_document
 from .errors import ApiError, plain_envelope, register_envelope, register_prefix
@@ -165,9 +166,12 @@ def list_users() -> Any:
 
 @route(bp, "/users", "POST", summary="Create a user and issue their first API key", tag=TAG,
        security=SECURITY, body=NewUserSchema,
+       parameters=[idempotency.PARAMETER],
        responses={201: ("The key, shown only now", IssuedKeySchema),
                   400: ("Invalid user", ErrorSchema),
-                  409: ("The id is taken (nothing changed)", ErrorSchema), **ERRORS})
+                  409: ("The id is taken (nothing changed)", ErrorSchema),
+                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@idempotency.idempotent
 def create_user() -> Any:
     try:
         data = NewUserSchema().load(json_body())
@@ -192,8 +196,10 @@ def get_user(user_id: str) -> Any:
 
 
 @route(bp, "/users/<user_id>/keys", "POST", summary="Issue another API key to a user",
-       tag=TAG, security=SECURITY,
-       responses={201: ("The key, shown only now", IssuedKeySchema), **NO_USER, **ERRORS})
+       tag=TAG, security=SECURITY, parameters=[idempotency.PARAMETER],
+       responses={201: ("The key, shown only now", IssuedKeySchema), **NO_USER,
+                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@idempotency.idempotent
 def issue_key(user_id: str) -> Any:
     try:
         return issued(services().users.issue_key(user_id))

@@ -42,6 +42,9 @@ HEADER = "Idempotency-Key"
 CREDENTIALS = ("Authorization", "SID", "X-API-Key", "X-CKAN-API-Key", "EDX-API-Key")
 
 
+#: Headers of a kept answer that its replay carries too.
+KEPT_HEADERS = ("Cache-Control", "Location")
+
 #: The header, as an OpenAPI parameter of the views that take it.
 PARAMETER = {"name": HEADER, "in": "header", "required": False,
              "schema": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -101,7 +104,9 @@ def once(action: Callable[[], Any]) -> Any:
     response = make_response(action())
     if 200 <= response.status_code < 300:
         entry = {"fingerprint": fingerprint, "status": response.status_code,
-                 "type": response.content_type, "body": response.get_data(as_text=True)}
+                 "type": response.content_type, "body": response.get_data(as_text=True),
+                 "headers": {h: response.headers[h] for h in KEPT_HEADERS
+                             if h in response.headers}}
         ttl_ms = max(1, int(current_app.config["IDEMPOTENCY_TTL"] * 1000))
         try:
             services().client.set(store, cipher.encrypt(json.dumps(entry).encode()),
@@ -118,6 +123,7 @@ def _replay(cipher: Fernet, kept: bytes, fingerprint: str) -> Response:
         raise ApiError(422, f"This {HEADER} was used for another request") from exc
     if entry["fingerprint"] != fingerprint:
         raise ApiError(422, f"This {HEADER} was used for another request")
-    response = Response(entry["body"], status=entry["status"], content_type=entry["type"])
+    response = Response(entry["body"], status=entry["status"], content_type=entry["type"],
+                        headers=entry.get("headers", {}))
     response.headers["Idempotent-Replayed"] = "true"
     return response

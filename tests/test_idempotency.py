@@ -111,3 +111,26 @@ def test_a_lost_first_answer_still_finds_the_first_lock(client: Any, app: Any) -
     assert "Idempotent-Replayed" not in again.headers
     assert again.get_json()["id"] == first.get_json()["id"]
     assert app.extensions["lockcore"].locks.count("vidispine") == 1
+
+
+def test_admin_user_creation_with_a_key_issues_one_key_and_keeps_it_unreadable(
+        client: Any, app: Any) -> None:
+    headers = {**auth("admin"), "Idempotency-Key": "new-erin"}
+    body = {"id": "erin", "name": "Erin"}
+    first = client.post("/admin/users", json=body, headers=headers)
+    again = client.post("/admin/users", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json()  # the same key, not a second one
+    assert again.headers["Cache-Control"] == "no-store"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    record = client.get("/admin/users/erin", headers=auth("admin")).get_json()
+    assert record["key_ids"] == [first.get_json()["key_id"]]
+    redis_client = app.extensions["lockcore"].client
+    [kept] = kept_keys(app)
+    assert first.get_json()["api_key"].encode() not in redis_client.get(kept)
+    issued = [client.post("/admin/users/erin/keys", headers={**auth("admin"),
+                                                              "Idempotency-Key": "k"})
+              for _ in range(2)]
+    assert issued[0].get_json() == issued[1].get_json()
+    record = client.get("/admin/users/erin", headers=auth("admin")).get_json()
+    assert len(record["key_ids"]) == 2
