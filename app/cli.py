@@ -387,7 +387,10 @@ def locks_watch(args: argparse.Namespace) -> int:
         seen = 0
         if args.scope:
             stream = mgr.keys(args.scope).events
-            last = "$"
+            # From the newest entry now, not "$" at every read: an event added between two
+            # reads would be missed.
+            newest = client.xrevrange(stream, count=1)
+            last = newest[0][0] if newest else "0-0"
             while args.count is None or seen < args.count:
                 for _, entries in client.xread({stream: last}, block=1000) or []:
                     for entry_id, fields in entries:

@@ -64,15 +64,31 @@ def test_show_and_release(url: str, mgr: LockManager) -> None:
 def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None) -> None:
     args = [LOCKCORE, "locks", "watch", *([scope] if scope else []), "--count", "2",
             "--json", "--redis-url", url]
+    before = {c["id"] for c in mgr.client.client_list()}
     watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.8)  # let it subscribe
-    lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
-    mgr.release(lock, "alice")
-    out, err = watcher.communicate(timeout=20)
+    try:
+        wait_until_following(mgr.client, before)
+        lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
+        mgr.release(lock, "alice")
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
     assert watcher.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id),
                                                         ("released", lock.id)]
+
+
+def wait_until_following(client: Any, before: set[str], timeout: float = 30.0) -> None:
+    """Until a new client reads the stream or listens to the channels: the watcher is
+    ready."""
+    deadline = time.monotonic() + timeout
+    while not any(c["id"] not in before and c.get("cmd") in ("xread", "psubscribe")
+                  for c in client.client_list()):
+        assert time.monotonic() < deadline, "the watcher never started following"
+        time.sleep(0.02)
 
 
 def test_cli_help_lists_the_lock_commands() -> None:
