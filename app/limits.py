@@ -125,6 +125,22 @@ class Limited(Validator):
                                f"{config['MAX_METADATA_BYTES']} bytes"}
 
 
+class AtMost(Validator):
+    """A number no greater than a setting (``V1_MAX_WAIT``, say), documented as such."""
+
+    def __init__(self, setting: str, what: str, unit: str = "") -> None:
+        self.setting, self.what, self.unit = setting, what, unit
+
+    def __call__(self, value: Any) -> Any:
+        limit = current_app.config[self.setting]
+        if value is not None and value > limit:
+            raise ValidationError(f"{self.what} may be at most {limit}{self.unit}")
+        return value
+
+    def openapi_properties(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"maximum": config[self.setting]}
+
+
 # -- request guards -----------------------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ class Operation:
 class Registry:
     operations: list[Operation] = field(default_factory=list)
     security_schemes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: schema class -> its XML object (root element name, namespace), for XML bodies
+    xml: dict[type, dict[str, str]] = field(default_factory=dict)
 
     def add(self, op: Operation) -> None:
         self.operations.append(op)
@@ -127,7 +129,12 @@ def build_spec() -> dict[str, Any]:
         by_path.setdefault(op.path, {})[op.method] = op.spec
     for path, operations in sorted(by_path.items()):
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    components = document.get("components", {}).get("schemas", {})
+    for cls, xml in REGISTRY.xml.items():
+        if schema_name(cls) in components:
+            components[schema_name(cls)]["xml"] = xml
+    return document
 
 
 SWAGGER_PAGE = """<!doctype html>

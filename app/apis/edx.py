@@ -88,13 +88,14 @@ HTTP_MESSAGES = {
 
 
 def _http_envelope(exc: ApiError) -> tuple[Any, int]:
-    # No such action (404 from routing) or a GET on one (405): CKAN answers 400.
+    # No such action (404 from routing) or a GET on one (405): CKAN answers 400. Other
+    # methods (PUT, TRACE...) CKAN's router refuses: 405, with Allow.
     if exc.kind in STATUS:
         pass  # one of ours
     elif exc.status == 404:
         name = request.path.rsplit("/", 1)[-1]
         exc = error(BAD_REQUEST, f"Bad request - Action name not known: {name}")
-    elif exc.status == 405:
+    elif exc.status == 405 and request.method == "GET":
         exc = error(BAD_REQUEST, HTTP_MESSAGES[405])
     return envelope(exc)
 

@@ -29,7 +29,7 @@ from .. import idempotency
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
-from ..limits import Limited, request_json
+from ..limits import AtMost, Limited, request_json
 from ..openapi import REGISTRY, route
 from ..server import draining
 from ..services import services
@@ -63,7 +63,8 @@ class AcquireSchema(Schema):
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
     ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001),
                        metadata={"description": "lease in seconds"})
-    wait = fields.Float(load_default=None, validate=validate.Range(min=0),
+    wait = fields.Float(load_default=None,
+                        validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
                         metadata={"description": "seconds to wait in line (long poll)"})
     metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict,
                            validate=Limited("metadata", "metadata"))
@@ -139,7 +140,11 @@ def body(schema: Schema) -> dict[str, Any]:
     try:
         return schema.load(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise ApiError(400, "Invalid request", details={"fields": exc.messages}) from exc
+        problems = "; ".join(f"{name}: {' '.join(map(str, errors))}"
+                             if isinstance(errors, list) else str(name)
+                             for name, errors in exc.normalized_messages().items())
+        raise ApiError(400, f"Invalid request: {problems}",
+                       details={"fields": exc.messages}) from exc
 
 
 def own_lock(lock_id: str) -> Lock:
@@ -259,9 +264,12 @@ def release(lock_id: str) -> Any:
 
 @route(bp, "/scopes/<scope>/locks", "GET", summary="A scope's live locks, a page at a time",
        tag=TAG, security=SECURITY,
-       parameters=[{"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                   for n, t in (("owner", "string"), ("resource", "string"),
-                                ("cursor", "string"), ("limit", "integer"))],
+       parameters=[{"name": n, "in": "query", "required": False, "schema": schema}
+                   for n, schema in (("owner", {"type": "string"}),
+                                     ("resource", {"type": "string"}),
+                                     ("cursor", {"type": "string"}),
+                                     ("limit", {"type": "integer", "minimum": 1,
+                                                "maximum": 10000}))],
        responses={200: ("A page", PageSchema), **ERRORS})
 def list_locks(scope: str) -> Any:
     caller()
@@ -269,8 +277,9 @@ def list_locks(scope: str) -> Any:
     try:
         limit = int(args.get("limit", "100"))
         page = services().locks.list(
-            SCOPE_PREFIX + scope, owner=args.get("owner"), type=LOCK_TYPE,
-            resource=args.get("resource"), cursor=args.get("cursor"), limit=limit)
+            # An empty filter is no filter.
+            SCOPE_PREFIX + scope, owner=args.get("owner") or None, type=LOCK_TYPE,
+            resource=args.get("resource") or None, cursor=args.get("cursor"), limit=limit)
     except (ValueError, InvalidLockRequest) as exc:
         raise ApiError(400, f"Invalid listing: {exc}") from exc
     return jsonify({"locks": [to_json(lock) for lock in page.locks], "cursor": page.cursor})

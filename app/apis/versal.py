@@ -162,7 +162,8 @@ ERRORS = {
 @route(bp, "", "GET", summary="Get active locks: all gadget locks of a course", tag=TAG,
        security=SECURITY,
        parameters=[{"name": "subject.courseId", "in": "query", "required": True,
-                    "schema": {"type": "string"}, "description": "The course key"}],
+                    "schema": {"type": "string", "pattern": r"\S"},
+                    "description": "The course key"}],
        responses={200: ("Array of Resource lock", {"type": "array",
                                                     "items": ResourceLockSchema}),
                   400: ("Bad request", ErrorSchema), **ERRORS})

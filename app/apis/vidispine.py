@@ -27,7 +27,8 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from flask import Blueprint, Response, jsonify, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
+from werkzeug.routing import BaseConverter
 
 from lockcore import InvalidLockRequest, Lock, LockNotFound
 
@@ -35,11 +36,22 @@ from .. import idempotency
 from ..auth import user_for_key
 from ..errors import ApiError, register_envelope, register_prefix
 from ..identity import User
-from ..limits import check_metadata, check_name, request_json
+from ..limits import Limited, check_metadata, check_name, request_json
 from ..openapi import REGISTRY, route
 from ..services import services
 
 bp = Blueprint("vidispine", __name__, url_prefix="/API")
+
+
+class LockIdConverter(BaseConverter):
+    """A lock id in a URL: any segment but ``check``, which names an entity's deletion
+    check (``.../deletion-lock/check``), for every method."""
+
+    regex = r"(?!check(?![^/]))[^/]+"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("lockid",
+                                                                     LockIdConverter))
 TAG = "Vidispine deletion locks"
 NS = "http://xml.vidispine.com/schema/vidispine"
 SCOPE = "vidispine"
@@ -117,9 +129,16 @@ def not_found(what: str, ident: str) -> ApiError:
 # -- schemas (OpenAPI) --------------------------------------------------------------------
 
 
+def any_case(*words: str, anchored: bool = True) -> str:
+    """A pattern matching any of ``words`` in any letter case (the API lowers them)."""
+    either = "(?:" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c
+                                      for c in word) for word in words) + ")"
+    return f"^{either}$" if anchored else either
+
+
 class FieldSchema(Schema):
-    key = fields.String(required=True)
-    value = fields.String(required=True)
+    key = fields.String(required=True, validate=validate.Length(min=1))
+    value = fields.String(metadata={"description": "absent or null: empty"})
 
 
 class MetadataSchema(Schema):
@@ -131,14 +150,32 @@ class DeletionLockSchema(Schema):
 
     id = fields.String(dump_only=True, metadata={"example": "VX-44800005283200001"})
     user = fields.String(dump_only=True)
-    expiryTime = fields.String(required=True, metadata={"description": "ISO 8601 with offset"})
+    expiryTime = fields.String(required=True, metadata={
+        "description": "ISO 8601, with an offset (else UTC); in the future, before the year "
+                       "10000 UTC"})
     modified = fields.String(dump_only=True)
-    entityType = fields.String(metadata={"description": "Item, Collection, Library or File"})
-    entityId = fields.String()
+    entityType = fields.String(metadata={"description": "Item, Collection, Library or File",
+                                         "pattern": any_case(*ENTITY_TYPES)})
+    entityId = fields.String(validate=Limited("name", "entityId"))
     isExpired = fields.Boolean(dump_only=True)
     isInherited = fields.Boolean(dump_only=True)
     isEffective = fields.Boolean(dump_only=True)
     metadata = fields.Nested(MetadataSchema)
+
+
+class DeletionLockNamingSchema(DeletionLockSchema):
+    """DeletionLockDocument naming its entity (POST /API/deletion-lock)."""
+
+    entityType = fields.String(required=True, metadata={
+        "description": "Item, Collection, Library or File", "pattern": any_case(*ENTITY_TYPES)})
+    entityId = fields.String(required=True, validate=Limited("name", "entityId"))
+
+
+class DeletionLockUpdateSchema(DeletionLockSchema):
+    """DeletionLockDocument changing a lock: expiryTime and/or metadata."""
+
+    expiryTime = fields.String(metadata={"description": "ISO 8601, with an offset (else UTC);"
+                                                        " in the future"})
 
 
 class DeletionLockListSchema(Schema):
@@ -147,8 +184,23 @@ class DeletionLockListSchema(Schema):
 
 
 class ErrorSchema(Schema):
+    """ExceptionDocument: one element, named for the kind of error."""
+
     invalidInput = fields.Dict()
+    notAuthenticated = fields.Dict()
+    permissionDenied = fields.Dict()
     notFound = fields.Dict()
+    conflict = fields.Dict()
+    unavailable = fields.Dict()
+    error = fields.Dict()
+
+
+for _schema, _root in ((DeletionLockSchema, "DeletionLockDocument"),
+                       (DeletionLockNamingSchema, "DeletionLockDocument"),
+                       (DeletionLockUpdateSchema, "DeletionLockDocument"),
+                       (DeletionLockListSchema, "DeletionLockListDocument"),
+                       (MetadataSchema, "MetadataDocument"), (ErrorSchema, "ExceptionDocument")):
+    REGISTRY.xml[_schema] = {"name": _root, "namespace": NS}
 
 
 DOC_MEDIA = ("application/xml", "application/json")
@@ -600,15 +652,18 @@ LIST_PARAMS = [
         ("onlyEffective", {"type": "boolean"}, "only the effective lock"),
         ("first", {"type": "integer", "minimum": 1}, "1-based offset, default 1"),
         ("number", {"type": "integer", "minimum": 0}, "page size, default 100"),
-        ("metadata", {"type": "array", "items": {"type": "string"}}, "key=value, repeatable"),
+        ("metadata", {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
+         "key=value, repeatable"),
         ("username", {"type": "string"}, "comma-separated user names"),
         ("range", {"type": "string"}, "expiry interval: [a..b] (a..b) [a..b) (a..b] (*..b] "
                                       "[a..*) (*..*), ISO 8601"),
     )
 ]
 TYPES_PARAM = {"name": "entityTypes", "in": "query", "required": False,
-               "schema": {"type": "string"}, "description": "item, collection, library, "
-               "file, all (default)"}
+               "schema": {"type": "string", "pattern": r"^\s*(?:" + any_case(
+                   *ENTITY_TYPES, "all", anchored=False) + r"\s*(?:,\s*|$))+$"},
+               "description": "item, collection, library, file, all (default); "
+                              "comma-separated"}
 
 
 def _doc(rule: str, method: str, summary: str, **extra: Any) -> Any:
@@ -654,7 +709,8 @@ def _create_from_document(user: User, etype: str | None) -> Response:
     return create(user, entity(kind, body.entity_id), body)
 
 
-@_doc("/deletion-lock", "POST", "Create a lock on the entity the document names", **CREATE)
+@_doc("/deletion-lock", "POST", "Create a lock on the entity the document names",
+      **{**CREATE, "body": DeletionLockNamingSchema})
 def create_any() -> Any:
     return _create_from_document(caller(WRITE), None)
 
@@ -665,20 +721,21 @@ def create_typed(etype: str) -> Any:
     return _create_from_document(caller(WRITE), etype)
 
 
-@_doc("/deletion-lock/<lock_id>", "GET", "Retrieve a lock")
+@_doc("/deletion-lock/<lockid:lock_id>", "GET", "Retrieve a lock")
 def get_lock(lock_id: str) -> Any:
     caller(READ)
     return render("DeletionLockDocument", described(find_lock(lock_id)))
 
 
-@_doc("/deletion-lock/<lock_id>", "PUT", "Update a lock (expiryTime, metadata)",
-      body=DeletionLockSchema, body_media=DOC_MEDIA)
+@_doc("/deletion-lock/<lockid:lock_id>", "PUT", "Update a lock (expiryTime, metadata)",
+      body=DeletionLockUpdateSchema, body_media=DOC_MEDIA)
 def put_lock(lock_id: str) -> Any:
     user = caller(WRITE)
     return update(user, find_lock(lock_id), lock_body(require_expiry=False))
 
 
-@_doc("/deletion-lock/<lock_id>", "DELETE", "Delete a lock", responses={200: ("Deleted", None)})
+@_doc("/deletion-lock/<lockid:lock_id>", "DELETE", "Delete a lock",
+      responses={200: ("Deleted", None)})
 def delete_lock(lock_id: str) -> Any:
     user = caller(WRITE)
     return release(user, find_lock(lock_id))
@@ -739,12 +796,12 @@ def _register_entity_views(prefix: str, suffix: str) -> None:
          "lock, or 200", responses={200: ("Deletable", None),
                                     409: ("Effectively locked", DeletionLockSchema)})(
         check_entity)
-    _doc(f"{base}/<lock_id>", "GET", "Retrieve a lock set on the entity")(get_entity_lock)
-    _doc(f"{base}/<lock_id>", "PUT", "Update a lock set on the entity",
-         body=DeletionLockSchema, body_media=DOC_MEDIA)(put_entity_lock)
-    _doc(f"{base}/<lock_id>", "DELETE", "Delete a lock set on the entity",
+    _doc(f"{base}/<lockid:lock_id>", "GET", "Retrieve a lock set on the entity")(get_entity_lock)
+    _doc(f"{base}/<lockid:lock_id>", "PUT", "Update a lock set on the entity",
+         body=DeletionLockUpdateSchema, body_media=DOC_MEDIA)(put_entity_lock)
+    _doc(f"{base}/<lockid:lock_id>", "DELETE", "Delete a lock set on the entity",
          responses={200: ("Deleted", None)})(delete_entity_lock)
-    _register_metadata_views(f"{base}/<lock_id>", suffix, resolve)
+    _register_metadata_views(f"{base}/<lockid:lock_id>", suffix, resolve)
 
 
 def _register_metadata_views(base: str, suffix: str, resolve: Any) -> None:
@@ -801,6 +858,6 @@ def _register_metadata_views(base: str, suffix: str, resolve: Any) -> None:
          responses={200: ("Removed", None)})(delete_key)
 
 
-_register_metadata_views("/deletion-lock/<lock_id>", "", None)
+_register_metadata_views("/deletion-lock/<lockid:lock_id>", "", None)
 _register_entity_views(ENTITY, "_of_entity")
 _register_entity_views(STORAGE_FILE, "_of_storage_file")
