@@ -52,11 +52,6 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
     def _http(exc: HTTPException) -> Response:
         return http_error(exc, envelope, messages)
 
-    @bp.errorhandler(RecursionError)
-    def _nested(exc: RecursionError) -> tuple[Any, int]:
-        # Only input nests this deep (a YAML document, say): the caller's error.
-        return envelope(ApiError(400, NESTED, kind="Bad Request"))
-
     @bp.errorhandler(LockError)
     def _lock(exc: LockError) -> tuple[Any, int]:
         # Each API maps the lock errors it expects; reaching here is a bug of the mapping.
@@ -72,8 +67,6 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
         log_exception(exc)
         return envelope(ApiError(500, "Internal server error", kind="Internal Error"))
 
-
-NESTED = "The request is nested too deeply"
 
 #: Headers an HTTP error keeps in the API's envelope: the methods a URL allows (405), when
 #: to try again (429, 503).

@@ -49,6 +49,21 @@ def openapi_path(flask_rule: str) -> str:
     return re.sub(r"<(?:[^<>]+:)?([^<>:]+)>", r"{\1}", flask_rule)
 
 
+def _with_limits(responses: dict[int, tuple[str, Any]], body: Any,
+                 security: Any) -> dict[int, tuple[str, Any]]:
+    """The answers every API gives when input is out of bounds (see app/limits.py), in the
+    operation's own error shape: 413 for a body over LOCKCORE_MAX_BODY, 429 once an address
+    has failed to authenticate too often."""
+    shape = next((schema for status, (_, schema) in sorted(responses.items())
+                  if status >= 400 and schema is not None), None)
+    added = dict(responses)
+    if body is not None:
+        added.setdefault(413, ("Request body over the size limit", shape))
+    if security is not None:
+        added.setdefault(429, ("Too many failed authentications from this address", shape))
+    return added
+
+
 def route(
     bp: Blueprint,
     rule: str,
@@ -80,10 +95,13 @@ def route(
                             "responses": {}}
     if body is not None:
         spec["requestBody"] = {"required": True, "content": _content(body, body_media)}
-    for status, (description, schema) in (responses or {}).items():
+    for status, (description, schema) in _with_limits(responses or {}, body, security).items():
         entry: dict[str, Any] = {"description": description}
         if schema is not None:
             entry["content"] = _content(schema, response_media)
+        if status == 429:
+            entry["headers"] = {"Retry-After": {"description": "seconds to wait",
+                                                "schema": {"type": "integer"}}}
         spec["responses"][str(status)] = entry
     if security is not None:
         spec["security"] = security

@@ -38,7 +38,8 @@ bp = Blueprint("native", __name__, url_prefix="/v1")
 TAG = "Native lock API (/v1)"
 LOCK_TYPE = "job"
 CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 503: "unavailable"}
+         405: "method_not_allowed", 409: "conflict", 413: "too_large",
+         429: "too_many_failures", 503: "unavailable"}
 
 
 def envelope(exc: ApiError) -> tuple[Any, int]:
