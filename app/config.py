@@ -34,6 +34,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAX_METADATA_ENTRIES": (64, int),  # entries in one lock's metadata
     "MAX_METADATA_BYTES": (16 * 1024, int),  # UTF-8 bytes of one lock's metadata keys+values
     "AUTH_FAILURE_LIMIT": ("30/minute", str),  # failed authentications per client address
+    "TRUSTED_PROXIES": (0, int),  # proxies in front whose X-Forwarded-For names the client
     "LOG_LEVEL": ("INFO", str),
 }
 

@@ -27,6 +27,7 @@ from limits import parse_many
 from marshmallow import ValidationError
 from marshmallow.validate import Validator
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import envelope_for
 
@@ -187,6 +188,10 @@ def retry_after(exc: RateLimitExceeded) -> int:
 
 
 def init_app(app: Flask, client: Any) -> None:
+    if app.config["TRUSTED_PROXIES"]:
+        # The client's address, which failures are counted by, is the one the trusted
+        # proxies saw; without them X-Forwarded-For is the caller's to invent, so ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     app.json = StrictJSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY"]

@@ -338,6 +338,21 @@ def test_another_address_is_not_blocked(client_with: Any) -> None:
     assert other.status_code == 201
 
 
+def test_x_forwarded_for_names_the_client_only_behind_trusted_proxies(
+        client_with: Any) -> None:
+    def fail(app: Any, forwarded_for: str) -> int:
+        return call(app, "v1", key="wrong-key", json={},
+                    headers={"X-Forwarded-For": forwarded_for}).status_code
+
+    direct = client_with(AUTH_FAILURE_LIMIT="2/minute")
+    # Without a trusted proxy the header is the caller's invention: one address.
+    assert [fail(direct, f"198.51.100.{i}") for i in range(3)] == [401, 401, 429]
+    proxied = client_with(AUTH_FAILURE_LIMIT="2/minute", TRUSTED_PROXIES=1,
+                          KEY_PREFIX="proxied")
+    assert [fail(proxied, "203.0.113.1") for _ in range(3)] == [401, 401, 429]
+    assert fail(proxied, "203.0.113.2") == 401
+
+
 def test_successful_calls_never_count(client_with: Any) -> None:
     limited = client_with(AUTH_FAILURE_LIMIT="2/minute")
     for i in range(20):
