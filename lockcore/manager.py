@@ -288,6 +288,12 @@ class LockManager:
             created=bool(int(created)),
         )
 
+    def requested(self, scope: str, request_id: str) -> str | None:
+        """The id of the lock an acquire with this ``request_id`` got, while remembered
+        (whether or not that lock is still live), or None: did that call act?"""
+        raw = self.client.get(f"{self.keys(scope).base}i:{check_request_id(request_id)}")
+        return None if raw is None else _text(raw).rsplit(":", 1)[0]
+
     def hold(
         self,
         scope: str,

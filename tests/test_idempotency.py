@@ -134,3 +134,22 @@ def test_admin_user_creation_with_a_key_issues_one_key_and_keeps_it_unreadable(
     assert issued[0].get_json() == issued[1].get_json()
     record = client.get("/admin/users/erin", headers=auth("admin")).get_json()
     assert len(record["key_ids"]) == 2
+
+
+def edx_lock(client: Any, key: str) -> Any:
+    return client.post("/api/3/action/lock_workspace", json={"workspace_id": "ws-1"},
+                       headers={"Authorization": KEYS["alice"], "User-Agent": "EDX-USER",
+                                "Idempotency-Key": key})
+
+
+def test_an_edx_toggle_repeated_with_its_key_does_not_toggle_back(client: Any,
+                                                                  app: Any) -> None:
+    first = edx_lock(client, "t-1")
+    assert first.get_json()["result"]["is_locked"] is True
+    assert edx_lock(client, "t-1").get_json() == first.get_json()
+    # Even when the first answer was lost, the repeat finds the lock its call made.
+    for key in kept_keys(app):
+        app.extensions["lockcore"].client.delete(key)
+    again = edx_lock(client, "t-1")
+    assert again.get_json()["result"]["is_locked"] is True
+    assert edx_lock(client, "t-2").get_json()["result"]["is_locked"] is False  # a new call

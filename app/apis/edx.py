@@ -26,6 +26,7 @@ from marshmallow import Schema, fields
 
 from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
 
+from .. import idempotency
 from ..auth import user_for_key
 from ..catalog import Workspace
 from ..errors import ApiError, register_envelope, register_prefix
@@ -273,14 +274,15 @@ ERRORS = {
 }
 
 
-def _document(name: str, summary: str, body: Any) -> Any:
+def _document(name: str, summary: str, body: Any, **extra: Any) -> Any:
     return route(bp, f"/{name}", "POST", summary=summary, tag=TAG, security=SECURITY,
                  body=body, body_media=("application/json", "application/x-www-form-urlencoded"),
-                 responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS})
+                 responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS}, **extra)
 
 
 @_document("lock_workspace", "Lock, or unlock, a workspace (the call toggles)",
-           LockWorkspaceSchema)
+           LockWorkspaceSchema, parameters=[idempotency.PARAMETER])
+@idempotency.idempotent
 def lock_workspace() -> Any:
     user = caller()
     data = params()
@@ -293,13 +295,19 @@ def lock_workspace() -> Any:
         raise error(VALIDATION, f"notes: {problem}", {"notes": [problem]})
     locks = services().locks
     lock = current_lock(ws)
+    request_id = idempotency.request_id()
+    if lock is not None and request_id and locks.requested(scope_of(ws), request_id) == lock.id:
+        # A repeat of the call that made this lock (its first answer was lost): the
+        # outcome stays "locked", the toggle does not run again.
+        return ok({"is_locked": True, **({"notes": notes} if notes is not None else {})})
     if lock is None:
         if not (user.is_sysadmin or user.id in ws.admins):
             raise error(AUTHZ, f"Access denied: only a System Administrator or an administrator"
                         f" of workspace '{ws.id}' can lock it")
         try:
             locks.acquire(scope_of(ws), LOCK_TYPE, ws.id, user.id, metadata={
-                "name": user.name, "email": user.email, "notes": notes or ""})
+                "name": user.name, "email": user.email, "notes": notes or ""},
+                request_id=request_id)
         except LockConflict as exc:
             lock = exc.holder  # locked meanwhile by someone else: this call unlocks
         else:
