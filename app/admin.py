@@ -117,9 +117,11 @@ def kind_schema(kind: str) -> tuple[type[Schema], str]:
 
 
 @route(bp, "/catalog/<kind>/<entity_id>", "PUT", summary="Create or replace one entity",
-       tag=TAG, security=SECURITY, responses={200: ("The entity", None),
-                                             400: ("Invalid entity", ErrorSchema),
-                                             404: ("Unknown kind", ErrorSchema), **ERRORS})
+       tag=TAG, security=SECURITY,
+       body={"type": "object", "description": "The entity, with its kind's fields as in the "
+             "catalog document (the id comes from the URL)"},
+       responses={200: ("The entity", None), 400: ("Invalid entity", ErrorSchema),
+                  404: ("Unknown kind", ErrorSchema), **ERRORS})
 def put_entity(kind: str, entity_id: str) -> Any:
     schema, id_field = kind_schema(kind)
     data = json_body()

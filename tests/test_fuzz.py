@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 import schemathesis
+from hypothesis import settings
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
 from app import create_app
@@ -81,9 +84,9 @@ BEYOND_THE_DOCUMENT: list[tuple[str, Any, str]] = [
     # An expiry must be in the future, and a range must not end before it starts: a JSON
     # Schema cannot compare a value with the clock or with another value.
     ("/API/", positive_data_acceptance, "expiries in the past, ranges ending first"),
-    # Not this API's document: app/admin.py declares no request body for this call, so a
-    # call without one is "schema-valid" and refused. Its fix is a body= on that route.
-    ("/admin/catalog/{kind}/{entity_id}", positive_data_acceptance, "undocumented body"),
+    # The entity's fields depend on {kind}, which a schema of the body cannot tie to the
+    # path: any object is "schema-valid", and most are refused as invalid entities.
+    ("/admin/catalog/{kind}/{entity_id}", positive_data_acceptance, "fields depend on {kind}"),
 ]
 
 
@@ -95,16 +98,31 @@ def call_as(case: schemathesis.Case, callers: dict[str, str]) -> None:
         # covers reuse. Here each request is its own.
         case.headers["Idempotency-Key"] = uuid.uuid4().hex
     spared = [check for prefix, check, _ in BEYOND_THE_DOCUMENT if path.startswith(prefix)]
-    case.call_and_validate(headers=credentials(path, user) if user else {},
-                           excluded_checks=spared)
+    # Credentials go on every request, except one whose headers were made invalid on
+    # purpose (a missing or malformed Authorization): adding them back would make it valid.
+    headers = credentials(path, user) if user and not broken_headers(case) else {}
+    case.call_and_validate(headers=headers, excluded_checks=spared)
+
+
+def broken_headers(case: schemathesis.Case) -> bool:
+    meta = case.meta
+    info = meta.components.get(ParameterLocation.HEADER) if meta else None
+    return info is not None and info.mode is GenerationMode.NEGATIVE
+
+
+#: The same cases on every run (CI must not fail a sound change by chance); to explore
+#: further, run with a different ``--hypothesis-seed`` after removing ``derandomize``.
+SETTINGS = settings(derandomize=True)
 
 
 @fuzzed.parametrize()
+@SETTINGS
 def test_every_operation_answers_a_sysadmin_as_documented(case: schemathesis.Case) -> None:
     call_as(case, CALLERS["sysadmin"])
 
 
 @fuzzed.parametrize()
+@SETTINGS
 def test_every_operation_answers_each_apis_users_as_documented(
         case: schemathesis.Case) -> None:
     call_as(case, CALLERS["users"])

@@ -85,7 +85,8 @@ class ValidateSchema(Schema):
     scope = fields.String(required=True, validate=Limited("name", "scope"))
     resource = fields.String(required=True, validate=Limited("name", "resource"))
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
-    fencing_token = fields.Integer(required=True, strict=True)
+    fencing_token = fields.Integer(required=True, strict=True,
+                                   validate=validate.Range(min=0, max=2**63 - 1))
 
 
 class LockSchema(Schema):
