@@ -46,6 +46,16 @@ async def drain() -> None:
         await asyncio.gather(*list(_BACKGROUND), return_exceptions=True)
 
 
+def _raise_if_cancelled(cause: BaseException | None = None) -> None:
+    """Raise CancelledError if this task was cancelled, even when the cancellation was
+    swallowed on its way (some redis-py versions lose a cancel that lands in a blocking
+    read: the call returns, or fails, instead of raising it). Python 3.11+ can tell."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError from cause
+
+
 async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]] | None = None
                     ) -> T:
     """Run a call to completion even if the awaiting task is cancelled; then, if it was,
@@ -106,8 +116,11 @@ class AsyncLockManager(LockManager):
                     if waiter.remaining() <= 0:
                         raise
                 await self.client.blpop([waiter.signal], timeout=waiter.pause())
-        except BaseException:
+                _raise_if_cancelled()
+        except BaseException as exc:
             await _shielded(self._leave_quietly(waiter))
+            if not isinstance(exc, asyncio.CancelledError):
+                _raise_if_cancelled(exc)
             raise
 
     async def _leave_quietly(self, waiter: Waiter) -> None:
