@@ -176,7 +176,11 @@ def _storage(client: Any) -> tuple[str, dict[str, Any]]:
     if hasattr(client, "connection_pool"):
         return "redis://", {"connection_pool": client.connection_pool}
     nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes())
-    return f"redis+cluster://{nodes}", {}
+    # The same timeouts, credentials and (no-)retry policy as the service's own client.
+    given = client.nodes_manager.connection_kwargs
+    options = {k: given[k] for k in ("socket_timeout", "socket_connect_timeout", "username",
+                                     "password") if given.get(k) is not None}
+    return f"redis+cluster://{nodes}", {**options, "retry": client.retry}
 
 
 def retry_after(exc: RateLimitExceeded) -> int:

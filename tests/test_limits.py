@@ -15,7 +15,7 @@ import pytest
 
 from app import create_app
 from app.catalog import parse_document
-from lockcore import InvalidLockRequest, LockManager
+from lockcore import InvalidLockRequest, LockManager, connect
 
 from .conftest import CATALOG, KEYS, all_keys
 
@@ -404,3 +404,19 @@ def test_put_or_delete_on_a_deletion_check_is_a_405_not_a_lock_lookup(client: An
                                       "Accept": "application/json"})
     vidispine_error(response, 405)
     assert "DELETE" not in response.headers["Allow"]
+
+
+def test_the_count_works_on_a_cluster(cluster: Any) -> None:
+    connection = connect(f"redis+cluster://127.0.0.1:{cluster.ports[0]}", socket_timeout=2.0)
+    connection.client.flushall(target_nodes="primaries")
+    application = create_app({"REDIS_CLIENT": connection.client, "KEY_PREFIX": "t",
+                              "AUTH_FAILURE_LIMIT": "2/minute"})
+    services = application.extensions["lockcore"]
+    services.catalog.replace(parse_document(CATALOG), services.users)
+    limited = application.test_client()
+    try:
+        for _ in range(2):
+            assert call(limited, "versal", key="wrong-key", json={}).status_code == 401
+        versal_error(call(limited, "versal", json={}), 429)
+    finally:
+        connection.close()
