@@ -27,6 +27,7 @@ SIGINT and SIGQUIT stop at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -68,8 +69,6 @@ def max_waiters(threads: int) -> int:
 
 def run(host: str, port: int, workers: int, threads: int = 128) -> None:
     """Serve ``create_app()`` with gunicorn until SIGTERM/SIGINT."""
-    import os
-
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
