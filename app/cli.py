@@ -38,6 +38,7 @@ import redis
 
 from lockcore import EmbeddedRedis, connect
 from lockcore.embedded import Supervisor
+from lockcore.keys import event_from_entry
 
 DEMO_BANNER = """
 lockcore is serving on http://{host}:{port}  ({workers} workers, Redis: {redis})
@@ -395,17 +396,20 @@ def locks_watch(args: argparse.Namespace) -> int:
                 for _, entries in client.xread({stream: last}, block=1000) or []:
                     for entry_id, fields in entries:
                         last = entry_id
-                        show({_s(k): _s(v) for k, v in fields.items()})
+                        show(_event(stream, entry_id, fields))
                         seen += 1
             return 0
+        # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
         pubsub = client.pubsub()
-        pubsub.psubscribe(f"{_prefix()}:*:events")
+        pubsub.psubscribe(f"{_prefix()}:*:E")
         try:
             while args.count is None or seen < args.count:
                 message = pubsub.get_message(timeout=1.0)
                 if message and message["type"] == "pmessage":
-                    show(json.loads(message["data"]))
-                    seen += 1
+                    channel, entry = _s(message["channel"]), _s(message["data"])
+                    for entry_id, fields in client.xrange(channel, entry, entry):
+                        show(_event(channel, entry_id, fields))
+                        seen += 1
         finally:
             pubsub.close()
         return 0
@@ -414,6 +418,10 @@ def locks_watch(args: argparse.Namespace) -> int:
         return _with_manager(args, run)
     except KeyboardInterrupt:
         return 0
+
+
+def _event(stream: str, entry_id: Any, fields: dict[Any, Any]) -> dict[str, str]:
+    return event_from_entry(stream, _s(entry_id), {_s(k): _s(v) for k, v in fields.items()})
 
 
 def _s(value: Any) -> str:

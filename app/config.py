@@ -15,6 +15,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "DATA_DIR": ("lockcore-data", str),
     "APPENDFSYNC": ("everysec", appendfsync_policy),  # embedded Redis: everysec | always
     "KEY_PREFIX": ("lockcore", str),
+    "EVENTS": (True, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
     "EVENT_MAXLEN": (1000, int),
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
     "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)

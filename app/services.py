@@ -91,20 +91,25 @@ class InstrumentedLockManager(LockManager):
 
 
 def lock_types(config: dict[str, Any]) -> list[LockType]:
-    """The lock types of the four APIs."""
+    """The lock types of the four APIs. Every change is an event unless LOCKCORE_EVENTS
+    is off (the CLI's ``locks watch`` and Redis-native consumers follow them)."""
+    events = bool(config.get("EVENTS", True))
     return [
         LockType("gadget", one_per_owner=True, default_ttl=config["VERSAL_TTL"],
-                 max_ttl=config["VERSAL_MAX_TTL"]),
+                 max_ttl=config["VERSAL_MAX_TTL"], events=events),
         LockType("workspace", default_ttl=config["EDX_TTL"] or None,
-                 allow_no_expiry=not config["EDX_TTL"]),
+                 allow_no_expiry=not config["EDX_TTL"], events=events),
         LockType("file", default_ttl=config["DOCSPACE_TTL"] or None,
-                 allow_no_expiry=not config["DOCSPACE_TTL"]),
+                 allow_no_expiry=not config["DOCSPACE_TTL"], events=events),
         # Vidispine deletion locks: many per entity, one lock type per entity type, so a
-        # listing by entity type is a range of one index.
-        *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0)
+        # listing by entity type is a range of one index; indexed by owner for the
+        # username filter.
+        *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0,
+                   index_owner=True, events=events)
           for etype in ("item", "collection", "library", "file")),
-        # /v1, for workers in any language: exclusive leases.
-        LockType("job", default_ttl=config["V1_TTL"], max_ttl=config["V1_MAX_TTL"]),
+        # /v1, for workers in any language: exclusive leases, listed by owner too.
+        LockType("job", default_ttl=config["V1_TTL"], max_ttl=config["V1_MAX_TTL"],
+                 index_owner=True, events=events),
     ]
 
 

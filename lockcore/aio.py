@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .exceptions import LockConflict, LockNotFound, LockNotOwned
+from .connect import connect_async
+from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost
-from .keys import directory_key, slot_of_id
-from .manager import LockManager, Waiter, _text, check_request_id
-from .models import AcquireResult, Lock, LockPage
-from .scripts import check
+from .manager import Common, Waiter
+from .models import AcquireResult, Lock, LockPage, LockType
+from .scripts import Call
 
 T = TypeVar("T")
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -73,10 +73,41 @@ async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]]
         raise
 
 
-class AsyncLockManager(LockManager):
-    """LockManager for ``redis.asyncio`` clients (``Redis``, ``RedisCluster``)."""
+class AsyncLockManager(Common):
+    """The asyncio sibling of LockManager, for ``redis.asyncio`` clients (``Redis``,
+    ``RedisCluster``): the same methods, awaitable, over the same core."""
 
-    async def acquire(  # type: ignore[override]
+    @classmethod
+    async def from_url(
+        cls,
+        url: str | None,
+        types: Iterable[LockType] | Mapping[str, LockType],
+        *,
+        data_dir: str | None = None,
+        **options: Any,
+    ) -> AsyncLockManager:
+        """A manager on the Redis at ``url`` with an asyncio client (see
+        ``lockcore.connect``); ``await close()`` releases what it opened."""
+        connection = await asyncio.to_thread(connect_async, url, data_dir=data_dir)
+        manager = cls(connection.client, types, **options)
+        manager.connection = connection
+        return manager
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            await connection.client.aclose()
+            await asyncio.to_thread(connection.close_servers)
+
+    async def load_scripts(self) -> list[str]:
+        for text in self._scripts.sources():
+            await self.client.script_load(text)
+        return list(self._scripts._scripts)
+
+    async def _run(self, call: Call) -> Any:
+        return await self._scripts.run(call)
+
+    async def acquire(
         self,
         scope: str,
         type: str,
@@ -90,29 +121,29 @@ class AsyncLockManager(LockManager):
         request_id: str | None = None,
     ) -> AcquireResult:
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
-        request = self._acquire_request(scope, type, resource, owner, ttl, metadata,
-                                        expires_at)
-        if request_id is not None:
-            request.update(request_id=check_request_id(request_id), request_ms=self.request_ms)
+        call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
+                                 expires_at=expires_at, request_id=request_id)
 
         async def undo(raw: Any) -> None:
             try:
-                result = self._acquire_result(raw, scope)
-            except LockConflict:
+                result = self.core.acquired(raw, call)
+            except LockError:
                 return
             if result.created:
                 await self.release(result.lock, owner)
 
         if not wait:
-            raw = await _shielded(self._scripts.acquire(**request), undo)
-            return self._acquire_result(raw, scope)
-        waiter = Waiter(self, request, wait)
+            raw = await _shielded(self._run(call), undo)
+            return self.core.acquired(raw, call, self.expired_noticed)
+        waiter = Waiter(self, call, wait)
         try:
             while True:
-                raw = await _shielded(self._scripts.acquire(**request, **waiter.args()), undo)
+                attempt = waiter.call()
+                raw = await _shielded(self._run(attempt), undo)
                 try:
-                    return self._acquire_result(raw, scope)
-                except LockConflict:
+                    return self.core.acquired(raw, attempt, self.expired_noticed)
+                except LockConflict as conflict:
+                    waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
                         raise
                 await self.client.blpop([waiter.signal], timeout=waiter.pause())
@@ -125,73 +156,67 @@ class AsyncLockManager(LockManager):
 
     async def _leave_quietly(self, waiter: Waiter) -> None:
         try:
-            await self._scripts.leave(**waiter.leave_args())
+            await self._run(waiter.leave_call)
         except Exception:  # noqa: BLE001 - the keys' own expiry cleans up
             pass
 
-    async def scope_of(self, lock_id: str) -> str:  # type: ignore[override]
-        slot = slot_of_id(lock_id)
-        if slot is None:
-            raise LockNotFound(f"{lock_id!r} is not a lock id", lock_id=str(lock_id))
-        scope = await self.client.hget(directory_key(self.prefix, slot), lock_id)
-        if scope is None:
-            raise LockNotFound(f"no live lock {lock_id}", lock_id=lock_id)
-        return _text(scope)
+    async def requested(self, scope: str, request_id: str) -> str | None:
+        raw = await self.client.get(self.core.requested_key(scope, request_id))
+        return None if raw is None else self.core.requested_id(scope, raw)
 
-    async def _locate_async(self, lock: str | Lock) -> tuple[str, str]:
-        if isinstance(lock, Lock):
-            return lock.id, lock.scope
-        return lock, await self.scope_of(lock)
+    async def scope_of(self, lock_id: str) -> str:
+        return (await self.get(lock_id)).scope
 
-    async def release(self, lock: str | Lock, owner: str, *,  # type: ignore[override]
-                      force: bool = False) -> Lock:
-        lock_id, scope = await self._locate_async(lock)
-        raw = await _shielded(self._scripts.release(self.keys(scope), scope, lock_id, owner,
-                                                    force))
-        reply = check(raw, "release", scope, lock_id, self.expired_noticed)
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+    async def release(self, lock: str | Lock, owner: str, *, force: bool = False,
+                      scope: str | None = None) -> Lock:
+        call = self.core.release(lock, owner, force, scope)
+        raw = await _shielded(self._run(call))
+        return self.core.one(raw, call, self.expired_noticed)
 
-    async def refresh(self, lock: str | Lock, owner: str,  # type: ignore[override]
-                      ttl: float | None = None, *, force: bool = False,
-                      expires_at: float | None = None,
+    async def refresh(self, lock: str | Lock, owner: str, ttl: float | None = None, *,
+                      force: bool = False, expires_at: float | None = None,
                       metadata: Mapping[str, str | None] | None = None,
                       replace_metadata: bool = False) -> Lock:
-        lock_id, scope = await self._locate_async(lock)
-        args = self._refresh_args(ttl, expires_at, metadata)
-        raw = await _shielded(self._scripts.refresh(
-            self.keys(scope), scope, lock_id, owner, args["ttl_ms"], force,
-            args["expires_at_ms"], args["metadata"], replace_metadata))
-        reply = check(raw, "refresh", scope, lock_id, self.expired_noticed)
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
+                                 replace_metadata)
+        raw = await _shielded(self._run(call))
+        return self.core.one(raw, call, self.expired_noticed)
 
-    async def get(self, lock_id: str) -> Lock:  # type: ignore[override]
-        scope = await self.scope_of(lock_id)
-        raw = await self._scripts.get(self.keys(scope), scope, lock_id)
-        reply = check(raw, "get", scope, lock_id, self.expired_noticed)
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+    async def get(self, lock_id: str) -> Lock:
+        call = self.core.get(lock_id)
+        return self.core.one(await self._run(call), call)
 
-    async def list(self, scope: str, **filters: Any) -> LockPage:  # type: ignore[override]
-        return self._list_result(await self._scripts.list(**self._list_request(scope,
-                                                                               **filters)),
-                                 scope)
+    async def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
+                   resource: str | None = None, cursor: str | None = None,
+                   limit: int = 100) -> LockPage:
+        call = self.core.list(scope, owner=owner, type=type, resource=resource,
+                              cursor=cursor, limit=limit)
+        return self.core.page(await self._run(call), call)
 
-    async def count(self, scope: str) -> int:  # type: ignore[override]
-        reply = check(await self._scripts.count(self.keys(scope), scope), "count", scope)
-        return int(reply.items[0])
+    async def iter_locks(self, scope: str, **filters: Any) -> AsyncIterator[Lock]:
+        cursor = None
+        while True:
+            page = await self.list(scope, cursor=cursor, **filters)
+            for lock in page.locks:
+                yield lock
+            if page.cursor is None:
+                return
+            cursor = page.cursor
 
-    async def validate(self, scope: str, type: str, resource: str,  # type: ignore[override]
+    async def count(self, scope: str, **filters: Any) -> int:
+        return sum([1 async for _ in self.iter_locks(scope, limit=1000, **filters)])
+
+    async def validate(self, scope: str, type: str, resource: str,
                        fencing_token: int) -> bool:
-        keys = self.keys(scope)
+        call = self.core.validate(scope, type, resource, fencing_token)
         try:
-            check(await self._scripts.validate(keys, scope, type, resource,
-                                               int(fencing_token)), "validate", scope)
+            self.core.check(await self._run(call), call)
         except (LockNotFound, LockNotOwned):
             return False
         return True
 
-    def hold(self, scope: str, type: str, resource: str,  # type: ignore[override]
-             owner: str, *, ttl: float = 30.0, wait: float | None = None,
-             metadata: Mapping[str, str] | None = None,
+    def hold(self, scope: str, type: str, resource: str, owner: str, *, ttl: float = 30.0,
+             wait: float | None = None, metadata: Mapping[str, str] | None = None,
              on_lost: Callable[[AsyncHeld], Any] | None = None) -> AsyncHold:
         return AsyncHold(self, (scope, type, resource, owner), ttl, wait, metadata, on_lost)
 

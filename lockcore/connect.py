@@ -37,6 +37,10 @@ class Connection:
 
     def close(self) -> None:
         self.client.close()
+        self.close_servers()
+
+    def close_servers(self) -> None:
+        """Close what stands behind the client: Sentinel connections, embedded server."""
         for watcher in self.sentinel.sentinels if self.sentinel else ():
             watcher.close()
         if self.embedded is not None:
@@ -99,4 +103,41 @@ def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None =
         return Connection(client, None, url, sentinel)
     if parts.scheme in ("redis", "rediss", "unix"):
         return Connection(redis.Redis.from_url(url, **client_options), None, url)
+    raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} in {url!r}")
+
+
+def connect_async(url: str | None = None, *,
+                  data_dir: str | os.PathLike[str] | None = None,
+                  **client_options: Any) -> Connection:
+    """As ``connect``, with a ``redis.asyncio`` client (close it with ``await
+    client.aclose()``, then ``close_servers()``)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode as AsyncNode
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    client_options.setdefault("retry", AsyncRetry(NoBackoff(), 0))
+    if not url:
+        server = EmbeddedRedis(data_dir or DEFAULT_DATA_DIR)
+        started = server.start()
+        return Connection(aioredis.Redis.from_url(server.url, **client_options), started,
+                          server.url)
+    parts = urlsplit(url)
+    if parts.scheme == "redis+cluster":
+        nodes = [AsyncNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
+        return Connection(AsyncCluster(startup_nodes=nodes, password=_password(parts.netloc),
+                                       **client_options), None, url)
+    if parts.scheme == "redis+sentinel":
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError("a sentinel URL names the service: redis+sentinel://h:p/service")
+        sentinel = AsyncSentinel(_hosts(parts.netloc, 26379),
+                                 socket_timeout=client_options.get("socket_timeout") or 5)
+        client = sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0,
+                                     password=_password(parts.netloc), **client_options)
+        return Connection(client, None, url)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        return Connection(aioredis.Redis.from_url(url, **client_options), None, url)
     raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} in {url!r}")

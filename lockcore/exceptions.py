@@ -18,8 +18,10 @@ class LockError(Exception):
         lock_id: str | None = None,
         scope: str | None = None,
         holder: Lock | None = None,
+        now_ms: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.now_ms = now_ms  #: the server's time of the reply, when there was one
         self.message = message
         self.lock_id = lock_id if lock_id is not None else (holder.id if holder else None)
         self.scope = scope if scope is not None else (holder.scope if holder else None)

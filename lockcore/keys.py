@@ -6,14 +6,15 @@ outside ``A-Z a-z 0-9 - . _ ~`` becomes ``%XX``), so ``:``, ``{``, ``}`` and any
 byte in a scope, type, resource or owner name can neither collide nor escape.
 
 Lock ids start with their scope's hash slot (plus one), and each slot has a directory
-(``<prefix>:{#<n>}:ids``) from id to scope, under a tag chosen to hash to that slot.
+(``<prefix>:{#<n>}:D``) from blocks of tokens to scopes, under a tag chosen to hash to
+that slot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -21,11 +22,20 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 SEQ_DIGITS = 14
 
 
+@lru_cache(maxsize=65536)
+def _quote(name: str) -> str:
+    return quote(name, safe="")
+
+
 def encode(name: str) -> str:
-    """Percent-encode a name for use inside a key or an index member."""
+    """Percent-encode a name for use inside a key, a field or a record."""
     if not isinstance(name, str) or name == "":
         raise ValueError(f"names must be non-empty strings, got {name!r}")
-    return quote(name, safe="")
+    return _quote(name)
+
+
+def decode(text: str) -> str:
+    return unquote(text) if "%" in text else text
 
 
 def slot_of(scope: str, prefix: str) -> int:
@@ -68,55 +78,70 @@ def slot_of_id(lock_id: str) -> int | None:
 
 @dataclass(frozen=True)
 class ScopeKeys:
-    """The eight keys every script receives, in order (see lua/_lib.lua)."""
+    """The keys of one scope (see docs/redis-layout.md), all in the scope's hash slot."""
 
-    locks: str
-    res: str
-    own: str
-    exp: str
-    events: str
-    ids: str
-    idexp: str
-    seq: str
+    locks: str  #: HASH: the scope's records, pointers and bookkeeping
+    directory: str  #: HASH: the slot's directory (token blocks -> scope) and counter
     slot: int
+    scope: str  #: the scope's name, percent-encoded
+    id_prefix: str  #: ``slot + 1``, what every lock id of the scope starts with
 
     @classmethod
     def for_scope(cls, prefix: str, scope: str) -> ScopeKeys:
-        base = f"{prefix}:{{{encode(scope)}}}:"
-        slot = key_slot(f"{base}locks".encode())
-        slot_base = f"{prefix}:{{{slot_tag(slot)}}}:"
-        return cls(
-            locks=base + "locks",
-            res=base + "res",
-            own=base + "own",
-            exp=base + "exp",
-            events=base + "events",
-            ids=slot_base + "ids",
-            idexp=slot_base + "idexp",
-            seq=slot_base + "seq",
-            slot=slot,
-        )
+        encoded = encode(scope)
+        locks = f"{prefix}:{{{encoded}}}:L"
+        slot = key_slot(locks.encode())
+        return cls(locks=locks, directory=directory_key(prefix, slot), slot=slot,
+                   scope=encoded, id_prefix=str(slot + 1))
 
     @property
     def base(self) -> str:
-        """``<prefix>:{<scope>}:``, which the waiting keys extend (see lua/_lib.lua)."""
-        return self.locks[: -len("locks")]
+        """``<prefix>:{<scope>}:``, which the scope's other keys extend."""
+        return self.locks[:-1]
+
+    @property
+    def events(self) -> str:
+        """STREAM of the scope's events (types with ``events=True``); also the channel
+        on which each entry's id is PUBLISHed."""
+        return self.base + "E"
+
+    @property
+    def multi_index(self) -> str:
+        return self.base + "R"
+
+    @property
+    def owner_index(self) -> str:
+        return self.base + "O"
 
     def waiter_signal(self, ticket: str) -> str:
         return f"{self.base}s:{ticket}"
 
-    @property
-    def all(self) -> list[str]:
-        return [self.locks, self.res, self.own, self.exp,
-                self.events, self.ids, self.idexp, self.seq]
+    def queue(self, field: str) -> str:
+        return f"{self.base}q:{field}"
+
+    def request(self, request_id: str) -> str:
+        return f"{self.base}i:{request_id}"
 
 
 def directory_key(prefix: str, slot: int) -> str:
-    """The slot's id directory: HASH lock id -> scope name."""
-    return f"{prefix}:{{{slot_tag(slot)}}}:ids"
+    """The slot's directory: HASH token block -> scope (encoded), and ``!seq``."""
+    return f"{prefix}:{{{slot_tag(slot)}}}:D"
 
 
 def check_prefix(prefix: str) -> str:
     if not prefix or "{" in prefix or "}" in prefix:
         raise ValueError(f"key prefix must be non-empty and free of braces: {prefix!r}")
     return prefix
+
+
+def event_from_entry(stream: str, entry_id: str, fields: dict[str, str]) -> dict[str, str]:
+    """A stream entry of ``<p>:{<scope>}:E`` as an event: its fields with names decoded,
+    plus ``scope`` (from the key), ``token`` (from the id) and ``at`` (the entry's ms)."""
+    event = {k: decode(v) if k in ("type", "resource", "owner") else v
+             for k, v in fields.items()}
+    scope = stream[stream.index("{") + 1:stream.rindex("}")]
+    event["scope"] = decode(scope)
+    if event.get("id", "").isdigit():
+        event["token"] = str(int(event["id"][-SEQ_DIGITS:]))
+    event["at"] = entry_id.split("-", 1)[0]
+    return event

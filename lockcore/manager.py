@@ -2,71 +2,22 @@
 
 from __future__ import annotations
 
-import math
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import lru_cache
-from itertools import takewhile
 from typing import Any
 
 from .connect import Connection, connect
-from .exceptions import (
-    InvalidLockRequest,
-    LockConflict,
-    LockNotFound,
-    LockNotOwned,
-    WaitCancelled,
-)
+from .exceptions import InvalidLockRequest, LockConflict, LockNotFound, LockNotOwned
+from .exceptions import WaitCancelled
 from .hold import Held, Hold
-from .keys import ScopeKeys, check_prefix, directory_key, encode, slot_of_id
+from .keys import ScopeKeys
 from .models import AcquireResult, Lock, LockPage, LockType
-from .scripts import Scripts, check
+from .scripts import Call, Core, Scripts, _ms, _positive, _text, check_request_id
 
 DEFAULT_PREFIX = "lockcore"
 
-
-def _ms(seconds: float) -> int:
-    """The one place seconds become the milliseconds Redis works in."""
-    return max(1, math.ceil(seconds * 1000))
-
-
-def _instant_ms(instant: float | None) -> int | None:
-    if instant is None:
-        return None
-    if not isinstance(instant, (int, float)) or isinstance(instant, bool) or not (
-            0 < instant < math.inf):
-        raise InvalidLockRequest(f"expires_at must be seconds since the epoch, got {instant!r}")
-    return math.ceil(instant * 1000)
-
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-
-
-def check_request_id(request_id: Any) -> str:
-    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
-        raise InvalidLockRequest(
-            f"request_id must be 1-128 of A-Z a-z 0-9 - _ ., got {request_id!r}")
-    return request_id
-
-
-def _utf8(names: Mapping[str, str], metadata: Mapping[str, Any] | None) -> None:
-    """Refuse text without a UTF-8 form (a lone surrogate): Redis stores bytes, and the
-    scripts' JSON encoder would fail on it as if Redis were down."""
-    texts: list[tuple[str, str]] = list(names.items())
-    for key, value in (metadata or {}).items():
-        texts += [("metadata key", str(key)), (f"metadata[{key!r}]", str(value or ""))]
-    for label, text in texts:
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
-                                     f"surrogates), got {text!r}") from None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+__all__ = ["DEFAULT_PREFIX", "LockManager", "Waiter", "check_request_id"]
 
 
 class Waiter:
@@ -74,14 +25,24 @@ class Waiter:
     Deadlines are the caller's own patience, so its monotonic clock; lock expiry stays
     the server's."""
 
-    def __init__(self, manager: LockManager, request: dict[str, Any], wait: float) -> None:
-        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not wait > 0:
-            raise InvalidLockRequest(f"wait must be a positive number of seconds, got {wait!r}")
+    def __init__(self, manager: Common, call: Call, wait: float) -> None:
+        _positive(wait, "wait")
         self.manager = manager
-        self.request = request
         self.ticket = uuid.uuid4().hex
         self.deadline = time.monotonic() + wait
-        self.signal = request["keys"].waiter_signal(self.ticket)
+        self.signal = manager.keys(call.scope or "").waiter_signal(self.ticket)
+        self.since_ms: int | None = None
+        self.first = call
+        self.leave_call = manager.core.leave(call, self.ticket)
+
+    def call(self) -> Call:
+        # The line lives as long as a waiter in it shows signs of life, no longer.
+        return self.manager.core.waiting(self.first, self.ticket, self.since_ms,
+                                         _ms(self.manager.heartbeat * 3))
+
+    def conflicted(self, error: LockConflict) -> None:
+        if self.since_ms is None and error.now_ms is not None:
+            self.since_ms = error.now_ms
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -91,35 +52,10 @@ class Waiter:
         life (a waiter that stops trying is taken for gone)."""
         return max(0.001, min(self.remaining(), self.manager.heartbeat))
 
-    def args(self) -> dict[str, Any]:
-        # The queue lives as long as a waiter in it shows signs of life, no longer.
-        alive = _ms(self.manager.heartbeat * 3)
-        return {"ticket": self.ticket, "alive_ms": alive, "queue_ms": alive}
 
-    def leave_args(self) -> dict[str, Any]:
-        r = self.request
-        return {"keys": r["keys"], "scope": r["scope"], "type": r["type"],
-                "resource": r["resource"], "ticket": self.ticket}
-
-    def leave_quietly(self) -> None:
-        """Leave the line (timed out, cancelled, failed); a lost Redis only delays the
-        cleanup, which the keys' own expiry then does."""
-        try:
-            self.manager._scripts.leave(**self.leave_args())
-        except Exception:  # noqa: BLE001
-            pass
-
-
-class LockManager:
-    """Acquire, release, refresh, get and list locks; every change is one Lua script.
-
-    ``client`` is a redis-py client: ``Redis``, ``RedisCluster``, or one from a Sentinel.
-    ``types`` configures each lock type; acquiring an unconfigured type is an error.
-    ``event_maxlen`` caps each scope's event stream (approximately); ``retention`` is how
-    long, in seconds, a scope's keys and events outlive its last lock. A waiting acquire
-    shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
-    An acquire's ``request_id`` is remembered for ``request_ttl`` seconds.
-    """
+class Common:
+    """What the sync and the asyncio manager share: configuration and the pure core
+    (``self.core``: script calls and replies). No I/O here."""
 
     def __init__(
         self,
@@ -131,16 +67,41 @@ class LockManager:
         retention: float = 7 * 86400.0,
         heartbeat: float = 1.0,
         request_ttl: float = 86400.0,
+        handoff: float = 0.005,
     ) -> None:
         self.client = client
-        values = types.values() if isinstance(types, Mapping) else types
-        self.types: dict[str, LockType] = {t.name: t for t in values}
-        self.prefix = check_prefix(prefix)
+        self.core = Core(types, prefix=prefix, event_maxlen=event_maxlen,
+                         retention=retention, heartbeat=heartbeat, request_ttl=request_ttl,
+                         handoff=handoff)
+        self.types = self.core.types
+        self.prefix = self.core.prefix
         self.heartbeat = heartbeat
-        self.request_ms = _ms(request_ttl)
-        self._scripts = Scripts(client, event_maxlen=event_maxlen, retention_ms=_ms(retention))
-        self._keys = lru_cache(maxsize=4096)(self._scope_keys)
+        self._scripts = Scripts(client)
         self.connection: Connection | None = None
+
+    def keys(self, scope: str) -> ScopeKeys:
+        """The Redis keys of a scope (see docs/redis-layout.md)."""
+        return self.core.keys(scope)
+
+    def lock_type(self, name: str) -> LockType:
+        return self.core.lock_type(name)
+
+    def expired_noticed(self, count: int) -> None:
+        """Called with the number of expired locks a call removed; a hook for metrics."""
+
+
+class LockManager(Common):
+    """Acquire, release, refresh, get and list locks; every change is one Lua script.
+
+    ``client`` is a redis-py client: ``Redis``, ``RedisCluster``, or one from a Sentinel.
+    ``types`` configures each lock type; acquiring an unconfigured type is an error.
+    ``event_maxlen`` caps each scope's event stream (approximately); ``retention`` is how
+    long, in seconds, a scope's keys and events outlive its last lock. A waiting acquire
+    shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
+    A freed resource is kept for the first waiter once it has waited ``handoff`` seconds;
+    before that, whoever asks first gets it. An acquire's ``request_id`` is remembered
+    for ``request_ttl`` seconds.
+    """
 
     @classmethod
     def from_url(
@@ -164,43 +125,15 @@ class LockManager:
             self.connection.close()
             self.connection = None
 
-    def _scope_keys(self, scope: str) -> ScopeKeys:
-        try:
-            return ScopeKeys.for_scope(self.prefix, scope)
-        except ValueError as exc:
-            raise InvalidLockRequest(f"bad scope: {exc}") from exc
-
-    def keys(self, scope: str) -> ScopeKeys:
-        """The Redis keys of a scope (see the README's key layout)."""
-        return self._keys(scope)
-
-    def expired_noticed(self, count: int) -> None:
-        """Called with the number of expired locks a call removed; a hook for metrics."""
-
     def load_scripts(self) -> list[str]:
-        """Load every script now (they also load themselves on first use)."""
-        return self._scripts.load_all()
+        """Load every script now (they also load themselves on first use); on a Cluster,
+        on every primary."""
+        for text in self._scripts.sources():
+            self.client.script_load(text)
+        return list(self._scripts._scripts)
 
-    def lock_type(self, name: str) -> LockType:
-        try:
-            return self.types[name]
-        except KeyError:
-            known = ", ".join(sorted(self.types)) or "none"
-            raise InvalidLockRequest(f"unknown lock type {name!r} (known: {known})") from None
-
-    def _ttl_ms(self, lock_type: LockType, ttl: float | None) -> int:
-        """Milliseconds for a requested ttl; 0 stands for no expiry."""
-        if ttl is None:
-            ttl = lock_type.default_ttl if lock_type.default_ttl is not None else math.inf
-        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
-            raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
-        if ttl == math.inf:
-            if not lock_type.allow_no_expiry:
-                raise InvalidLockRequest(f"locks of type {lock_type.name!r} must expire")
-            return 0
-        if lock_type.max_ttl is not None:
-            ttl = min(ttl, lock_type.max_ttl)
-        return _ms(ttl)
+    def _run(self, call: Call) -> Any:
+        return self._scripts.run(call)
 
     def acquire(
         self,
@@ -219,13 +152,14 @@ class LockManager:
         """Take a lock, or raise LockConflict naming the holder.
 
         The owner's own live lock on the resource is refreshed and returned as it is (same
-        id and token, ``created=False``). For a ``one_per_owner`` type the owner's previous
-        lock of that type in the scope is released and returned as ``replaced``.
+        id and token, ``created=False``; its metadata replaced if ``metadata`` is given).
+        For a ``one_per_owner`` type the owner's previous lock of that type in the scope
+        is released and returned as ``replaced``.
         ``ttl`` in seconds; None takes the type's default; ``FOREVER`` for no expiry.
         ``expires_at`` (seconds since the epoch, server clock) instead of ``ttl``: the lease
         is what is left until then; InvalidLockRequest if that is not in the future.
         ``wait`` (seconds): on a conflict, wait in line until the lock is free (woken by the
-        release, first come first served) or the time is up (then LockConflict).
+        release; see ``handoff`` for the order) or the time is up (then LockConflict).
         ``cancel``: checked between waits (at least every ``heartbeat`` seconds); when it
         returns true the caller leaves the line and WaitCancelled is raised.
         ``request_id`` (1-128 of ``A-Z a-z 0-9 - _ .``) makes the call safe to repeat: the
@@ -234,65 +168,36 @@ class LockManager:
         LockNotFound if it is gone. Use it when a call may have run without its reply
         arriving (a timeout): the retry cannot make a second lock.
         """
-        request = self._acquire_request(scope, type, resource, owner, ttl, metadata,
-                                        expires_at)
-        if request_id is not None:
-            request.update(request_id=check_request_id(request_id), request_ms=self.request_ms)
+        call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
+                                 expires_at=expires_at, request_id=request_id)
         if not wait:
-            return self._acquire_result(self._scripts.acquire(**request), scope)
-        waiter = Waiter(self, request, wait)
+            return self.core.acquired(self._run(call), call, self.expired_noticed)
+        waiter = Waiter(self, call, wait)
         try:
             while True:
                 try:
-                    return self._acquire_result(
-                        self._scripts.acquire(**request, **waiter.args()), scope)
-                except LockConflict:
+                    attempt = waiter.call()
+                    return self.core.acquired(self._run(attempt), attempt,
+                                              self.expired_noticed)
+                except LockConflict as conflict:
+                    waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
                         raise
                     if cancel is not None and cancel():
                         raise WaitCancelled("the wait was cancelled", scope=scope) from None
                 self.client.blpop([waiter.signal], timeout=waiter.pause())
         except BaseException:
-            waiter.leave_quietly()
+            try:
+                self._run(waiter.leave_call)
+            except Exception:  # noqa: BLE001 - a lost Redis only delays the clean-up,
+                pass  # which the keys' own expiry then does
             raise
-
-    def _acquire_request(
-        self, scope: str, type: str, resource: str, owner: str, ttl: float | None,
-        metadata: Mapping[str, str] | None, expires_at: float | None,
-    ) -> dict[str, Any]:
-        """The validated arguments of the acquire script."""
-        lock_type = self.lock_type(type)
-        keys = self.keys(scope)
-        for label, name in (("resource", resource), ("owner", owner)):
-            if not isinstance(name, str) or not name:
-                raise InvalidLockRequest(f"{label} must be a non-empty string, got {name!r}")
-        _utf8({"scope": scope, "resource": resource, "owner": owner}, metadata)
-        return {
-            "keys": keys, "scope": scope, "type": type, "resource": resource, "owner": owner,
-            "mode": lock_type.mode.value, "one_per_owner": lock_type.one_per_owner,
-            "ttl_ms": self._ttl_ms(lock_type, ttl if expires_at is None else None),
-            "max_ttl_ms": 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
-            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
-            "expires_at_ms": _instant_ms(expires_at),
-        }
-
-    def _acquire_result(self, raw: Any, scope: str) -> AcquireResult:
-        reply = check(raw, "acquire", scope, None, self.expired_noticed)
-        lock_raw, replaced_raw, created = reply.items
-        replaced = (
-            Lock.from_record(replaced_raw, scope, reply.now_ms) if _text(replaced_raw) else None
-        )
-        return AcquireResult(
-            lock=Lock.from_record(lock_raw, scope, reply.now_ms),
-            replaced=replaced,
-            created=bool(int(created)),
-        )
 
     def requested(self, scope: str, request_id: str) -> str | None:
         """The id of the lock an acquire with this ``request_id`` got, while remembered
         (whether or not that lock is still live), or None: did that call act?"""
-        raw = self.client.get(f"{self.keys(scope).base}i:{check_request_id(request_id)}")
-        return None if raw is None else _text(raw).rsplit(":", 1)[0]
+        raw = self.client.get(self.core.requested_key(scope, request_id))
+        return None if raw is None else self.core.requested_id(scope, raw)
 
     def hold(
         self,
@@ -313,45 +218,28 @@ class LockManager:
         return Hold(self, scope, type, resource, owner, ttl, wait, metadata, on_lost)
 
     def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
-        """The fencing check, for a guarded resource before a write: is this token the
+        """The fencing check, for a guarded resource before a write: is this token a
         live lock's on the resource? False for a stale token (expired, released, taken)."""
-        keys = self.keys(scope)
+        call = self.core.validate(scope, type, resource, fencing_token)
         try:
-            check(self._scripts.validate(keys, scope, type, resource, int(fencing_token)),
-                  "validate", scope)
+            self.core.check(self._run(call), call)
         except (LockNotFound, LockNotOwned):
             return False
         return True
 
     def scope_of(self, lock_id: str) -> str:
-        """The scope a lock id belongs to (one read of the slot's id directory)."""
-        slot = slot_of_id(lock_id)
-        if slot is None:
-            raise LockNotFound(f"{lock_id!r} is not a lock id", lock_id=str(lock_id))
-        scope = self.client.hget(directory_key(self.prefix, slot), lock_id)
-        if scope is None:
-            raise LockNotFound(f"no live lock {lock_id}", lock_id=lock_id)
-        return _text(scope)
-
-    def _locate(self, lock: str | Lock, scope: str | None = None) -> tuple[str, str]:
-        if isinstance(lock, Lock):
-            return lock.id, lock.scope
-        return lock, scope if scope is not None else self.scope_of(lock)
+        """The scope of a live lock, by id."""
+        return self.get(lock_id).scope
 
     def release(self, lock: str | Lock, owner: str, *, force: bool = False,
                 scope: str | None = None) -> Lock:
-        """Release a lock (by id, or the Lock itself, or by id with its ``scope``: one
-        round trip fewer).
+        """Release a lock (by id, or the Lock itself); one round trip either way.
 
         Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
         unknown or expired lock, LockNotOwned for another owner's. Returns the lock.
         """
-        lock_id, scope = self._locate(lock, scope)
-        reply = check(
-            self._scripts.release(self.keys(scope), scope, lock_id, owner, force),
-            "release", scope, lock_id, self.expired_noticed,
-        )
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+        call = self.core.release(lock, owner, force, scope)
+        return self.core.one(self._run(call), call, self.expired_noticed)
 
     def refresh(
         self,
@@ -369,37 +257,14 @@ class LockManager:
         ``metadata``: keys to set (None values remove a key), or the whole new map with
         ``replace_metadata``; with metadata and neither ``ttl`` nor ``expires_at``, the
         expiry stays as it is. Same errors as release."""
-        lock_id, scope = self._locate(lock)
-        args = self._refresh_args(ttl, expires_at, metadata)
-        reply = check(
-            self._scripts.refresh(self.keys(scope), scope, lock_id, owner, args["ttl_ms"],
-                                  force, args["expires_at_ms"], args["metadata"],
-                                  replace_metadata),
-            "refresh", scope, lock_id, self.expired_noticed,
-        )
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
-
-    @staticmethod
-    def _refresh_args(ttl: float | None, expires_at: float | None,
-                      metadata: Mapping[str, str | None] | None) -> dict[str, Any]:
-        ttl_ms: int | str | None = None
-        if metadata is not None and ttl is None and expires_at is None:
-            ttl_ms = "keep"
-        if ttl is not None:
-            if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < math.inf:
-                raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
-            ttl_ms = _ms(ttl)
-        meta = None if metadata is None else {
-            str(k): None if v is None else str(v) for k, v in metadata.items()}
-        _utf8({}, meta)
-        return {"ttl_ms": ttl_ms, "expires_at_ms": _instant_ms(expires_at), "metadata": meta}
+        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
+                                 replace_metadata)
+        return self.core.one(self._run(call), call, self.expired_noticed)
 
     def get(self, lock_id: str) -> Lock:
         """The live lock with this id, or LockNotFound."""
-        scope = self.scope_of(lock_id)
-        reply = check(self._scripts.get(self.keys(scope), scope, lock_id), "get", scope, lock_id,
-                      self.expired_noticed)
-        return Lock.from_record(reply.items[0], scope, reply.now_ms)
+        call = self.core.get(lock_id)
+        return self.core.one(self._run(call), call)
 
     def list(
         self,
@@ -411,42 +276,14 @@ class LockManager:
         cursor: str | None = None,
         limit: int = 100,
     ) -> LockPage:
-        """One page of the scope's live locks, filtered; ordered by type, resource, id
-        (by owner, type, id when ``owner`` is given). ``resource`` without ``type`` walks
-        the scope's index with a filter, a bounded number of entries per call."""
-        return self._list_result(self._scripts.list(**self._list_request(
-            scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit)),
-            scope)
-
-    def _list_request(self, scope: str, *, owner: str | None = None, type: str | None = None,
-                      resource: str | None = None, cursor: str | None = None,
-                      limit: int = 100) -> dict[str, Any]:
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
-            raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
-        try:
-            index = "own" if owner is not None else "res"
-            parts = [owner, type] if owner is not None else [type, resource]
-            # The index prefix: the leading names that are given.
-            given = takewhile(lambda p: p is not None, parts)
-            prefix = "".join(encode(p) + ":" for p in given)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise InvalidLockRequest(str(exc)) from exc
-        return {"keys": self.keys(scope), "scope": scope, "index": index, "prefix": prefix,
-                "cursor": cursor or "", "count": limit, "owner": owner or "",
-                "type": type or "", "resource": resource or ""}
-
-    def _list_result(self, raw: Any, scope: str) -> LockPage:
-        reply = check(raw, "list", scope, None, self.expired_noticed)
-        next_cursor, *raws = reply.items
-        return LockPage(
-            locks=tuple(Lock.from_record(raw, scope, reply.now_ms) for raw in raws),
-            cursor=_text(next_cursor) or None,
-        )
-
-    def count(self, scope: str) -> int:
-        """How many live locks the scope holds (O(log n))."""
-        reply = check(self._scripts.count(self.keys(scope), scope), "count", scope)
-        return int(reply.items[0])
+        """One page of the scope's live locks, filtered. Ordered by the index it reads:
+        ``type`` and ``resource`` of an exclusive type: the holder; a multi type: by
+        resource, then token; ``owner`` of a type indexed by owner: by owner, type, token;
+        else by token within each batch of the scope's hash (a small scope is one batch).
+        Unindexed filters read a bounded number of entries per call."""
+        call = self.core.list(scope, owner=owner, type=type, resource=resource,
+                              cursor=cursor, limit=limit)
+        return self.core.page(self._run(call), call)
 
     def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:
         """Every live lock of the scope matching the filters, page by page."""
@@ -457,3 +294,7 @@ class LockManager:
             if page.cursor is None:
                 return
             cursor = page.cursor
+
+    def count(self, scope: str, **filters: Any) -> int:
+        """How many live locks of the scope match the filters (reads them all)."""
+        return sum(1 for _ in self.iter_locks(scope, limit=1000, **filters))

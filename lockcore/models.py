@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote, unquote
+
+from .keys import decode
 
 #: Pass as ``ttl`` for a lock that never expires (only where the type allows it).
 FOREVER = math.inf
@@ -25,6 +27,10 @@ class LockType:
 
     ``default_ttl``: lease in seconds when acquire gives none; ``None`` means no expiry
     (then ``allow_no_expiry`` must be true). ``max_ttl`` caps acquire and refresh.
+    ``events``: every change of a lock of this type is added to the scope's event stream
+    and announced (costs Redis time and a stream per scope; off by default).
+    ``index_owner``: keep an index by owner, so that listing by owner costs what the
+    owner holds, not what the scope holds (costs memory per lock; off by default).
     """
 
     name: str
@@ -33,6 +39,8 @@ class LockType:
     default_ttl: float | None = 30.0
     max_ttl: float | None = None
     allow_no_expiry: bool = False
+    events: bool = False
+    index_owner: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
@@ -42,6 +50,15 @@ class LockType:
             value = getattr(self, name)
             if value is not None and not (0 < value < math.inf):
                 raise ValueError(f"lock type {self.name!r}: {name} must be > 0, got {value!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"lock type names must be non-empty strings, got {self.name!r}")
+
+    @property
+    def flags(self) -> str:
+        """The type's flags as the scripts read them (see lua/_lib.lua)."""
+        return ("x" if self.mode is Mode.EXCLUSIVE else "m") + (
+            "o" if self.one_per_owner else "") + ("e" if self.events else "") + (
+            "i" if self.index_owner else "")
 
 
 @dataclass(frozen=True)
@@ -69,25 +86,44 @@ class Lock:
         return max(0.0, self.expires_at - self.as_of)
 
     @classmethod
-    def from_record(cls, raw: bytes | str, scope: str, now_ms: int) -> Lock:
-        """Decode a record as stored by the scripts (milliseconds) into seconds."""
-        r: dict[str, Any] = json.loads(raw)
-        expires = r.get("expires_at")
-        # Redis' cjson writes an empty table as {}; fakeredis' as [].
-        metadata = r.get("metadata") or {}
+    def from_record(cls, token: Any, record: bytes | str, scope: str, now_ms: int,
+                    id_prefix: str) -> Lock:
+        """Decode a record as the scripts store it (see lua/_lib.lua; ms) into seconds."""
+        text = record.decode() if isinstance(record, bytes) else record
+        _flags, expires, owner, field, acquired, updated, _ttl, _max, meta = text.split(" ", 8)
+        type_, resource = field.split(":", 1)
+        expires_ms = int(expires)
         return cls(
-            id=str(r["id"]),
+            id=f"{id_prefix}{int(token):014d}",
             scope=scope,
-            type=r["type"],
-            resource=r["resource"],
-            owner=r["owner"],
-            fencing_token=int(r["token"]),
-            acquired_at=int(r["acquired_at"]) / 1000,
-            expires_at=None if expires is None else int(expires) / 1000,
-            metadata=MappingProxyType({str(k): str(v) for k, v in metadata.items()}),
+            type=decode(type_),
+            resource=decode(resource),
+            owner=decode(owner),
+            fencing_token=int(token),
+            acquired_at=int(acquired) / 1000,
+            expires_at=expires_ms / 1000 if expires_ms else None,
+            metadata=MappingProxyType(decode_metadata(meta)),
             as_of=now_ms / 1000,
-            updated_at=int(r.get("updated_at", r["acquired_at"])) / 1000,
+            updated_at=int(updated) / 1000,
         )
+
+
+def encode_metadata(metadata: Mapping[str, str | None] | None) -> str:
+    """``k=v&k=v``, percent-encoded; a None value becomes ``k`` (removed by a merge)."""
+    if not metadata:
+        return ""
+    return "&".join(quote(k, safe="") if v is None else
+                    f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in metadata.items())
+
+
+def decode_metadata(text: str) -> dict[str, str]:
+    if not text:
+        return {}
+    out = {}
+    for item in text.split("&"):
+        key, _, value = item.partition("=")
+        out[unquote(key)] = unquote(value)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,21 @@
-"""Loading of the Lua scripts in ``lua/`` and the one typed method per script.
+"""The scripts in ``lua/`` and lockcore's pure core: building each script call (KEYS and
+ARGV) and reading its reply, with no I/O, shared by ``LockManager`` and
+``AsyncLockManager``.
 
-This is the only module that builds KEYS and ARGV. Each file is read once, its
-``--!include <file>`` lines replaced by that file's text, and registered on the client
-(``register_script``: EVALSHA, falling back to SCRIPT LOAD on NOSCRIPT).
-
+This is the only module that knows the scripts' calling conventions. Each script is
+``lua/_lib.lua`` followed by the script's own file (its ``--!include`` line dropped).
 ``python -m lockcore.scripts dump DIR`` writes the expanded scripts, ready for EVAL, for
 Redis-native consumers in other languages.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,9 +27,11 @@ from .exceptions import (
     LockNotOwned,
     UnexpectedReply,
 )
-from .keys import ScopeKeys
+from .keys import REDIS_CLUSTER_HASH_SLOTS, ScopeKeys, check_prefix, decode, directory_key
+from .keys import SEQ_DIGITS, encode, slot_of_id
+from .models import AcquireResult, Lock, LockPage, LockType, Mode, encode_metadata
 
-SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "count", "leave", "validate")
+SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate")
 
 
 def lua_dir() -> Path:
@@ -40,21 +43,13 @@ def lua_dir() -> Path:
     raise FileNotFoundError(f"lockcore's Lua scripts are missing (looked in {here})")
 
 
-def expand_includes(text: str, folder: Path) -> str:
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("--!include "):
-            lines.append(expand_includes((folder / line.split()[1]).read_text(), folder))
-        else:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
 @cache
 def source(name: str) -> str:
-    """The expanded text of one script."""
+    """One script, ready for EVAL/EVALSHA: ``_lib.lua``, then the script's body."""
     folder = lua_dir()
-    return expand_includes((folder / f"{name}.lua").read_text(), folder)
+    body = [line for line in (folder / f"{name}.lua").read_text().splitlines()
+            if not line.startswith("--!include ")]
+    return (folder / "_lib.lua").read_text() + "\nbegin()\n" + "\n".join(body) + "\n"
 
 
 class ReplyCode(IntEnum):
@@ -75,10 +70,18 @@ _ERRORS: dict[ReplyCode, type[LockError]] = {
 }
 
 
-class Reply(NamedTuple):
-    """A successful reply: the server's time (ms), how many locks the call found expired,
-    and the rest of the array."""
+class Call(NamedTuple):
+    """One script call: which script, its KEYS, its ARGV; ``scope`` (raw name, None when
+    only the id is known) and ``lock_id`` for reading the reply."""
 
+    script: str
+    keys: list[str]
+    args: list[Any]
+    scope: str | None = None
+    lock_id: str | None = None
+
+
+class Reply(NamedTuple):
     now_ms: int
     expired: int
     items: list[Any]
@@ -88,115 +91,334 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def check(
-    reply: Any,
-    script: str,
-    scope: str,
-    lock_id: str | None = None,
-    on_expired: Callable[[int], None] | None = None,
-) -> Reply:
-    """Turn a raw script reply into a Reply, or raise the error its code stands for.
-    ``on_expired`` hears how many locks the call found expired, success or not."""
-    from .models import Lock
+def _ms(seconds: float) -> int:
+    """The one place seconds become the milliseconds Redis works in."""
+    return max(1, math.ceil(seconds * 1000))
 
+
+def _positive(value: Any, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise InvalidLockRequest(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _instant_ms(instant: float | None) -> int | None:
+    if instant is None:
+        return None
+    if not isinstance(instant, (int, float)) or isinstance(instant, bool) or not (
+            0 < instant < math.inf):
+        raise InvalidLockRequest(f"expires_at must be seconds since the epoch, got {instant!r}")
+    return math.ceil(instant * 1000)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def check_request_id(request_id: Any) -> str:
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        raise InvalidLockRequest(
+            f"request_id must be 1-128 of A-Z a-z 0-9 - _ ., got {request_id!r}")
+    return request_id
+
+
+def _name(label: str, value: Any) -> str:
+    """A name's encoded form; refuses what has none (not a string, empty, a lone
+    surrogate: Redis stores bytes)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidLockRequest(f"{label} must be a non-empty string, got {value!r}")
     try:
-        code = ReplyCode(int(reply[0]))
-        now_ms, expired = int(reply[1]), int(reply[2])
-    except (TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedReply(f"{script}.lua replied {reply!r}", scope=scope) from exc
-    if expired and on_expired is not None:
-        on_expired(expired)
-    if code is ReplyCode.OK:
-        return Reply(now_ms, expired, list(reply[3:]))
-    error = _ERRORS[code]
-    holder = Lock.from_record(reply[3], scope, now_ms) if len(reply) > 3 and reply[3] else None
-    messages = {
-        LockConflict: f"held by {holder.owner} in {scope!r}" if holder else
-        f"kept for an earlier waiter in {scope!r}",
-        LockNotOwned: f"lock {lock_id} belongs to {holder.owner if holder else '?'}",
-        LockNotFound: f"no live lock {lock_id} in {scope!r}",
-        InvalidLockRequest: "the expiry is not in the future",
-    }
-    raise error(messages[error], lock_id=lock_id, scope=scope, holder=holder)
+        return encode(value)
+    except UnicodeEncodeError:
+        raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone surrogates), "
+                                 f"got {value!r}") from None
+
+
+def _metadata(metadata: Mapping[str, Any] | None, none_allowed: bool = False) -> str:
+    if not metadata:
+        return ""
+    clean: dict[str, str | None] = {}
+    for key, value in metadata.items():
+        key = str(key)
+        text = None if (value is None and none_allowed) else str(value)
+        for label, part in (("metadata key", key), (f"metadata[{key!r}]", text or "")):
+            try:
+                part.encode()
+            except UnicodeEncodeError:
+                raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
+                                         f"surrogates), got {part!r}") from None
+        clean[key] = text
+    return encode_metadata(clean)
+
+
+def _token(lock_id: Any) -> tuple[int, str]:
+    """(slot, token) of a lock id, or LockNotFound."""
+    slot = slot_of_id(lock_id) if isinstance(lock_id, str) else None
+    if slot is None:
+        raise LockNotFound(f"{lock_id!r} is not a lock id", lock_id=str(lock_id))
+    return slot, str(int(lock_id[-SEQ_DIGITS:]))
+
+
+class Core:
+    """What both managers share: configuration, validation, script calls, replies."""
+
+    def __init__(
+        self,
+        types: Iterable[LockType] | Mapping[str, LockType],
+        *,
+        prefix: str,
+        event_maxlen: int,
+        retention: float,
+        heartbeat: float,
+        request_ttl: float,
+        handoff: float,
+    ) -> None:
+        values = types.values() if isinstance(types, Mapping) else types
+        self.types: dict[str, LockType] = {t.name: t for t in values}
+        self.prefix = check_prefix(prefix)
+        self.heartbeat = heartbeat
+        self.event_maxlen = int(event_maxlen)
+        self.retention_ms = _ms(retention)
+        self.request_ms = _ms(request_ttl)
+        self.handoff_ms = max(0, math.ceil(handoff * 1000))
+        self._keys = lru_cache(maxsize=4096)(self._scope_keys)
+
+    # -- names -----------------------------------------------------------------------
+
+    def _scope_keys(self, scope: str) -> ScopeKeys:
+        try:
+            return ScopeKeys.for_scope(self.prefix, scope)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidLockRequest(f"bad scope: {exc}") from exc
+
+    def keys(self, scope: str) -> ScopeKeys:
+        return self._keys(scope)
+
+    def lock_type(self, name: str) -> LockType:
+        try:
+            return self.types[name]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self.types)) or "none"
+            raise InvalidLockRequest(f"unknown lock type {name!r} (known: {known})") from None
+
+    def _ttl_ms(self, lock_type: LockType, ttl: float | None) -> int:
+        """Milliseconds for a requested ttl; 0 stands for no expiry."""
+        if ttl is None:
+            ttl = lock_type.default_ttl if lock_type.default_ttl is not None else math.inf
+        _positive(ttl, "ttl")
+        if ttl == math.inf:
+            if not lock_type.allow_no_expiry:
+                raise InvalidLockRequest(f"locks of type {lock_type.name!r} must expire")
+            return 0
+        if lock_type.max_ttl is not None:
+            ttl = min(ttl, lock_type.max_ttl)
+        return _ms(ttl)
+
+    # -- acquire ---------------------------------------------------------------------
+
+    def acquire(self, scope: str, type: str, resource: str, owner: str, *,
+                ttl: float | None, metadata: Mapping[str, str] | None,
+                expires_at: float | None, request_id: str | None) -> Call:
+        lock_type = self.lock_type(type)
+        keys = self.keys(scope)
+        field = f"{encode(type)}:{_name('resource', resource)}"
+        args: list[Any] = [
+            field, _name("owner", owner),
+            self._ttl_ms(lock_type, ttl if expires_at is None else None),
+            lock_type.flags,
+            0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+            _metadata(metadata), self.retention_ms,
+        ]
+        at = _instant_ms(expires_at)
+        args += ["" if at is None else at, "", "", "", "", ""]
+        if request_id is not None:
+            args[11:13] = [check_request_id(request_id), self.request_ms]
+        args += [keys.id_prefix, self.event_maxlen, self.handoff_ms]
+        return Call("acquire", [keys.locks, keys.directory], args, scope)
+
+    def waiting(self, call: Call, ticket: str, since_ms: int | None, alive_ms: int) -> Call:
+        """The same acquire, from a waiter in line."""
+        args = list(call.args)
+        args[8:11] = [ticket, "" if since_ms is None else since_ms, alive_ms]
+        return call._replace(args=args)
+
+    def acquired(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+                 ) -> AcquireResult:
+        scope = call.scope or ""
+        reply = self.check(raw, call, on_expired)
+        token, record, created, rtoken, rrecord = reply.items[:5]
+        prefix = self.keys(scope).id_prefix
+        replaced = (Lock.from_record(rtoken, rrecord, scope, reply.now_ms, prefix)
+                    if _text(rtoken) else None)
+        return AcquireResult(
+            lock=Lock.from_record(token, record, scope, reply.now_ms, prefix),
+            replaced=replaced, created=bool(int(created)))
+
+    def leave(self, call: Call, ticket: str) -> Call:
+        return Call("leave", call.keys[:1], [call.args[0], ticket, self.handoff_ms], call.scope)
+
+    def requested_key(self, scope: str, request_id: str) -> str:
+        return self.keys(scope).request(check_request_id(request_id))
+
+    def requested_id(self, scope: str, raw: Any) -> str:
+        """The lock id in a request key's value (``<token>:<created>``)."""
+        token = _text(raw).split(":", 1)[0]
+        return f"{self.keys(scope).id_prefix}{int(token):0{SEQ_DIGITS}d}"
+
+    # -- by id -----------------------------------------------------------------------
+
+    def _by_id(self, script: str, lock: str | Lock, scope: str | None,
+               args: Callable[[str], list[Any]]) -> Call:
+        """A call of a script that takes a lock id; ``args(id_prefix)`` gives the rest of
+        its ARGV."""
+        if isinstance(lock, Lock):
+            lock_id, scope = lock.id, lock.scope
+        else:
+            lock_id = lock
+        slot, token = _token(lock_id)
+        encoded = ""
+        if scope is not None:
+            keys = self.keys(scope)
+            if keys.slot != slot:
+                raise LockNotFound(f"no live lock {lock_id} in {scope!r}", lock_id=lock_id,
+                                   scope=scope)
+            encoded = keys.scope
+        return Call(script, [directory_key(self.prefix, slot)],
+                    [token, encoded, *args(str(slot + 1))], scope, lock_id)
+
+    def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None) -> Call:
+        owner_enc = _name("owner", owner)
+        return self._by_id("release", lock, scope, lambda idp: [
+            owner_enc, int(bool(force)), self.retention_ms, self.handoff_ms, idp,
+            self.event_maxlen])
+
+    def refresh(self, lock: str | Lock, owner: str, ttl: float | None, force: bool,
+                expires_at: float | None, metadata: Mapping[str, str | None] | None,
+                replace_metadata: bool, scope: str | None = None) -> Call:
+        ttl_arg: int | str = ""
+        if metadata is not None and ttl is None and expires_at is None:
+            ttl_arg = "keep"
+        if ttl is not None:
+            if _positive(ttl, "ttl") == math.inf:
+                raise InvalidLockRequest(f"ttl must be a positive number of seconds, "
+                                         f"got {ttl!r}")
+            ttl_arg = _ms(ttl)
+        at = _instant_ms(expires_at)
+        meta = "" if metadata is None else _metadata(metadata, none_allowed=True)
+        if metadata is not None and not meta and replace_metadata:
+            meta = "&"  # an empty replacement: no pairs, but not "unchanged"
+        owner_enc = _name("owner", owner)
+        return self._by_id("refresh", lock, scope, lambda idp: [
+            owner_enc, int(bool(force)), ttl_arg, "" if at is None else at,
+            meta, "replace" if replace_metadata else "merge", self.retention_ms,
+            idp, self.event_maxlen])
+
+    def get(self, lock_id: str) -> Call:
+        return self._by_id("get", lock_id, None, lambda idp: [])
+
+    def one(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+            ) -> Lock:
+        """The lock in a reply of release, refresh or get."""
+        reply = self.check(raw, call, on_expired)
+        return self._lock(reply, reply.items[0], reply.items[1], reply.items[2], call)
+
+    def _lock(self, reply: Reply, token: Any, record: Any, scope_enc: Any, call: Call
+              ) -> Lock:
+        scope = call.scope if call.scope is not None else decode(_text(scope_enc))
+        prefix = (str(slot_of_id(call.lock_id) + 1)  # type: ignore[operator]
+                  if call.lock_id else self.keys(scope).id_prefix)
+        return Lock.from_record(token, record, scope, reply.now_ms, prefix)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def validate(self, scope: str, type: str, resource: str, token: int) -> Call:
+        keys = self.keys(scope)
+        if not isinstance(token, int) or isinstance(token, bool):
+            token = int(token)
+        return Call("validate", [keys.locks],
+                    [f"{_name('type', type)}:{_name('resource', resource)}", token], scope)
+
+    def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
+             resource: str | None = None, cursor: str | None = None, limit: int = 100
+             ) -> Call:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+            raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
+        keys = self.keys(scope)
+        try:
+            e_owner, e_type, e_res = (encode(n) if n is not None else ""
+                                      for n in (owner, type, resource))
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidLockRequest(str(exc)) from exc
+        lock_type = self.types.get(type) if type is not None else None
+        how, arg = "h", ""
+        if lock_type is not None and lock_type.mode is Mode.EXCLUSIVE and resource is not None:
+            how, arg = "p", f"{e_type}:{e_res}"
+        elif owner is not None and (lock_type.index_owner if lock_type is not None else (
+                bool(self.types) and all(t.index_owner for t in self.types.values()))):
+            how = "o"
+            arg = f"{e_owner}:" + (f"{e_type}:" if type is not None else "")
+        elif lock_type is not None and lock_type.mode is Mode.MULTI:
+            how = "r"
+            arg = f"{e_type}:" + (f"{e_res}:" if resource is not None else "")
+        return Call("list", [keys.locks], [how, arg, cursor or "", limit, e_owner, e_type,
+                                           e_res], scope)
+
+    def page(self, raw: Any, call: Call) -> LockPage:
+        reply = self.check(raw, call)
+        cursor, *flat = reply.items
+        scope = call.scope or ""
+        prefix = self.keys(scope).id_prefix
+        locks = tuple(Lock.from_record(flat[i], flat[i + 1], scope, reply.now_ms, prefix)
+                      for i in range(0, len(flat), 2))
+        return LockPage(locks=locks, cursor=_text(cursor) or None)
+
+    # -- replies ---------------------------------------------------------------------
+
+    def check(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+              ) -> Reply:
+        """A raw reply as a Reply, or the error its code stands for."""
+        scope = call.scope
+        try:
+            code = ReplyCode(int(raw[0]))
+            now_ms, expired = int(raw[1]), int(raw[2])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise UnexpectedReply(f"{call.script}.lua replied {raw!r}",
+                                  scope=scope) from exc
+        if expired and on_expired is not None:
+            on_expired(expired)
+        if code is ReplyCode.OK:
+            return Reply(now_ms, expired, list(raw[3:]))
+        reply = Reply(now_ms, expired, list(raw[3:]))
+        holder = None
+        if len(raw) > 4 and _text(raw[3]):
+            holder = self._lock(reply, raw[3], raw[4], raw[5] if len(raw) > 5 else "", call)
+        where = f" in {scope!r}" if scope is not None else ""
+        error = _ERRORS[code]
+        messages = {
+            LockConflict: f"held by {holder.owner}{where}" if holder else
+            f"kept for an earlier waiter{where}",
+            LockNotOwned: f"lock {call.lock_id} belongs to {holder.owner if holder else '?'}",
+            LockNotFound: f"no live lock {call.lock_id}{where}" if call.lock_id else
+            f"no live lock{where}",
+            InvalidLockRequest: "the expiry is not in the future",
+        }
+        raise error(messages[error], lock_id=call.lock_id,
+                    scope=scope if scope is not None else (holder.scope if holder else None),
+                    holder=holder, now_ms=now_ms)
 
 
 class Scripts:
-    """The scripts registered on one client, one method per script."""
+    """The scripts registered on one client (sync or asyncio): ``run(call)`` returns the
+    raw reply, or an awaitable of it (EVALSHA, falling back to the script on NOSCRIPT)."""
 
-    def __init__(self, client: Any, *, event_maxlen: int, retention_ms: int) -> None:
-        self._client = client
-        self._head = [event_maxlen, retention_ms]
+    def __init__(self, client: Any) -> None:
+        self.client = client
         self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
 
-    def load_all(self) -> list[str]:
-        """Load every script on the server (SCRIPT LOAD; all primaries of a Cluster)."""
-        for script in self._scripts.values():
-            self._client.script_load(script.script)
-        return list(SCRIPT_NAMES)
+    def run(self, call: Call) -> Any:
+        return self._scripts[call.script](keys=call.keys, args=call.args)
 
-    def _run(self, name: str, keys: ScopeKeys, scope: str, *args: Any) -> Any:
-        return self._scripts[name](keys=keys.all, args=[scope, *self._head, *args])
-
-    def acquire(
-        self,
-        *,
-        keys: ScopeKeys,
-        scope: str,
-        type: str,
-        resource: str,
-        owner: str,
-        mode: str,
-        one_per_owner: bool,
-        ttl_ms: int,
-        max_ttl_ms: int,
-        metadata: dict[str, str],
-        expires_at_ms: int | None = None,
-        ticket: str = "",
-        alive_ms: int = 0,
-        queue_ms: int = 0,
-        request_id: str = "",
-        request_ms: int = 0,
-    ) -> Any:
-        return self._run(
-            "acquire", keys, scope, type, resource, owner, mode, int(one_per_owner),
-            ttl_ms, max_ttl_ms, json.dumps(metadata), keys.slot + 1,
-            "" if expires_at_ms is None else expires_at_ms, ticket, alive_ms, queue_ms,
-            request_id, request_ms,
-        )
-
-    def leave(self, *, keys: ScopeKeys, scope: str, type: str, resource: str,
-              ticket: str) -> Any:
-        return self._run("leave", keys, scope, type, resource, ticket)
-
-    def validate(self, keys: ScopeKeys, scope: str, type: str, resource: str,
-                 token: int) -> Any:
-        return self._run("validate", keys, scope, type, resource, token)
-
-    def release(self, keys: ScopeKeys, scope: str, lock_id: str, owner: str, force: bool) -> Any:
-        return self._run("release", keys, scope, lock_id, owner, int(force))
-
-    def refresh(
-        self, keys: ScopeKeys, scope: str, lock_id: str, owner: str,
-        ttl_ms: int | str | None, force: bool, expires_at_ms: int | None = None,
-        metadata: dict[str, str | None] | None = None, replace_metadata: bool = False,
-    ) -> Any:
-        return self._run("refresh", keys, scope, lock_id, owner,
-                         "" if ttl_ms is None else ttl_ms, int(force),
-                         "" if expires_at_ms is None else expires_at_ms,
-                         "" if metadata is None else json.dumps(metadata),
-                         "replace" if replace_metadata else "merge")
-
-    def count(self, keys: ScopeKeys, scope: str) -> Any:
-        return self._run("count", keys, scope)
-
-    def get(self, keys: ScopeKeys, scope: str, lock_id: str) -> Any:
-        return self._run("get", keys, scope, lock_id)
-
-    def list(
-        self, *, keys: ScopeKeys, scope: str, index: str, prefix: str, cursor: str,
-        count: int, owner: str, type: str, resource: str,
-    ) -> Any:
-        return self._run("list", keys, scope, index, prefix, cursor, count, owner, type, resource)
+    def sources(self) -> list[str]:
+        return [source(name) for name in SCRIPT_NAMES]
 
 
 def _dump(folder: str) -> None:
@@ -206,6 +428,9 @@ def _dump(folder: str) -> None:
         (out / f"{name}.lua").write_text(source(name))
         print(out / f"{name}.lua")
 
+
+
+__all__ = ["Call", "Core", "ReplyCode", "Scripts", "REDIS_CLUSTER_HASH_SLOTS"]
 
 if __name__ == "__main__":  # pragma: no cover - a tool for other languages' consumers
     if len(sys.argv) != 3 or sys.argv[1] != "dump":

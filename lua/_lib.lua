@@ -1,316 +1,242 @@
 --[[
-_lib.lua: helpers shared by every lockcore script.
+_lib.lua: the state and helpers shared by lockcore's scripts (docs/redis-layout.md is the
+full reference of the layout).
 
-Not a script of its own: each script starts with the line `--!include _lib.lua`, which
-the loader (lockcore/scripts.py, `expand_includes`) replaces with this file's text before
-the script is sent to Redis. Redis-native consumers do the same replacement, or take the
-expanded text from `python -m lockcore.scripts dump DIR`.
+Not a script of its own: each script is this file, the line `begin()`, then the
+script's own file (without its `--!include _lib.lua` line); lockcore/scripts.py puts them
+together, and `python -m lockcore.scripts dump DIR` writes the results, ready for EVAL.
 
-Every script receives the same eight KEYS, all in the hash slot of the scope:
-  KEYS[1] <p>:{<scope>}:locks   HASH  lock id -> lock record (JSON); "~exp" -> see settle
-  KEYS[2] <p>:{<scope>}:res     ZSET  (score 0) "<type>:<resource>:<id>", lexicographic index
-  KEYS[3] <p>:{<scope>}:own     ZSET  (score 0) "<owner>:<type>:<id>", lexicographic index
-  KEYS[4] <p>:{<scope>}:exp     ZSET  lock id -> expires_at (ms since epoch; 1e15 = never)
-  KEYS[5] <p>:{<scope>}:events  STREAM of changes; also the PUBLISH channel name
-  KEYS[6] <p>:{#<n>}:ids        HASH  lock id -> scope name (the slot's id directory); "~exp"
-  KEYS[7] <p>:{#<n>}:idexp      ZSET  lock id -> expires_at (ms; 1e15 = never)
-  KEYS[8] <p>:{#<n>}:seq        STRING counter of the slot: lock ids and fencing tokens
-<type>, <resource>, <owner> and <scope> are percent-encoded (every byte outside
-A-Z a-z 0-9 - . _ ~ becomes %XX), so ':' '{' '}' never appear raw in them.
+A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
+everything in one hash, <p>:{S}:L, whose fields are:
+  <token>           a lock's record (below); the token is the lock's fencing token
+  <type>:<res>      exclusive types: the holder's token, or "r<ticket> <until ms>" while a
+                    free resource is kept for a waiter
+  !o<type>:<owner>  one-per-owner types: the token of the owner's lock of that type
+  !b                the next token of the scope's current block of 1000
+  !B                the blocks of the scope that have an entry in the slot directory
+  !x                the ms instant the scope's keys are set to expire at
+  !n                how many locks without expiry the scope holds (absent: none)
+  !s                "<cursor> <lowest live token>" of the expiry sweep
+Beside it, in the same slot: <p>:{S}:E (STREAM of events, opt-in per type; its name is
+also the PUBLISH channel), <p>:{S}:R (ZSET, score 0, "<type>:<res>:<token>" of the locks
+of multi types), <p>:{S}:O (ZSET, score 0, "<owner>:<type>:<token>" of the locks of types
+indexed by owner), and the waiting keys q: a: s: and request keys i: (see wake()).
 
-And the same first three ARGV:
-  ARGV[1] scope name (raw, not encoded)
-  ARGV[2] approximate maximum length of the event stream (entries)
-  ARGV[3] retention in milliseconds: how long keys outlive the last lock's expiry
+A record is one line of space-separated words (names percent-encoded, so without spaces):
+  <flags> <expires ms|0> <owner> <type>:<res> <acquired ms> <updated ms> <ttl ms|0>
+  <max ttl ms|0> <metadata>
+flags: x (exclusive) or m (multi) first, then o (one per owner), e (events),
+i (indexed by owner), w (someone waits for the resource). 0 = no expiry / no limit.
+metadata: "k=v&k=v", keys and values percent-encoded; empty when there is none.
+
+The slot's directory <p>:{#n}:D (HASH; the tag #n hashes to the scope's slot): field
+"!seq" counts the slot's blocks of tokens; field <block> (= token div 1000) names the
+scope (encoded) that owns the block, so a lock id alone finds its scope.
 ]]
 
-local K_LOCKS, K_RES, K_OWN, K_EXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_EVENTS, K_IDS, K_IDEXP, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local SCOPE = ARGV[1]
-local MAXLEN = tonumber(ARGV[2])
-local RETAIN = tonumber(ARGV[3])
+local NOW
+-- The scope's keys; set by open(). SCOPE: the scope (encoded), when looked up by id.
+local L, B, E
+local SCOPE = ''
 
 -- Reply codes, mirrored by lockcore.scripts.ReplyCode. Every reply is an array
 -- {code, server time in ms, number of locks this call found expired, ...}.
 local OK, CONFLICT, NOT_FOUND, NOT_OWNED, INVALID = 0, 1, 2, 3, 4
-
--- Score standing for "no expiry": a far-future instant (year 33658), exact in a double.
-local NOEXP = 1e15
--- Expired entries removed per call: keeps every script's work bounded.
-local SWEEP = 32
-
--- The server's clock decides, never the client's.
-local _t = redis.call('TIME')
-local NOW = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
-local NOW_US = tonumber(_t[1]) * 1000000 + tonumber(_t[2])
-
-local function int(n)
-  return string.format('%.0f', n)
-end
-
-local function enc(s)
-  return (string.gsub(s, '[^%w%-%._~]', function(c)
-    return string.format('%%%02X', string.byte(c))
-  end))
-end
-
-local function res_member(r)
-  return enc(r.type) .. ':' .. enc(r.resource) .. ':' .. r.id
-end
-
-local function own_member(r)
-  return enc(r.owner) .. ':' .. enc(r.type) .. ':' .. r.id
-end
-
-local function expiry_score(r)
-  return r.expires_at or NOEXP
-end
-
-local function is_live(r)
-  return r.expires_at == nil or r.expires_at > NOW
-end
-
--- Returns the decoded record and its JSON text, or nil.
-local function load(id)
-  local raw = redis.call('HGET', K_LOCKS, id)
-  if not raw then
-    return nil
-  end
-  return cjson.decode(raw), raw
-end
-
--- Writes (or rewrites) a record and every index entry; returns the JSON text.
--- What this call changed, for settle(): the latest expiry stored, whether any lock was
--- removed, and whether a lock without expiry went away (or got an expiry).
-local STORED, REMOVED, NEVER_GONE = nil, false, false
-
-local function store(r)
-  local raw = cjson.encode(r)
-  local score = expiry_score(r)
-  if not STORED or score > STORED then
-    STORED = score
-  end
-  redis.call('HSET', K_LOCKS, r.id, raw)
-  redis.call('ZADD', K_RES, 0, res_member(r))
-  redis.call('ZADD', K_OWN, 0, own_member(r))
-  redis.call('ZADD', K_EXP, score, r.id)
-  redis.call('HSET', K_IDS, r.id, SCOPE)
-  redis.call('ZADD', K_IDEXP, score, r.id)
-  return raw
-end
-
--- Waiting: FIFO queues of waiters per exclusive resource. Their keys derive from the
--- scope's own names, so they live in its slot:
---   <p>:{<scope>}:q:<type>:<resource>  LIST of waiter tickets, in arrival order
---   <p>:{<scope>}:r:<type>:<resource>  STRING: the ticket a free resource is held for (PX)
---   <p>:{<scope>}:a:<ticket>           STRING: this waiter is alive (PX, renewed each try)
---   <p>:{<scope>}:s:<ticket>           LIST: this waiter's wake-up signal, for BLPOP (PX)
-local BASE = string.sub(K_LOCKS, 1, -6)
--- ms a woken waiter has to take the lock before the next one may.
+-- ms a woken waiter has to take a resource kept for it before the next one may.
 local RESERVE = 1000
 
-local function queue_keys(ltype, resource)
-  local suffix = enc(ltype) .. ':' .. enc(resource)
-  return BASE .. 'q:' .. suffix, BASE .. 'r:' .. suffix
+local find, sub, match = string.find, string.sub, string.match
+
+local function open(key)
+  L = key
+  B = sub(key, 1, -2)
+  E = B .. 'E'
 end
 
--- The first live waiter of a queue; vanished ones (no alive key) are dropped.
-local function first_waiter(q)
+-- Per call: how many expired locks it removed; the event stream's cap and the id
+-- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention.
+local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN
+
+-- Every call starts here: the server's clock decides, never the client's.
+local function begin()
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN = 0, 1000, '', 5, 604800000
+  SCOPE = ''
+end
+
+local function parse(v)
+  local f, x, o, fld, a, u, t, m, md = match(v,
+    '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+  return {flags = f, exp = tonumber(x), owner = o, field = fld, acq = a, upd = u,
+          ttl = t, max = m, meta = md}
+end
+
+local function build(r)
+  return r.flags .. ' ' .. r.exp .. ' ' .. r.owner .. ' ' .. r.field .. ' ' .. r.acq .. ' '
+    .. r.upd .. ' ' .. r.ttl .. ' ' .. r.max .. ' ' .. r.meta
+end
+
+local function live(r)
+  return r.exp == 0 or r.exp > NOW
+end
+
+local function type_of(field)
+  return match(field, '^([^:]*)')
+end
+
+-- Events (types with flag e): one stream entry, and its entry id PUBLISHed on a channel
+-- named like the stream. Names are percent-encoded, as in the keys.
+local function emit(event, tok, r, k, v)
+  if not find(r.flags, 'e', 2, true) then
+    return
+  end
+  local t, res = match(r.field, '^([^:]*):(.*)$')
+  local id
+  if k then
+    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', event,
+      'id', IDP .. string.format('%014d', tonumber(tok)), 'type', t, 'resource', res,
+      'owner', r.owner, 'expires_at', r.exp, k, v)
+  else
+    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', event,
+      'id', IDP .. string.format('%014d', tonumber(tok)), 'type', t, 'resource', res,
+      'owner', r.owner, 'expires_at', r.exp)
+  end
+  redis.call('PUBLISH', E, id)
+  if redis.call('PTTL', E) == -1 and not redis.call('HGET', L, '!n') then
+    redis.call('PEXPIREAT', E, redis.call('HGET', L, '!x') or NOW + RETAIN)
+  end
+end
+
+-- Key lifetimes: every key of the scope lives RETAIN past the latest expiry among its
+-- locks, rounded up to a minute (so most writes find it unchanged), or forever while a
+-- lock without expiry exists.
+local function apply(target)
+  for _, k in ipairs({L, E, B .. 'R', B .. 'O'}) do
+    if target then
+      redis.call('PEXPIREAT', k, target)
+    else
+      redis.call('PERSIST', k)
+    end
+  end
+end
+
+-- A lock with this expiry (0: none) was stored; `applied` is the field !x as read.
+local function extend(exp, applied)
+  if exp == 0 then
+    if redis.call('HINCRBY', L, '!n', 1) == 1 then
+      apply(nil)
+    end
+    return
+  end
+  local step = math.min(RETAIN, 60000)
+  local target = math.ceil((exp + RETAIN) / step) * step
+  if applied and tonumber(applied) >= target then
+    return
+  end
+  redis.call('HSET', L, '!x', target)
+  if not redis.call('HGET', L, '!n') then
+    apply(target)
+  end
+end
+
+-- A lock without expiry went away.
+local function never_gone()
+  if redis.call('HINCRBY', L, '!n', -1) <= 0 then
+    redis.call('HDEL', L, '!n')
+    apply(redis.call('HGET', L, '!x') or NOW + RETAIN)
+  end
+end
+
+-- Waiting, for exclusive types: <p>:{S}:q:<type>:<res> LIST of waiter tickets in arrival
+-- order; <p>:{S}:a:<ticket> STRING, the ms the waiter started waiting, alive while it
+-- tries again (PX); <p>:{S}:s:<ticket> LIST, its wake-up signal for BLPOP (PX).
+-- A resource that becomes free wakes the first live waiter. If that one has waited
+-- HANDOFF ms or more, the resource is kept for it (the field holds "r<ticket> <until>");
+-- else the resource is free for anyone, the woken waiter included (barging keeps the
+-- lock busy; the hand-off bounds how long anyone waits).
+local function wake(field)
+  local q = B .. 'q:' .. field
   while true do
     local t = redis.call('LINDEX', q, 0)
     if not t then
-      return nil
+      return
     end
-    if redis.call('EXISTS', BASE .. 'a:' .. t) == 1 then
-      return t
+    local since = redis.call('GET', B .. 'a:' .. t)
+    if since then
+      if NOW - tonumber(since) >= HANDOFF then
+        redis.call('HSET', L, field, 'r' .. t .. ' ' .. (NOW + RESERVE))
+      end
+      local s = B .. 's:' .. t
+      redis.call('LPUSH', s, 1)
+      redis.call('PEXPIRE', s, RESERVE)
+      return
     end
     redis.call('LPOP', q)
-    redis.call('DEL', BASE .. 's:' .. t)
+    redis.call('DEL', B .. 's:' .. t)
   end
 end
 
--- A resource became free: hold it for its first live waiter, and wake that one.
-local function wake(ltype, resource)
-  local q, reserved = queue_keys(ltype, resource)
-  local t = first_waiter(q)
-  if t then
-    local signal = BASE .. 's:' .. t
-    redis.call('SET', reserved, t, 'PX', RESERVE)
-    redis.call('DEL', signal)
-    redis.call('LPUSH', signal, '1')
-    redis.call('PEXPIRE', signal, RESERVE)
+-- Removes a lock and what points to it; wakes the resource's waiters.
+local function drop(tok, r)
+  local fl = r.flags
+  local t = type_of(r.field)
+  local fields = {tok}
+  if sub(fl, 1, 1) == 'x' then
+    fields[2] = r.field
+  else
+    redis.call('ZREM', B .. 'R', r.field .. ':' .. tok)
+  end
+  if find(fl, 'o', 2, true) then
+    fields[#fields + 1] = '!o' .. t .. ':' .. r.owner
+  end
+  redis.call('HDEL', L, unpack(fields))
+  if find(fl, 'i', 2, true) then
+    redis.call('ZREM', B .. 'O', r.owner .. ':' .. t .. ':' .. tok)
+  end
+  if r.exp == 0 then
+    never_gone()
+  end
+  if find(fl, 'w', 2, true) then
+    wake(r.field)
   end
 end
 
-local function drop(r)
-  REMOVED = true
-  if r.expires_at == nil then
-    NEVER_GONE = true
-  end
-  wake(r.type, r.resource)
-  redis.call('HDEL', K_LOCKS, r.id)
-  redis.call('ZREM', K_RES, res_member(r))
-  redis.call('ZREM', K_OWN, own_member(r))
-  redis.call('ZREM', K_EXP, r.id)
-  redis.call('HDEL', K_IDS, r.id)
-  redis.call('ZREM', K_IDEXP, r.id)
-end
-
--- Records a change durably (capped stream) and announces it live (PUBLISH).
--- extra: optional flat list of further field, value pairs.
-local function emit(event, r, extra)
-  local fields = {
-    'event', event, 'id', r.id, 'scope', SCOPE, 'type', r.type,
-    'resource', r.resource, 'owner', r.owner, 'token', int(r.token),
-    'expires_at', r.expires_at and int(r.expires_at) or '', 'at', int(NOW),
-  }
-  for _, v in ipairs(extra or {}) do
-    fields[#fields + 1] = v
-  end
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', unpack(fields))
-  local message = {}
-  for i = 1, #fields, 2 do
-    message[fields[i]] = fields[i + 1]
-  end
-  redis.call('PUBLISH', K_EVENTS, cjson.encode(message))
-end
-
--- Locks found expired by this call (third element of every reply).
-local EXPIRED = 0
-
-local function expire(r)
-  drop(r)
-  emit('expired', r)
+local function expire(tok, r)
+  drop(tok, r)
+  emit('expired', tok, r)
   EXPIRED = EXPIRED + 1
 end
 
--- Removes up to SWEEP expired locks of the scope (announcing each) and, now and then, up
--- to SWEEP expired entries of the slot's id directory.
-local function sweep()
-  local ids = redis.call('ZRANGEBYSCORE', K_EXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
-  for _, id in ipairs(ids) do
-    local r = load(id)
-    if r then
-      expire(r)
-    else
-      redis.call('ZREM', K_EXP, id)
-    end
+-- The live lock `tok`, if `owner` may change it (or `force`): returns it parsed and its
+-- record, or nil and the reply to return (NOT_FOUND: unknown or expired, then removed
+-- now; NOT_OWNED).
+local function claim(tok, owner, force)
+  local raw = redis.call('HGET', L, tok)
+  if not raw then
+    return nil, {NOT_FOUND, NOW, EXPIRED}
   end
-  -- Directory entries of scopes whose keys expired wholesale: rare, so looked for in one
-  -- call of sixteen (by the clock) and reclaimed in bounded steps.
-  if NOW % 16 ~= 0 then
-    return
-  end
-  local stale = redis.call('ZRANGEBYSCORE', K_IDEXP, '-inf', NOW, 'LIMIT', 0, SWEEP)
-  for _, id in ipairs(stale) do
-    redis.call('HDEL', K_IDS, id)
-    redis.call('ZREM', K_IDEXP, id)
-    REMOVED = true
-  end
-end
-
--- Keys' lifetimes. Each key of a scope (and of a slot's id directory) lives RETAIN past
--- the latest expiry among the locks it holds, rounded up to a STEP (so most writes find it
--- unchanged), or forever while a lock without expiry exists. The value applied is kept in
--- the hash field "~exp". Removing a lock never needs a longer life, so only a store may
--- extend it (one read when unchanged); the exact value is recomputed only when a lock
--- without expiry goes away. Empty hashes and sets vanish by themselves; "~exp" goes with
--- the last lock.
-local STEP = math.min(RETAIN, 60000)
-local SCOPE_KEYS = {K_LOCKS, K_RES, K_OWN, K_EXP, K_EVENTS}
-local SLOT_KEYS = {K_IDS, K_IDEXP}
-
-local function lifetime(score)
-  if score >= NOEXP then
-    return 'never'
-  end
-  return int(math.ceil((score + RETAIN) / STEP) * STEP)
-end
-
-local function apply(hash, keys, target)
-  redis.call('HSET', hash, '~exp', target)
-  for _, k in ipairs(keys) do
-    if target == 'never' then
-      redis.call('PERSIST', k)
-    else
-      redis.call('PEXPIREAT', k, target)
-    end
-  end
-end
-
--- Make the keys live at least as long as `target` needs.
-local function extend(hash, keys, target)
-  local applied = redis.call('HGET', hash, '~exp')
-  if applied == 'never' or (applied and target ~= 'never'
-                            and tonumber(applied) >= tonumber(target)) then
-    return
-  end
-  apply(hash, keys, target)
-end
-
--- Set the keys' lifetime from the locks they hold now.
-local function recompute(zset, hash, keys)
-  local top = redis.call('ZREVRANGE', zset, 0, 0, 'WITHSCORES')
-  if #top == 0 then
-    redis.call('HDEL', hash, '~exp')
-    return false
-  end
-  local target = lifetime(tonumber(top[2]))
-  if redis.call('HGET', hash, '~exp') ~= target then
-    apply(hash, keys, target)
-  end
-  return true
-end
-
--- After the last lock of a scope (or of a slot's directory) went: forget the lifetime.
-local function forget_if_empty(zset, hash)
-  if redis.call('EXISTS', zset) == 0 then
-    redis.call('HDEL', hash, '~exp')
-    return true
-  end
-  return false
-end
-
-local function settle()
-  if NEVER_GONE then
-    if not recompute(K_EXP, K_LOCKS, SCOPE_KEYS) then
-      redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
-    end
-    recompute(K_IDEXP, K_IDS, SLOT_KEYS)
-    return
-  end
-  if STORED then
-    local target = lifetime(STORED)
-    extend(K_LOCKS, SCOPE_KEYS, target)
-    extend(K_IDS, SLOT_KEYS, target)
-  end
-  if REMOVED then
-    if forget_if_empty(K_EXP, K_LOCKS) then
-      redis.call('PEXPIRE', K_EVENTS, int(RETAIN))
-    end
-    forget_if_empty(K_IDEXP, K_IDS)
-  end
-end
-
--- Every write script returns through done(): the keys' lifetimes are settled whatever the
--- outcome (a call that ends in a conflict may still have swept expired locks).
-local function done(reply)
-  settle()
-  return reply
-end
-
--- The live lock `id`, if `owner` may change it (or `force`); else the reply to return:
--- NOT_FOUND (unknown, or expired: then it is removed now) or NOT_OWNED.
-local function claim(id, owner, force)
-  local r, raw = load(id)
-  if not r or not is_live(r) then
-    if r then
-      expire(r)
-    end
-    return nil, nil, {NOT_FOUND, NOW, EXPIRED}
+  local r = parse(raw)
+  if not live(r) then
+    expire(tok, r)
+    return nil, {NOT_FOUND, NOW, EXPIRED}
   end
   if r.owner ~= owner and not force then
-    return nil, nil, {NOT_OWNED, NOW, EXPIRED, raw}
+    return nil, {NOT_OWNED, NOW, EXPIRED, tok, raw, SCOPE}
   end
-  return r, raw, nil
+  return r, raw
+end
+
+-- Scripts called with a bare lock id get the slot's directory as KEYS[1] and find the
+-- scope there (or are told it). Returns false if the id's block has no scope.
+local function locate(dir, tok, scope)
+  if scope == '' then
+    scope = redis.call('HGET', dir, math.floor(tonumber(tok) / 1000))
+    if not scope then
+      return false
+    end
+  end
+  SCOPE = scope
+  open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
+  return true
 end

@@ -1,203 +1,286 @@
 --[[
 acquire.lua: take a lock on a resource, atomically.
 
-Expired entries are removed first. Then, for an `exclusive` type: a live lock of another
-owner on the resource is a conflict; a live lock of the same owner is refreshed and
-returned (same id, same token). For a `one_per_owner` type, the owner's other live locks
-of this type in the scope are released in this same script and reported as replaced.
-Otherwise a new lock is created with a new id and a new fencing token.
+Exclusive types: a live lock of another owner on the resource is a conflict; the owner's
+own live lock is refreshed and returned (same token; metadata replaced if given). Multi
+types: every acquire makes a new lock. One-per-owner types: the owner's other live lock
+of the type in the scope is released in this same script and reported as replaced.
 
-KEYS: the eight keys of _lib.lua.
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4]  type name
-ARGV[5]  resource name
-ARGV[6]  owner
-ARGV[7]  mode: "exclusive" (one holder per resource) or "multi" (many locks per resource)
-ARGV[8]  one_per_owner: "1" or "0"
-ARGV[9]  ttl in milliseconds; "0" = no expiry
-ARGV[10] max ttl in milliseconds, kept in the record to cap refreshes; "0" = no cap
-ARGV[11] metadata: JSON object of string -> string
-ARGV[12] id prefix: hash slot of the scope + 1 (decimal)
-ARGV[13] absolute expiry, ms since the epoch ("" = use the ttl): the lease is what is left
-         until then, capped at the max ttl
-ARGV[14] waiter ticket ("" = not waiting): on a conflict the caller joins the resource's
-         FIFO queue (see _lib.lua), and gets the lock only in its turn
-ARGV[15] ms the waiter counts as alive without trying again
-ARGV[16] ms the queue must live at least (as long as its waiters count as alive)
-ARGV[17] request id ("" = none): a caller's idempotency key, hex. The first call that gets
-         the lock records "<lock id>:<created 1|0>" under <p>:{<scope>}:i:<request id> for
-         ARGV[18] ms; a repeated call with the same request id acts no more: it returns
-         that lock as it is now, or NOT_FOUND if it is gone
-ARGV[18] ms a request id is remembered
+KEYS[1] <p>:{<scope>}:L   the scope's hash
+KEYS[2] <p>:{#<n>}:D      the slot's directory (for a new block of tokens)
+ARGV[1]  <type>:<resource>, percent-encoded
+ARGV[2]  owner, percent-encoded
+ARGV[3]  ttl ms; "0" = no expiry
+ARGV[4]  flags of the type: "x" exclusive or "m" multi, then any of o (one per owner),
+         e (events), i (indexed by owner)
+ARGV[5]  max ttl ms, kept in the record to cap refreshes; "0" = none
+ARGV[6]  metadata, "k=v&k=v" percent-encoded ("" = none, or keep the held lock's)
+ARGV[7]  retention ms: how long the scope's keys outlive its last lock's expiry
+ARGV[8]  absolute expiry ms (optional; "" = use the ttl), capped at the max ttl
+ARGV[9]  waiter ticket (optional; "" = not waiting): on a conflict the caller joins the
+         resource's line (see wake() in _lib.lua)
+ARGV[10] ms (server clock) the waiter started waiting ("" = now)
+ARGV[11] ms the waiter counts as alive without trying again
+ARGV[12] request id (optional): the first call that gets the lock records
+         "<token>:<created 1|0>" at <p>:{<scope>}:i:<request id> for ARGV[13] ms; a
+         repeated call returns that lock as it is now, or NOT_FOUND if it is gone
+ARGV[13] ms a request id is remembered
+ARGV[14] id prefix (slot + 1), for events
+ARGV[15] the event stream's approximate maximum length
+ARGV[16] ms a waiter waits before a freed resource is kept for it (default 5)
 
 Returns:
-  {0 OK, now_ms, expired, lock_json, replaced_json or "", created 1|0}
-  {1 CONFLICT, now_ms, expired, holder_json}    holder_json "" when the free resource
-                                                 is held for an earlier waiter
-  {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
-  {2 NOT_FOUND, now_ms, expired}  a repeated request id whose lock is gone
-Ids are "<slot+1><seq zero-padded to 14 digits>": decimal, fit a signed 64-bit integer.
-The fencing token is <seq>: it grows for every lock of the slot, so per resource too.
+  {0 OK, now, expired, token, record, created 1|0, replaced token or "", its record or ""}
+  {1 CONFLICT, now, expired, holder token or "", holder record or ""}  ("" when the free
+                                             resource is kept for an earlier waiter)
+  {2 NOT_FOUND, now, expired}   a repeated request id whose lock is gone
+  {4 INVALID, now, expired}     the absolute expiry is not in the future
+A lock's id is <slot + 1><token, zero-padded to 14 digits>.
 ]]
 --!include _lib.lua
 
-local ltype, resource, owner, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local one_per_owner = ARGV[8] == '1'
-local ttl, max_ttl = tonumber(ARGV[9]), tonumber(ARGV[10])
-local metadata = cjson.decode(ARGV[11])
-local id_prefix = ARGV[12]
+open(KEYS[1])
+local D = KEYS[2]
+local field, owner, flags = ARGV[1], ARGV[2], ARGV[4]
+local ttl, max_ttl = tonumber(ARGV[3]), tonumber(ARGV[5])
+RETAIN = tonumber(ARGV[7])
+IDP, MAXLEN, HANDOFF = ARGV[14] or '', ARGV[15] or 1000, tonumber(ARGV[16] or 5)
+local exclusive = sub(flags, 1, 1) == 'x'
+local ticket = ARGV[9] or ''
+local request = ARGV[12] or ''
 
-sweep()
-
--- A repeated request (same request id) returns the first call's lock instead of acting.
-local request = ARGV[17] or ''
-local request_key = BASE .. 'i:' .. request
 if request ~= '' then
-  local seen = redis.call('GET', request_key)
+  local seen = redis.call('GET', B .. 'i:' .. request)
   if seen then
-    local seen_id, seen_created = string.match(seen, '^([^:]+):(%d)$')
-    local r, raw = load(seen_id or '')
-    if r and is_live(r) then
-      return done({OK, NOW, EXPIRED, raw, '', tonumber(seen_created)})
+    local tok, created = match(seen, '^(%d+):(%d)$')
+    local raw = redis.call('HGET', L, tok)
+    if raw and live(parse(raw)) then
+      return {OK, NOW, 0, tok, raw, tonumber(created), '', ''}
     end
-    return done({NOT_FOUND, NOW, EXPIRED})
+    return {NOT_FOUND, NOW, 0}
   end
 end
 
-local function remember(id, created)
-  if request ~= '' then
-    redis.call('SET', request_key, id .. ':' .. created, 'PX', tonumber(ARGV[18]))
-  end
-end
-
-if (ARGV[13] or '') ~= '' then
-  ttl = tonumber(ARGV[13]) - NOW
+if (ARGV[8] or '') ~= '' then
+  ttl = tonumber(ARGV[8]) - NOW
   if ttl <= 0 then
-    return done({INVALID, NOW, EXPIRED})
+    return {INVALID, NOW, 0}
   end
   if max_ttl > 0 and ttl > max_ttl then
     ttl = max_ttl
   end
 end
+local exp = ttl > 0 and NOW + ttl or 0
 
-local function lex_range(key, prefix)
-  return redis.call('ZRANGEBYLEX', key, '[' .. prefix, '(' .. string.sub(prefix, 1, -2) .. ';')
-end
+local ofield = find(flags, 'o', 2, true) and ('!o' .. type_of(field) .. ':' .. owner)
+local got = redis.call('HMGET', L, field, '!b', '!x', ofield or '!b')
+local applied = got[3]
 
-local function id_of(member)
-  return string.match(member, '([^:]+)$')
-end
-
-local function expires(now)
-  if ttl > 0 then
-    return now + ttl
-  end
-  return nil
-end
-
-local ticket = ARGV[14] or ''
-local queue, reserved_key = queue_keys(ltype, resource)
-
--- A waiter joins the queue once, and proves it is alive at every try.
-local function wait_in_line()
-  if ticket == '' then
-    return
-  end
-  redis.call('SET', BASE .. 'a:' .. ticket, '1', 'PX', tonumber(ARGV[15]))
-  if not redis.call('LPOS', queue, ticket) then
-    redis.call('RPUSH', queue, ticket)
-  end
-  if redis.call('PTTL', queue) < tonumber(ARGV[16]) then
-    redis.call('PEXPIRE', queue, tonumber(ARGV[16]))
+local function remember(tok, created)
+  if request ~= '' then
+    redis.call('SET', B .. 'i:' .. request, tok .. ':' .. created, 'PX', ARGV[13])
   end
 end
 
-if mode == 'exclusive' then
-  for _, member in ipairs(lex_range(K_RES, enc(ltype) .. ':' .. enc(resource) .. ':')) do
-    local r, raw = load(id_of(member))
-    if r and not is_live(r) then
-      expire(r)
-    elseif r and r.owner ~= owner then
-      wait_in_line()
-      return done({CONFLICT, NOW, EXPIRED, raw})
-    elseif r then
-      if r.expires_at == nil and ttl > 0 then
-        NEVER_GONE = true
-      end
-      r.expires_at = expires(NOW)
-      r.updated_at = NOW
-      r.ttl = ttl > 0 and ttl or nil
-      for k, v in pairs(metadata) do
-        r.metadata[k] = v
-      end
-      local raw = store(r)
-      emit('refreshed', r)
-      if ticket ~= '' then  -- it was waiting for a lock its owner already holds
-        redis.call('LREM', queue, 0, ticket)
-        redis.call('DEL', BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
-      end
-      remember(r.id, 0)
-      return done({OK, NOW, EXPIRED, raw, '', 0})
-    end
-  end
-  -- Free. Waiters who came first go first.
-  local reserved = redis.call('GET', reserved_key)
-  if not reserved then
-    local first = first_waiter(queue)
-    if first and first ~= ticket then
-      wake(ltype, resource)
-      reserved = first
-    end
-  end
-  if reserved and reserved ~= ticket then
-    wait_in_line()
-    return done({CONFLICT, NOW, EXPIRED, ''})
-  end
+local q = B .. 'q:' .. field
+local function leave_line()
+  redis.call('LREM', q, 1, ticket)
+  redis.call('DEL', B .. 'a:' .. ticket, B .. 's:' .. ticket)
+end
+
+-- A waiter joins the line once, and shows it is alive at every try.
+local function conflict(tok, raw, r)
   if ticket ~= '' then
-    redis.call('LREM', queue, 1, ticket)
-    redis.call('DEL', reserved_key, BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
+    redis.call('SET', B .. 'a:' .. ticket, ARGV[10] ~= '' and ARGV[10] or NOW,
+               'PX', ARGV[11])
+    if not redis.call('LPOS', q, ticket) then
+      redis.call('RPUSH', q, ticket)
+    end
+    redis.call('PEXPIRE', q, ARGV[11])
+    if r and not find(r.flags, 'w', 2, true) then
+      r.flags = r.flags .. 'w'
+      redis.call('HSET', L, tok, build(r))
+    end
   end
+  return {CONFLICT, NOW, EXPIRED, tok or '', raw or ''}
 end
 
--- A new lock.
-local seq = tonumber(redis.call('GET', K_SEQ) or '0') + 1
--- Floor from the clock (one per 10 microseconds since 2025-01-01, less than a script
--- takes): tokens keep growing even if the counter key was lost.
-local floor = math.floor((NOW_US - 1735689600000000) / 10)
-if seq < floor then
-  seq = floor
-end
-redis.call('SET', K_SEQ, int(seq))
-
-local lock = {
-  id = id_prefix .. string.format('%014.0f', seq),
-  type = ltype, resource = resource, owner = owner, token = seq,
-  acquired_at = NOW, updated_at = NOW, expires_at = expires(NOW), metadata = metadata,
-}
-if ttl > 0 then
-  lock.ttl = ttl
-end
-if max_ttl > 0 then
-  lock.max_ttl = max_ttl
-end
-
-local replaced_raw, replaced_id = '', ''
-if one_per_owner then
-  for _, member in ipairs(lex_range(K_OWN, enc(owner) .. ':' .. enc(ltype) .. ':')) do
-    local r, raw = load(id_of(member))
-    if r and is_live(r) then
-      drop(r)
-      emit('replaced', r, {'by', lock.id})
-      if replaced_raw == '' then
-        replaced_raw, replaced_id = raw, r.id
+if exclusive and got[1] then
+  local cur = got[1]
+  if sub(cur, 1, 1) == 'r' then
+    -- Kept for a woken waiter until a time: for anyone else, a conflict until then.
+    local for_ticket, till = match(cur, '^r(%S+) (%d+)$')
+    if for_ticket ~= ticket and tonumber(till) > NOW then
+      return conflict(nil, nil, nil)
+    end
+  else
+    local raw = redis.call('HGET', L, cur)
+    if raw then
+      local r = parse(raw)
+      if not live(r) then
+        expire(cur, r)
+        -- Its waiters were woken: the resource may now be kept for one of them.
+        local kept = redis.call('HGET', L, field)
+        if kept and match(kept, '^r(%S+) ') ~= ticket then
+          return conflict(nil, nil, nil)
+        end
+      elseif r.owner ~= owner then
+        return conflict(cur, raw, r)
+      else
+        -- The owner's own lock: refreshed, same token.
+        local was = r.exp
+        if was == 0 and exp > 0 then
+          never_gone()
+        end
+        r.exp, r.upd, r.ttl = exp, NOW, ttl
+        if ARGV[6] ~= '' then
+          r.meta = ARGV[6]
+        end
+        raw = build(r)
+        redis.call('HSET', L, cur, raw)
+        if exp > 0 or was ~= 0 then
+          extend(exp, applied)
+        end
+        emit('refreshed', cur, r)
+        if ticket ~= '' then
+          leave_line()
+        end
+        remember(cur, 0)
+        return {OK, NOW, EXPIRED, cur, raw, 0, '', ''}
       end
-    elseif r then
-      expire(r)
     end
   end
 end
 
-local raw = store(lock)
-emit('acquired', lock, {'replaced', replaced_id})
-remember(lock.id, 1)
-return done({OK, NOW, EXPIRED, raw, replaced_raw, 1})
+-- A new lock: the next token of the scope's block, or a new block of the slot.
+local tok = tonumber(got[2])
+if not tok or tok % 1000 == 0 then
+  local old = match(D, '^(.*):D$')
+  if redis.call('EXISTS', old .. ':ids') == 1 then
+    return redis.error_reply('lockcore: this Redis holds locks in the layout of lockcore '
+      .. '0.1 (' .. old .. ':ids); run `lockcore migrate` (see docs/redis-layout.md)')
+  end
+  local blk = redis.call('HINCRBY', D, '!seq', 1)
+  -- Floor from the clock (a block per 10 ms since 2025-01-01; tokens per 10 us, like the
+  -- old layout's): tokens keep growing even if the directory was lost.
+  local t = redis.call('TIME')
+  local floor = math.floor(((tonumber(t[1]) - 1735689600) * 1000000 + tonumber(t[2])) / 10000)
+  local oldseq = tonumber(redis.call('GET', old .. ':seq') or '0')
+  floor = math.max(floor, math.floor(oldseq / 1000) + 1)
+  if blk < floor then
+    blk = floor
+    redis.call('HSET', D, '!seq', blk)
+  end
+  local scope = match(L, '{(.*)}:L$')
+  redis.call('HSET', D, blk, scope)
+  local blocks = redis.call('HGET', L, '!B')
+  redis.call('HSET', L, '!B', blocks and (blocks .. ' ' .. blk) or blk)
+  tok = blk * 1000
+  -- Directory entries of scopes that are gone, a few per new block.
+  local scan = redis.call('HSCAN', D, redis.call('HGET', D, '!c') or '0', 'COUNT', 8)
+  redis.call('HSET', D, '!c', scan[1])
+  local prefix = match(D, '^(.*):{')
+  for i = 1, #scan[2], 2 do
+    local b, s = scan[2][i], scan[2][i + 1]
+    if find(b, '^%d+$') and tonumber(b) ~= blk then
+      local held = redis.call('HGET', prefix .. ':{' .. s .. '}:L', '!B')
+      if not held or not find(' ' .. held .. ' ', ' ' .. b .. ' ', 1, true) then
+        redis.call('HDEL', D, b)
+      end
+    end
+  end
+end
+
+local r = {flags = flags, exp = exp, owner = owner, field = field, acq = NOW, upd = NOW,
+           ttl = ttl, max = max_ttl, meta = ARGV[6]}
+
+local rtok, rraw = '', ''
+if ofield and got[4] then
+  rraw = redis.call('HGET', L, got[4])
+  if rraw then
+    rtok = got[4]
+    local old = parse(rraw)
+    drop(rtok, old)
+    if live(old) then
+      emit('replaced', rtok, old, 'by', IDP .. string.format('%014d', tok))
+    else
+      emit('expired', rtok, old)
+      EXPIRED = EXPIRED + 1
+      rtok, rraw = '', ''
+    end
+  else
+    rraw = ''
+  end
+end
+
+if ticket ~= '' then
+  leave_line()
+  if redis.call('LLEN', q) > 0 then
+    r.flags = r.flags .. 'w'
+  end
+end
+
+local raw = build(r)
+if exclusive then
+  if ofield then
+    redis.call('HSET', L, tok, raw, field, tok, '!b', tok + 1, ofield, tok)
+  else
+    redis.call('HSET', L, tok, raw, field, tok, '!b', tok + 1)
+  end
+else
+  redis.call('HSET', L, tok, raw, '!b', tok + 1)
+  if ofield then
+    redis.call('HSET', L, ofield, tok)
+  end
+  redis.call('ZADD', B .. 'R', 0, field .. ':' .. tok)
+end
+if find(flags, 'i', 2, true) then
+  redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. tok)
+end
+extend(exp, applied)
+emit('acquired', tok, r, 'replaced', rtok ~= '' and (IDP .. string.format('%014d', tonumber(rtok))) or '')
+remember(tok, 1)
+
+-- Expired locks are removed as they are met, and by a sweep: every 64th lock of the
+-- scope looks at a few more of its fields.
+if tok % 64 == 0 then
+  local st = redis.call('HGET', L, '!s')
+  local cursor, low = '0', tok
+  if st then
+    cursor, low = match(st, '^(%d+) (%d+)$')
+    low = tonumber(low)
+  end
+  local scan = redis.call('HSCAN', L, cursor, 'COUNT', 32)
+  local kv = scan[2]
+  for i = 1, #kv, 2 do
+    local f = kv[i]
+    if find(f, '^%d+$') then
+      local lr = parse(kv[i + 1])
+      if not live(lr) then
+        expire(f, lr)
+      elseif tonumber(f) < low then
+        low = tonumber(f)
+      end
+    end
+  end
+  if scan[1] == '0' then
+    -- A whole pass: blocks below the lowest live token need no directory entry.
+    local keep, gone = {}, {}
+    for b in string.gmatch(redis.call('HGET', L, '!B') or '', '%d+') do
+      if tonumber(b) < math.floor(low / 1000) then
+        gone[#gone + 1] = b
+      else
+        keep[#keep + 1] = b
+      end
+    end
+    if #gone > 0 then
+      redis.call('HDEL', D, unpack(gone))
+      redis.call('HSET', L, '!B', table.concat(keep, ' '))
+    end
+    redis.call('HSET', L, '!s', '0 ' .. (tok + 1))
+  else
+    redis.call('HSET', L, '!s', scan[1] .. ' ' .. low)
+  end
+end
+
+return {OK, NOW, EXPIRED, tok, raw, 1, rtok, rraw}

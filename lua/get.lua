@@ -1,18 +1,22 @@
 --[[
-get.lua: read one lock; changes nothing.
+get.lua: read one lock by id; changes nothing.
 
-KEYS: the eight keys of _lib.lua (only KEYS[1] is read).
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4] lock id
+KEYS[1] <p>:{#<n>}:D   the directory of the lock's slot
+ARGV[1] the lock's token (the id's last 14 digits)
+ARGV[2] the scope, percent-encoded ("" = look it up in the directory)
 
 Returns:
-  {0 OK, now_ms, expired, lock_json}
-  {2 NOT_FOUND, now_ms, expired}   unknown, or expired (even if not yet swept)
+  {0 OK, now, 0, token, record, scope}
+  {2 NOT_FOUND, now, 0}   unknown, or expired (even if not yet removed)
 ]]
 --!include _lib.lua
 
-local r, raw = load(ARGV[4])
-if not r or not is_live(r) then
-  return {NOT_FOUND, NOW, EXPIRED}
+local tok = ARGV[1]
+if not locate(KEYS[1], tok, ARGV[2]) then
+  return {NOT_FOUND, NOW, 0}
 end
-return {OK, NOW, EXPIRED, raw}
+local raw = redis.call('HGET', L, tok)
+if not raw or not live(parse(raw)) then
+  return {NOT_FOUND, NOW, 0}
+end
+return {OK, NOW, 0, tok, raw, SCOPE}

@@ -1,23 +1,24 @@
 --[[
-leave.lua: a waiter gives up (timed out or cancelled): it leaves the resource's queue and
-its keys, and if the free resource was held for it, the next waiter is woken.
+leave.lua: a waiter gives up (timed out or cancelled): it leaves the resource's line and
+its keys, and if the free resource was kept for it, the next waiter is woken.
 
-KEYS: the eight keys of _lib.lua.
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4] type name
-ARGV[5] resource name
-ARGV[6] waiter ticket
+KEYS[1] <p>:{<scope>}:L
+ARGV[1] <type>:<resource>, percent-encoded
+ARGV[2] waiter ticket
+ARGV[3] ms a waiter waits before a freed resource is kept for it
 
-Returns: {0 OK, now_ms, 0}
+Returns: {0 OK, now, 0}
 ]]
 --!include _lib.lua
 
-local ltype, resource, ticket = ARGV[4], ARGV[5], ARGV[6]
-local queue, reserved_key = queue_keys(ltype, resource)
-redis.call('LREM', queue, 0, ticket)
-redis.call('DEL', BASE .. 'a:' .. ticket, BASE .. 's:' .. ticket)
-if redis.call('GET', reserved_key) == ticket then
-  redis.call('DEL', reserved_key)
-  wake(ltype, resource)
+open(KEYS[1])
+local field, ticket = ARGV[1], ARGV[2]
+HANDOFF = tonumber(ARGV[3])
+redis.call('LREM', B .. 'q:' .. field, 0, ticket)
+redis.call('DEL', B .. 'a:' .. ticket, B .. 's:' .. ticket)
+local kept = redis.call('HGET', L, field)
+if kept and match(kept, '^r(%S+) ') == ticket then
+  redis.call('HDEL', L, field)
+  wake(field)
 end
-return done({OK, NOW, EXPIRED})
+return {OK, NOW, 0}

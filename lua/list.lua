@@ -1,63 +1,127 @@
 --[[
 list.lua: one page of a scope's live locks; changes nothing.
 
-Walks a lexicographic index from a cursor, skipping expired locks (even before any sweep
-ran) and those that fail the filters; reads at most max(1000, 10 x count) index entries.
+KEYS[1] <p>:{<scope>}:L
+ARGV[1] how: "p" the holder of one exclusive resource (ARGV[2] = <type>:<resource>);
+        "r" the index of multi types, "o" the index by owner (ARGV[2] = a member prefix
+        ending in ":", e.g. "<type>:" or "<owner>:<type>:"), in index order;
+        "h" every lock of the scope, a batch of the hash at a time (ordered by token
+        within a batch; the whole scope is one batch while it is small)
+ARGV[2] see ARGV[1]
+ARGV[3] cursor from the previous page ("" = from the start)
+ARGV[4] page size (locks)
+ARGV[5] owner filter, percent-encoded ("" = any)
+ARGV[6] type filter ("" = any)
+ARGV[7] resource filter ("" = any)
+Reads at most max(1000, 10 x page size) entries per call.
 
-KEYS: the eight keys of _lib.lua (KEYS[1..3] are read).
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4] index: "res" (members "<type>:<resource>:<id>") or "own" ("<owner>:<type>:<id>")
-ARGV[5] member prefix, encoded, ending in ":" ("" = the whole index)
-ARGV[6] cursor: the last member of the previous page ("" = from the start)
-ARGV[7] page size (locks)
-ARGV[8] owner filter ("" = any)
-ARGV[9] type filter ("" = any)
-ARGV[10] resource filter ("" = any)
-
-Returns: {0 OK, now_ms, 0, next_cursor ("" at the end), lock_json...}
+Returns: {0 OK, now, 0, next cursor ("" at the end), token, record, token, record...}
 ]]
 --!include _lib.lua
 
-local index = ARGV[4] == 'own' and K_OWN or K_RES
-local prefix, cursor, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local f_owner, f_type, f_resource = ARGV[8], ARGV[9], ARGV[10]
+open(KEYS[1])
+local how, arg, cursor, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local f_owner, f_type, f_res = ARGV[5], ARGV[6], ARGV[7]
+local out = {OK, NOW, 0, ''}
 
-local min = '-'
-local max = '+'
-if prefix ~= '' then
-  min = '[' .. prefix
-  max = '(' .. string.sub(prefix, 1, -2) .. ';'
-end
-if cursor ~= '' then
-  min = '(' .. cursor
-end
-
-local out = {OK, NOW, EXPIRED, ''}
-local budget = math.max(1000, 10 * count)
-while budget > 0 do
-  local batch = math.min(count, budget)
-  local members = redis.call('ZRANGEBYLEX', index, min, max, 'LIMIT', 0, batch)
-  budget = budget - #members
-  for i, member in ipairs(members) do
-    local r, raw = load(string.match(member, '([^:]+)$'))
-    if r and is_live(r)
-      and (f_owner == '' or r.owner == f_owner)
-      and (f_type == '' or r.type == f_type)
-      and (f_resource == '' or r.resource == f_resource) then
-      out[#out + 1] = raw
-      if #out - 4 == count then
-        if i < #members or #members == batch then
-          out[4] = member
-        end
-        return out
-      end
-    end
-    min = '(' .. member
+local function accepts(r)
+  if not live(r) or (f_owner ~= '' and r.owner ~= f_owner) then
+    return false
   end
-  if #members < batch then
+  if f_type == '' and f_res == '' then
+    return true
+  end
+  local t, res = match(r.field, '^([^:]*):(.*)$')
+  return (f_type == '' or t == f_type) and (f_res == '' or res == f_res)
+end
+
+local function add(tok, raw)
+  out[#out + 1] = tok
+  out[#out + 1] = raw
+end
+
+if how == 'p' then
+  local tok = redis.call('HGET', L, arg)
+  if tok and find(tok, '^%d+$') then
+    local raw = redis.call('HGET', L, tok)
+    if raw and accepts(parse(raw)) then
+      add(tok, raw)
+    end
+  end
+  return out
+end
+
+local budget = math.max(1000, 10 * count)
+
+if how == 'r' or how == 'o' then
+  local index = B .. (how == 'r' and 'R' or 'O')
+  local min, max = '-', '+'
+  if arg ~= '' then
+    min, max = '[' .. arg, '(' .. sub(arg, 1, -2) .. ';'
+  end
+  if cursor ~= '' then
+    min = '(' .. cursor
+  end
+  while budget > 0 do
+    local batch = math.min(count, budget)
+    local members = redis.call('ZRANGEBYLEX', index, min, max, 'LIMIT', 0, batch)
+    budget = budget - #members
+    for i, m in ipairs(members) do
+      local tok = match(m, '(%d+)$')
+      local raw = redis.call('HGET', L, tok)
+      if raw and accepts(parse(raw)) then
+        add(tok, raw)
+        if (#out - 4) / 2 == count then
+          if i < #members or #members == batch then
+            out[4] = m
+          end
+          return out
+        end
+      end
+      min = '(' .. m
+    end
+    if #members < batch then
+      return out
+    end
+  end
+  out[4] = sub(min, 2)
+  return out
+end
+
+-- "h": the hash, one HSCAN batch at a time; the cursor is "<batch>:<last token>".
+local at, last = '0', 0
+if cursor ~= '' then
+  at, last = match(cursor, '^(%d+):(%d+)$')
+  last = tonumber(last)
+end
+while true do
+  local scan = redis.call('HSCAN', L, at, 'COUNT', math.max(2 * count, 64))
+  local kv, batch = scan[2], {}
+  for i = 1, #kv, 2 do
+    local f = kv[i]
+    if find(f, '^%d+$') and tonumber(f) > last and accepts(parse(kv[i + 1])) then
+      batch[#batch + 1] = {tonumber(f), f, kv[i + 1]}
+    end
+  end
+  table.sort(batch, function(a, b) return a[1] < b[1] end)
+  for i, e in ipairs(batch) do
+    add(e[2], e[3])
+    if (#out - 4) / 2 == count then
+      if i < #batch then
+        out[4] = at .. ':' .. e[2]
+      elseif scan[1] ~= '0' then
+        out[4] = scan[1] .. ':0'
+      end
+      return out
+    end
+  end
+  budget = budget - #kv / 2
+  at, last = scan[1], 0
+  if at == '0' then
+    return out
+  end
+  if budget <= 0 then
+    out[4] = at .. ':0'
     return out
   end
 end
--- Read budget spent: the caller continues from the last member read.
-out[4] = string.sub(min, 2)
-return out

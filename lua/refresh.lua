@@ -1,69 +1,95 @@
 --[[
 refresh.lua: extend a lock's lease, and optionally change its metadata.
 
-KEYS: the eight keys of _lib.lua.
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4] lock id
-ARGV[5] owner asking for the refresh
-ARGV[6] ttl in milliseconds from now; "" = the lock's own lease (its ttl at acquire);
-        "keep" = leave the expiry as it is (a metadata change only).
-        Capped at the lock's max_ttl. A lock without expiry stays without one when "".
-ARGV[7] force: "1" lets an administrator refresh a lock of any owner, "0" otherwise
-ARGV[8] absolute expiry, ms since the epoch ("" = use ARGV[6]); capped at max_ttl from now
-ARGV[9] metadata JSON object ("" = unchanged)
-ARGV[10] "replace": the metadata becomes ARGV[9]; "merge": its keys are set, and keys
-         whose value is null are removed
+KEYS[1] <p>:{#<n>}:D   the directory of the lock's slot
+ARGV[1] the lock's token (the id's last 14 digits)
+ARGV[2] the scope, percent-encoded ("" = look it up in the directory)
+ARGV[3] owner asking, percent-encoded
+ARGV[4] force: "1" lets an administrator refresh a lock of any owner
+ARGV[5] ttl ms from now; "" = the lock's own lease (its ttl at acquire; a lock without
+        expiry stays without); "keep" = the expiry stays (a metadata change only).
+        Capped at the lock's max ttl
+ARGV[6] absolute expiry ms ("" = use ARGV[5]); capped at the max ttl from now
+ARGV[7] metadata ("" = unchanged): "k=v&k=v" percent-encoded; with ARGV[8] "merge" a
+        key without "=v" is removed
+ARGV[8] "replace": the metadata becomes ARGV[7]; "merge": its keys are set or removed
+ARGV[9] retention ms (see acquire.lua)
+ARGV[10] id prefix (slot + 1), for events
+ARGV[11] the event stream's approximate maximum length
 
 Returns:
-  {0 OK, now_ms, expired, lock_json}
-  {2 NOT_FOUND, now_ms, expired}
-  {3 NOT_OWNED, now_ms, expired, lock_json}
-  {4 INVALID, now_ms, expired}    the absolute expiry is not in the future
+  {0 OK, now, expired, token, record, scope}
+  {2 NOT_FOUND, now, expired}
+  {3 NOT_OWNED, now, expired, token, record, scope}
+  {4 INVALID, now, expired}    the absolute expiry is not in the future
 ]]
 --!include _lib.lua
 
-local id, owner, force = ARGV[4], ARGV[5], ARGV[7] == '1'
-local keep = ARGV[6] == 'keep'
-local ttl = tonumber(ARGV[6])
-
-sweep()
-local r, raw, refusal = claim(id, owner, force)
-if refusal then
-  return done(refusal)
+local tok, owner = ARGV[1], ARGV[3]
+RETAIN, IDP, MAXLEN = tonumber(ARGV[9]), ARGV[10], ARGV[11]
+if not locate(KEYS[1], tok, ARGV[2]) then
+  return {NOT_FOUND, NOW, 0}
 end
-if (ARGV[8] or '') ~= '' then
-  ttl = tonumber(ARGV[8]) - NOW
+local r, raw = claim(tok, owner, ARGV[4] == '1')
+if not r then
+  return raw
+end
+local ttl = nil
+if ARGV[6] ~= '' then
+  ttl = tonumber(ARGV[6]) - NOW
   if ttl <= 0 then
-    return done({INVALID, NOW, EXPIRED})
+    return {INVALID, NOW, EXPIRED}
+  end
+elseif ARGV[5] ~= 'keep' then
+  ttl = tonumber(ARGV[5])
+  if not ttl and r.ttl ~= '0' then
+    ttl = tonumber(r.ttl)
   end
 end
-if not keep then
-  ttl = ttl or r.ttl
+local max = tonumber(r.max)
+if ttl and max > 0 and ttl > max then
+  ttl = max
 end
-if ttl and r.max_ttl and ttl > r.max_ttl then
-  ttl = r.max_ttl
-end
+local was = r.exp
 if ttl then
-  if r.expires_at == nil then
-    NEVER_GONE = true
-  end
-  r.expires_at = NOW + ttl
+  r.exp = NOW + ttl
 end
-if (ARGV[9] or '') ~= '' then
-  local changes = cjson.decode(ARGV[9])
-  if ARGV[10] == 'replace' then
-    r.metadata = changes
+
+if ARGV[7] ~= '' then
+  if ARGV[8] == 'replace' then
+    r.meta = ARGV[7]
   else
-    for k, v in pairs(changes) do
-      if v == cjson.null then
-        r.metadata[k] = nil
-      else
-        r.metadata[k] = v
+    local keys, values = {}, {}
+    for pair in string.gmatch(r.meta, '[^&]+') do
+      local k, v = match(pair, '^([^=]*)=(.*)$')
+      keys[#keys + 1] = k
+      values[k] = v
+    end
+    for pair in string.gmatch(ARGV[7], '[^&]+') do
+      local k, v = match(pair, '^([^=]*)=(.*)$')
+      k = k or pair
+      if values[k] == nil and v then
+        keys[#keys + 1] = k
+      end
+      values[k] = v or false
+    end
+    local out = {}
+    for _, k in ipairs(keys) do
+      if values[k] then
+        out[#out + 1] = k .. '=' .. values[k]
       end
     end
+    r.meta = table.concat(out, '&')
   end
 end
-r.updated_at = NOW
-raw = store(r)
-emit('refreshed', r)
-return done({OK, NOW, EXPIRED, raw})
+r.upd = NOW
+raw = build(r)
+redis.call('HSET', L, tok, raw)
+if was == 0 and r.exp ~= 0 then
+  never_gone()
+end
+if r.exp ~= 0 then
+  extend(r.exp, redis.call('HGET', L, '!x'))
+end
+emit('refreshed', tok, r)
+return {OK, NOW, EXPIRED, tok, raw, SCOPE}

@@ -1,34 +1,42 @@
 --[[
 validate.lua: the fencing check a guarded resource makes before a write: is the token
-that of the live lock on the resource? Changes nothing.
+that of a live lock on the resource? Changes nothing.
 
-KEYS: the eight keys of _lib.lua (KEYS[1..2] are read).
-ARGV[1..3]: scope, stream max length, retention ms (see _lib.lua)
-ARGV[4] type name
-ARGV[5] resource name
-ARGV[6] fencing token presented by the writer
+KEYS[1] <p>:{<scope>}:L
+ARGV[1] <type>:<resource>, percent-encoded
+ARGV[2] fencing token presented by the writer
 
 Returns:
-  {0 OK, now_ms, 0, lock_json}           the token is the current holder's
-  {2 NOT_FOUND, now_ms, 0}               nobody holds the resource (it expired, or was released)
-  {3 NOT_OWNED, now_ms, 0, holder_json}  someone else holds it now: the token is stale
+  {0 OK, now, 0, token, record}           the token is a live lock's on the resource
+  {2 NOT_FOUND, now, 0}                   nobody holds the resource
+  {3 NOT_OWNED, now, 0, token, record}    someone else holds it now: the token is stale
 ]]
 --!include _lib.lua
 
-local prefix = enc(ARGV[4]) .. ':' .. enc(ARGV[5]) .. ':'
-local token = tonumber(ARGV[6])
-local holder_raw = nil
-for _, member in ipairs(redis.call('ZRANGEBYLEX', K_RES, '[' .. prefix,
-                                   '(' .. string.sub(prefix, 1, -2) .. ';')) do
-  local r, raw = load(string.match(member, '([^:]+)$'))
-  if r and is_live(r) then
-    if r.token == token then
-      return {OK, NOW, EXPIRED, raw}
-    end
-    holder_raw = raw
+open(KEYS[1])
+local field, tok = ARGV[1], ARGV[2]
+local raw = redis.call('HGET', L, tok)
+if raw then
+  local r = parse(raw)
+  if r.field == field and live(r) then
+    return {OK, NOW, 0, tok, raw}
   end
 end
-if holder_raw then
-  return {NOT_OWNED, NOW, EXPIRED, holder_raw}
+-- The current holder, if any: the exclusive pointer, else the multi index.
+local holder = redis.call('HGET', L, field)
+local candidates = {}
+if holder and find(holder, '^%d+$') then
+  candidates[1] = holder
+else
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', B .. 'R', '[' .. field .. ':',
+                                '[' .. field .. ';', 'LIMIT', 0, 100)) do
+    candidates[#candidates + 1] = match(m, '(%d+)$')
+  end
 end
-return {NOT_FOUND, NOW, EXPIRED}
+for _, t in ipairs(candidates) do
+  local hr = redis.call('HGET', L, t)
+  if hr and live(parse(hr)) then
+    return {NOT_OWNED, NOW, 0, t, hr}
+  end
+end
+return {NOT_FOUND, NOW, 0}
