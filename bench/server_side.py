@@ -1,0 +1,415 @@
+"""Sections measured from Redis's side: server time per operation (1), round trips per
+operation (2), memory per held lock (3), latency as the store grows (6)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.lock import Lock as RedisPyLock
+
+from lockcore import LockManager
+
+from . import bulk
+from .common import (
+    Section,
+    Target,
+    at_most,
+    counting_client,
+    events_label,
+    events_supported,
+    line_chart,
+    lock_type,
+    measure_server_time,
+    median,
+    settle,
+)
+
+PREFIX = "bench"
+
+
+def _types() -> list[Any]:
+    return [lock_type("job", default_ttl=60.0), lock_type("job-ev", events=True,
+                                                           default_ttl=60.0)]
+
+
+def _manager(client: Any) -> LockManager:
+    return LockManager(client, _types(), prefix=PREFIX)
+
+
+# -- 1. Redis time per operation ----------------------------------------------------------
+
+
+def redis_time(url: str, ops: int, rounds: int, held: int = 1000) -> Section:
+    """Server time per operation from ``INFO commandstats``, each phase after its own
+    CONFIG RESETSTAT, as a ratio to ``SET key val NX PX 30000`` on the same server."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    mgr = _manager(client)
+    scopes = {False: ("cost", "job"), True: ("cost-ev", "job-ev")}
+    for scope, type_name in scopes.values():  # the scope already holds `held` locks
+        bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
+            s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
+    token = uuid.uuid4().hex
+
+    # Warm up every path once (scripts loaded, connection made).
+    for scope, type_name in scopes.values():
+        lock = mgr.acquire(scope, type_name, "warm", "owner", ttl=30).lock
+        mgr.refresh(lock, "owner", 30)
+        mgr.release(lock, "owner")
+    warm = client.lock("bench:rp:warm", timeout=30)
+    warm.acquire(blocking=False)
+    warm.extend(30, replace_ttl=True)
+    warm.release()
+    client.set("bench:set:warm", token, nx=True, px=30_000)
+
+    times: dict[str, list[float]] = {}
+    calls: dict[str, list[float]] = {}
+
+    def phase(name: str, run: Callable[[int], Any]) -> None:
+        result = measure_server_time(client, ops, run)
+        times.setdefault(name, []).append(result.usec_per_op)
+        calls.setdefault(name, []).append(result.script_calls_per_op)
+
+    for rnd in range(rounds):
+        phase("set", lambda i, r=rnd: client.set(f"bench:set:{r}:{i}", token, nx=True,
+                                                  px=30_000))
+        for events, (scope, type_name) in scopes.items():
+            locks: list[Any] = []
+            phase(f"acquire-{events}", lambda i, r=rnd, s=scope, t=type_name, out=locks:
+                  out.append(mgr.acquire(s, t, f"new{r}-{i}", "owner", ttl=30).lock))
+            phase(f"refresh-{events}", lambda i, out=locks: mgr.refresh(out[i], "owner", 30))
+            phase(f"release-{events}", lambda i, out=locks: mgr.release(out[i], "owner"))
+        peers = [client.lock(f"bench:rp:{rnd}:{i}", timeout=30) for i in range(ops)]
+        for peer in peers:
+            peer.acquire(blocking=False)
+        phase("rp-extend", lambda i, p=peers: p[i].extend(30, replace_ttl=True))
+        phase("rp-release", lambda i, p=peers: p[i].release())
+        client.flushall()
+        for scope, type_name in scopes.values():
+            bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
+                s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
+    client.flushall()
+    client.close()
+
+    usec = {name: median(values) for name, values in times.items()}
+    per_op = {name: median(values) for name, values in calls.items()}
+    base = usec["set"]
+    ratio = {name: value / base for name, value in usec.items()}
+    goals: dict[str, tuple[str, float | None]] = {
+        "acquire-False": ("acquire a new lock (scope holding 1,000), " + events_label(False),
+                          6.0),
+        "acquire-True": ("acquire a new lock (scope holding 1,000), " + events_label(True),
+                         8.0),
+        "refresh-False": ("refresh, " + events_label(False), 4.0),
+        "refresh-True": ("refresh, " + events_label(True), None),
+        "release-False": ("release, " + events_label(False), 4.0),
+        "release-True": ("release, " + events_label(True), None),
+    }
+    table = [["operation", "Redis µs per op (median)", "script calls per op",
+              "vs SET NX PX", "target", "verdict"],
+             ["`SET key val NX PX 30000` (the baseline)", f"{base:.2f}", "—", "1.0", "", ""]]
+    targets: list[Target] = []
+    for name, (label, limit) in goals.items():
+        row = [f"lockcore {label}", f"{usec[name]:.2f}", f"{per_op[name]:.2f}",
+               f"{ratio[name]:.1f}×"]
+        if limit is None:
+            table.append(row + ["(context)", ""])
+            continue
+        target = at_most(f"Redis time: {label}, vs SET NX PX", ratio[name], limit, digits=1)
+        targets.append(target)
+        table.append(row + [target.goal, target.cell])
+    for name, label in (("rp-extend", "redis-py Lock extend (Lua), a peer"),
+                        ("rp-release", "redis-py Lock release (Lua), a peer")):
+        table.append([label, f"{usec[name]:.2f}", f"{per_op[name]:.2f}",
+                      f"{ratio[name]:.1f}×", "(context)", ""])
+    notes = []
+    if not events_supported():
+        notes.append("This lockcore has no `LockType(events=...)`: every type publishes "
+                     "events, so the \"events off\" rows measure events on too.")
+    notes.append("Redis's time of a script call includes every command the script runs; "
+                 "commandstats lists those commands too, under their own names, so only "
+                 "the script calls are added up (for an operation that runs no script, every "
+                 "command it sent).")
+    summary = {f"redis_time_{n.replace('-False', '').replace('-True', '_events')}":
+               ratio[n] for n in goals}
+    summary.update(redis_time_set_usec=base)
+    return Section(
+        "1. Redis time per operation (Redis's own accounting)",
+        f"Each phase: `CONFIG RESETSTAT`, {ops:,} operations of one kind, then `INFO "
+        "commandstats`; Redis's time per operation is the phase's script time over the "
+        "operations (`usec_per_call` of `cmdstat_evalsha`/`cmdstat_fcall` when an operation "
+        "is one call). Calls are sequential through the public API (server time per call "
+        "does not depend on pipelining). Acquires take a new lock in a scope that already "
+        f"holds {held:,}; refresh and release act on those locks (passed as `Lock`). The "
+        f"baseline is `SET key val NX PX 30000` on new keys, sent the same way. {rounds} "
+        "interleaved rounds; medians.",
+        table, None, notes, targets, summary, targets_in_table=True)
+
+
+# -- 2. round trips per operation ---------------------------------------------------------
+
+
+def _monitored(mon: Any, marker: str) -> list[str]:
+    """The commands MONITOR saw from clients (not from scripts) up to ``marker``'s end."""
+    seen: list[str] = []
+    inside = False
+    while True:
+        entry = mon.next_command()
+        command = entry["command"]
+        if command == f"ECHO {marker}-begin":
+            inside = True
+            continue
+        if command == f"ECHO {marker}-end":
+            return seen
+        if inside and entry.get("client_type") != "lua":
+            seen.append(command.split(" ", 1)[0].upper())
+
+
+def round_trips(url: str) -> Section:
+    """Commands and round trips one operation costs the client: MONITOR (the server's
+    view, script-internal commands left out) and the client's own count of writes."""
+    client, counter = counting_client(url)
+    client.flushall()
+    mgr = _manager(client)
+    # Warm up: every script loaded (a first call may meet NOSCRIPT), connection made.
+    lock = mgr.acquire("rt", "job", "warm", "owner", ttl=30).lock
+    mgr.refresh(lock.id, "owner", 30)
+    mgr.get(lock.id)
+    mgr.list("rt", limit=10)
+    mgr.release(lock.id, "owner")
+    held: dict[str, Any] = {}
+
+    def acquire() -> None:
+        held["lock"] = mgr.acquire("rt", "job", "r1", "owner", ttl=30).lock
+
+    ops: list[tuple[str, Callable[[], Any], bool]] = [
+        ("acquire (a new lock)", acquire, True),
+        ("refresh by bare id: `refresh(lock.id, owner, ttl)`",
+         lambda: mgr.refresh(held["lock"].id, "owner", 30), True),
+        ("get by bare id: `get(lock.id)`", lambda: mgr.get(held["lock"].id), True),
+        ("list one page: `list(scope)`", lambda: mgr.list("rt", limit=100), False),
+        ("release by bare id: `release(lock.id, owner)`",
+         lambda: mgr.release(held["lock"].id, "owner"), True),
+    ]
+    monitor_client = redis.Redis.from_url(url)
+    results: list[tuple[str, list[str], int, bool]] = []
+    with monitor_client.monitor() as mon:
+        for n, (name, run, judged) in enumerate(ops):
+            client.echo(f"bench-rt-{n}-begin")
+            before = counter.writes
+            run()
+            writes = counter.writes - before
+            client.echo(f"bench-rt-{n}-end")
+            results.append((name, _monitored(mon, f"bench-rt-{n}"), writes, judged))
+    monitor_client.close()
+    client.flushall()
+    client.close()
+    table = [["operation", "commands sent (MONITOR)", "which", "round trips (client writes)",
+              "target", "verdict"]]
+    targets = []
+    summary = {}
+    for name, commands, writes, judged in results:
+        row = [name, str(len(commands)), ", ".join(commands) or "—", str(writes)]
+        key = "round_trips_" + name.split(" ", 1)[0]
+        summary[key] = float(len(commands))
+        if judged:
+            target = at_most(f"Round trips: {name.split(':')[0]}", float(len(commands)), 1,
+                             unit="", digits=0)
+            targets.append(target)
+            table.append(row + [target.goal, target.cell])
+        else:
+            table.append(row + ["(context)", ""])
+    return Section(
+        "2. Round trips per operation",
+        "One operation at a time, on a warm connection. *Commands sent* is what `MONITOR` "
+        "saw from the client between two markers, leaving out the commands scripts ran "
+        "(Redis 6.2's commandstats counts those too: one acquire shows ~19 calls there, so a "
+        "commandstats delta cannot count round trips); *round trips* is the client's own "
+        "count of socket writes (a pipeline is one). The target is judged on commands "
+        "sent.", table, None, [], targets, summary, targets_in_table=True)
+
+
+# -- 3. memory per held lock --------------------------------------------------------------
+
+
+def _memory_usage_sum(client: redis.Redis, limit: int) -> int | None:
+    """The sum of ``MEMORY USAGE`` of every key (exact: SAMPLES 0), or None when there are
+    more than ``limit`` keys."""
+    if client.dbsize() > limit:
+        return None
+    total = 0
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(count=1000):
+        pipe.memory_usage(key, samples=0)
+        if len(pipe) >= 1000:
+            total += sum(int(v or 0) for v in pipe.execute())
+    total += sum(int(v or 0) for v in pipe.execute())
+    return total
+
+
+def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 250_000
+           ) -> Section:
+    """Bytes per held lock (``used_memory`` delta after FLUSHALL, over the count) in three
+    layouts, against redis-py Lock keys made the same way."""
+    client = redis.Redis.from_url(url)
+    layouts = [(1, count), (min(1000, max(1, count // 100)), 100), (count, 1)]
+    table = [["layout (scopes × locks)", "lockcore B/lock", "redis-py Lock B/lock",
+              "lockcore / redis-py", "MEMORY USAGE cross-check (lockcore, redis-py)",
+              "target", "verdict"]]
+    targets = []
+    summary = {}
+    how = "none"
+    for scopes, per_scope in layouts:
+        total = scopes * per_scope
+
+        def scope_of(i: int, per: int = per_scope) -> str:
+            return f"s{i // per}"
+
+        def resource_of(i: int, per: int = per_scope) -> str:
+            return f"r{i % per}"
+
+        client.flushall()
+        before = settle(client)
+        how = bulk.create(url, _manager, lambda m, i: m.acquire(
+            scope_of(i), "job", resource_of(i), f"owner{i % 50}", ttl=ttl), total,
+            type_name="job")
+        lockcore = (settle(client) - before) / total
+        sample = mgr_scope_size(client, scope_of(total - 1))
+        if sample != per_scope:
+            raise RuntimeError(f"memory: scope {scope_of(total - 1)} holds {sample} locks, "
+                               f"not {per_scope}")
+        usage_lc = _memory_usage_sum(client, cross_check_limit)
+        client.flushall()
+        before = settle(client)
+        pipe = client.pipeline(transaction=False)
+        for i in range(total):  # redis-py's own Lock.acquire, its SETs sent in pipelines
+            RedisPyLock(pipe, f"lock:{scope_of(i)}:{resource_of(i)}",
+                        timeout=ttl).acquire(blocking=False)
+            if len(pipe) >= 1000:
+                pipe.execute()
+        pipe.execute()
+        plain = (settle(client) - before) / total
+        usage_rp = _memory_usage_sum(client, cross_check_limit)
+        client.flushall()
+        ratio = lockcore / plain
+        limit = 3.0 if per_scope == 1 else 1.5
+        label = f"{scopes:,} × {per_scope:,}"
+        target = at_most(f"Memory per held lock, {label}, vs redis-py Lock", ratio, limit,
+                         digits=2)
+        targets.append(target)
+        cross = ("—" if usage_lc is None or usage_rp is None else
+                 f"{usage_lc / total:,.0f}, {usage_rp / total:,.0f}")
+        table.append([label, f"{lockcore:,.0f}", f"{plain:,.0f}", f"{ratio:.2f}×", cross,
+                      target.goal, target.cell])
+        summary[f"memory_ratio_{scopes}x{per_scope}"] = ratio
+        summary[f"memory_bytes_{scopes}x{per_scope}"] = lockcore
+    client.close()
+    return Section(
+        f"3. Memory per held lock ({count:,} locks per layout)",
+        "Each layout starts from `FLUSHALL`; bytes per lock = `used_memory` after, less "
+        "before (both once it stops moving), over the count. lockcore locks are made by "
+        f"{bulk.HOW[how]}, type `job` ({events_label(False)}), TTL {ttl:g} s; the peer is "
+        "as many redis-py `Lock`s (one key each, `lock:<scope>:<resource>`, same TTL) "
+        "acquired by redis-py's own `Lock.acquire` in pipelines. The cross-check adds up "
+        "`MEMORY USAGE` of every key (it leaves out Redis's per-key dictionary overhead; "
+        f"skipped above {cross_check_limit:,} keys).", table, None, [], targets, summary,
+        targets_in_table=True)
+
+
+def mgr_scope_size(client: redis.Redis, scope: str) -> int:
+    """How many live locks the public API lists in ``scope``."""
+    mgr = _manager(client)
+    size, cursor = 0, None
+    while True:
+        page = mgr.list(scope, cursor=cursor, limit=10_000)
+        size += len(page.locks)
+        if page.cursor is None:
+            return size
+        cursor = page.cursor
+
+
+# -- 6. growth ----------------------------------------------------------------------------
+
+
+def growth(url: str, sizes: list[int], samples: int, spread: int = 5000) -> Section:
+    """Acquire, release and list latency in one scope with ``sizes`` locks held in other
+    scopes."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    mgr = _manager(client)
+    for i in range(20):
+        mgr.acquire("probe", "job", f"fixed{i}", "me", ttl=3600)
+    held = 0
+    how = "none"
+    results: list[tuple[int, float, float, float, float]] = []
+    table = [["locks held elsewhere", "acquire µs", "release µs", "list µs (20 locks)",
+              "PING µs"]]
+    for size in sizes:
+        if size > held:
+            how = bulk.create(url, _manager, lambda m, i: m.acquire(
+                f"g{i % spread}", "job", f"r{i}", "owner", ttl=3600), size - held,
+                start=held, type_name="job")
+            held = size
+        # Let Redis finish what the bulk load started (its tables rehash incrementally):
+        # measure the steady state.
+        time.sleep(2)
+        for i in range(300):
+            mgr.release(mgr.acquire("probe", "job", f"warm{i % 50}", "me").lock, "me")
+        # Blocks of samples, a PING between samples for context; each figure is the lowest
+        # block median: noise on a shared machine only ever adds, growth would show in all.
+        blocks: dict[str, list[float]] = {"acquire": [], "release": [], "list": [],
+                                          "ping": []}
+        for _ in range(5):
+            values: dict[str, list[float]] = {k: [] for k in blocks}
+            for i in range(max(1, samples // 5)):
+                started = time.perf_counter()
+                lock = mgr.acquire("probe", "job", f"r{i % 50}", "me").lock
+                acquired = time.perf_counter()
+                mgr.release(lock, "me")
+                released = time.perf_counter()
+                mgr.list("probe", limit=100)
+                listed = time.perf_counter()
+                client.ping()
+                pinged = time.perf_counter()
+                values["acquire"].append((acquired - started) * 1e6)
+                values["release"].append((released - acquired) * 1e6)
+                values["list"].append((listed - released) * 1e6)
+                values["ping"].append((pinged - listed) * 1e6)
+            for key, series in values.items():
+                blocks[key].append(median(series))
+        best = {key: min(series) for key, series in blocks.items()}
+        results.append((size, best["acquire"], best["release"], best["list"], best["ping"]))
+        table.append([f"{size:,}", f"{best['acquire']:,.0f}", f"{best['release']:,.0f}",
+                      f"{best['list']:,.0f}", f"{best['ping']:,.0f}"])
+    client.flushall()
+    client.close()
+    small, large = results[0], results[-1]
+    targets = []
+    summary = {}
+    for n, name in ((1, "acquire"), (2, "release"), (3, "list")):
+        ratio = large[n] / small[n]
+        targets.append(at_most(f"Growth: {name} latency at {large[0]:,} vs {small[0]:,} "
+                               "locks held elsewhere", ratio, 1.2))
+        summary[f"growth_{name}"] = ratio
+    table.append([f"ratio, {large[0]:,} / {small[0]:,}"]
+                 + [f"{large[n] / small[n]:.2f}×" for n in range(1, 5)])
+    ping = large[4] / small[4]
+    table.append(["the same over the PING ratio (context: machine noise)"]
+                 + [f"{large[n] / small[n] / ping:.2f}×" for n in range(1, 4)] + ["1.00×"])
+    chart = line_chart("growth", "median latency (µs) vs locks held elsewhere",
+                       [r[0] for r in results],
+                       {"acquire": [r[1] for r in results],
+                        "release": [r[2] for r in results],
+                        "list": [r[3] for r in results]})
+    return Section(
+        "6. Growth: one scope's latency with many locks held elsewhere",
+        f"The other locks are spread over {spread:,} scopes, made by {bulk.HOW[how]}; the "
+        f"probed scope holds 20 locks. {samples} samples per size in 5 blocks, each figure "
+        "the lowest block median (noise only adds); acquire takes a new lock, release "
+        "returns it (as a `Lock`), list reads one page.", table, chart, [], targets,
+        summary)
+
