@@ -110,8 +110,22 @@ def test_waiters_are_served_in_arrival_order(make_client: Any) -> None:
     assert helper_keys(holder.client) == []
 
 
-def test_a_newcomer_does_not_jump_the_queue(make_client: Any) -> None:
-    holder = manager(make_client())
+def server_ms(client: Any) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def waited_ms(client: Any, mgr: LockManager) -> int:
+    """How long the first waiter in line has waited, by the server's clock (0: none)."""
+    ticket = client.lindex(f"{mgr.keys(SCOPE).base}q:job:r", 0)
+    if ticket is None:
+        return 0
+    since = client.get(f"{mgr.keys(SCOPE).base}a:{ticket.decode()}")
+    return server_ms(client) - int(since) if since else 0
+
+
+def test_a_newcomer_does_not_jump_a_waiter_past_the_handoff_time(make_client: Any) -> None:
+    holder = LockManager(make_client(), TYPES, prefix="t", handoff=0.05)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     waiter = manager(make_client())
     got: list[str] = []
@@ -119,8 +133,8 @@ def test_a_newcomer_does_not_jump_the_queue(make_client: Any) -> None:
         target=lambda: got.append(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5)
                                   .lock.owner))
     thread.start()
-    wait_until(lambda: queue_length(holder.client, holder) == 1)
-    holder.release(lock, "holder")
+    wait_until(lambda: waited_ms(holder.client, holder) >= 50)
+    holder.release(lock, "holder")  # kept for the waiter: it has waited past 50 ms
     try:
         newcomer = holder.acquire(SCOPE, "job", "r", "newcomer")
     except LockConflict:
@@ -128,6 +142,31 @@ def test_a_newcomer_does_not_jump_the_queue(make_client: Any) -> None:
     thread.join(5)
     assert got == ["waiter"]
     assert newcomer is None
+
+
+def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: Any) -> None:
+    holder = LockManager(redis_client, TYPES, prefix="t", handoff=3600)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    # A waiter in line (one try, then it sleeps on its signal).
+    call = holder.core.acquire(SCOPE, "job", "r", "waiter", ttl=None, metadata=None,
+                               expires_at=None, request_id=None)
+    waiting = holder.core.waiting(call, "w-ticket", None, 30_000)
+    with pytest.raises(LockConflict):
+        holder.core.acquired(holder._run(waiting), waiting)
+    holder.release(lock, "holder")
+    # The waiter was woken; the lock is not kept for it (it has not waited an hour) ...
+    assert redis_client.llen(holder.keys(SCOPE).waiter_signal("w-ticket")) == 1
+    newcomer = holder.acquire(SCOPE, "job", "r", "newcomer").lock
+    assert newcomer.owner == "newcomer"
+    # ... and trying again it finds it taken, keeps its place, and is woken next time.
+    with pytest.raises(LockConflict):
+        holder.core.acquired(holder._run(waiting), waiting)
+    assert queue_length(redis_client, holder) == 1
+    redis_client.delete(holder.keys(SCOPE).waiter_signal("w-ticket"))
+    holder.release(newcomer, "newcomer")
+    assert redis_client.llen(holder.keys(SCOPE).waiter_signal("w-ticket")) == 1
+    assert holder.core.acquired(holder._run(waiting), waiting).lock.owner == "waiter"
+    assert helper_keys(redis_client) == []
 
 
 def test_a_timed_out_wait_leaves_nothing_behind(redis_client: Any) -> None:
@@ -159,10 +198,11 @@ def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any) -> None:
     holder = manager(make_client(), heartbeat=0.1)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     # A waiter that joins the line, then dies: it never tries again.
-    request = holder._acquire_request(SCOPE, "job", "r", "ghost", None, None, None)
+    call = holder.core.acquire(SCOPE, "job", "r", "ghost", ttl=None, metadata=None,
+                               expires_at=None, request_id=None)
+    ghost = holder.core.waiting(call, "ghost-ticket", None, 300)
     with pytest.raises(LockConflict):
-        holder._acquire_result(holder._scripts.acquire(
-            **request, ticket="ghost-ticket", alive_ms=300, queue_ms=30_000), SCOPE)
+        holder.core.acquired(holder._run(ghost), ghost)
     survivor = manager(make_client(), heartbeat=0.1)
     got: list[float] = []
     thread = threading.Thread(target=lambda: (
