@@ -203,7 +203,10 @@ class AsyncLockManager(Common):
                 return
             cursor = page.cursor
 
-    async def count(self, scope: str, **filters: Any) -> int:
+    async def count(self, scope: str, *, multi: bool = False, **filters: Any) -> int:
+        if multi and not filters:
+            call = self.core.count(scope)
+            return int(self.core.check(await self._run(call), call).items[0])
         return sum([1 async for _ in self.iter_locks(scope, limit=1000, **filters)])
 
     async def validate(self, scope: str, type: str, resource: str,

@@ -295,6 +295,10 @@ class LockManager(Common):
                 return
             cursor = page.cursor
 
-    def count(self, scope: str, **filters: Any) -> int:
-        """How many live locks of the scope match the filters (reads them all)."""
+    def count(self, scope: str, *, multi: bool = False, **filters: Any) -> int:
+        """How many live locks of the scope match the filters (reads them all); with
+        ``multi`` and no filter, how many of multi types it holds (O(log n))."""
+        if multi and not filters:
+            call = self.core.count(scope)
+            return int(self.core.check(self._run(call), call).items[0])
         return sum(1 for _ in self.iter_locks(scope, limit=1000, **filters))

@@ -31,7 +31,7 @@ from .keys import REDIS_CLUSTER_HASH_SLOTS, ScopeKeys, check_prefix, decode, dir
 from .keys import SEQ_DIGITS, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType, Mode, encode_metadata
 
-SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate")
+SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate", "count")
 
 
 def lua_dir() -> Path:
@@ -336,6 +336,9 @@ class Core:
             token = int(token)
         return Call("validate", [keys.locks],
                     [f"{_name('type', type)}:{_name('resource', resource)}", token], scope)
+
+    def count(self, scope: str) -> Call:
+        return Call("count", [self.keys(scope).locks], [], scope)
 
     def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
              resource: str | None = None, cursor: str | None = None, limit: int = 100

@@ -20,7 +20,8 @@ everything in one hash, <p>:{S}:L, whose fields are:
 Beside it, in the same slot: <p>:{S}:E (STREAM of events, opt-in per type; its name is
 also the PUBLISH channel), <p>:{S}:R (ZSET, score 0, "<type>:<res>:<token>" of the locks
 of multi types), <p>:{S}:O (ZSET, score 0, "<owner>:<type>:<token>" of the locks of types
-indexed by owner), and the waiting keys q: a: s: and request keys i: (see wake()).
+indexed by owner), <p>:{S}:X (ZSET, the tokens of multi-type locks scored by expiry,
+1e15 for none: counting them costs O(log n)), and the waiting keys q: a: s: and request keys i: (see wake()).
 
 A record is one line of space-separated words (names percent-encoded, so without spaces):
   <flags> <expires ms|0> <owner> <type>:<res> <acquired ms> <updated ms> <ttl ms|0>
@@ -112,7 +113,7 @@ end
 -- locks, rounded up to a minute (so most writes find it unchanged), or forever while a
 -- lock without expiry exists.
 local function apply(target)
-  for _, k in ipairs({L, E, B .. 'R', B .. 'O'}) do
+  for _, k in ipairs({L, E, B .. 'R', B .. 'O', B .. 'X'}) do
     if target then
       redis.call('PEXPIREAT', k, target)
     else
@@ -186,6 +187,7 @@ local function drop(tok, r)
     fields[2] = r.field
   else
     redis.call('ZREM', B .. 'R', r.field .. ':' .. tok)
+    redis.call('ZREM', B .. 'X', tok)
   end
   if find(fl, 'o', 2, true) then
     fields[#fields + 1] = '!o' .. t .. ':' .. r.owner

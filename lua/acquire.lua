@@ -233,6 +233,7 @@ else
     redis.call('HSET', L, ofield, tok)
   end
   redis.call('ZADD', B .. 'R', 0, field .. ':' .. tok)
+  redis.call('ZADD', B .. 'X', exp > 0 and exp or 1e15, tok)
 end
 if find(flags, 'i', 2, true) then
   redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. tok)

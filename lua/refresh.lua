@@ -85,6 +85,9 @@ end
 r.upd = NOW
 raw = build(r)
 redis.call('HSET', L, tok, raw)
+if sub(r.flags, 1, 1) == 'm' then
+  redis.call('ZADD', B .. 'X', r.exp > 0 and r.exp or 1e15, tok)
+end
 if was == 0 and r.exp ~= 0 then
   never_gone()
 end

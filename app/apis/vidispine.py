@@ -688,7 +688,7 @@ def list_all() -> Any:
     f = filters(allow_types=True)
     total = None
     if not f.narrowing and f.types == ENTITY_TYPES:
-        total = services().locks.count(SCOPE)
+        total = services().locks.count(SCOPE, multi=True)  # all deletion types are multi
     return listing(all_locks(f.types), f, total)
 
 
