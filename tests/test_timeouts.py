@@ -55,15 +55,15 @@ class Stall:
         self.server = server
         self.left = times
         scripts = app.extensions["lockcore"].locks._scripts
-        original = scripts.acquire
+        original = scripts.run
 
-        def acquire(**kwargs: Any) -> Any:
-            if self.left:
+        def run(call: Any) -> Any:
+            if call.script == "acquire" and self.left:
                 self.left -= 1
                 self.pause()
-            return original(**kwargs)
+            return original(call)
 
-        monkeypatch.setattr(scripts, "acquire", acquire)
+        monkeypatch.setattr(scripts, "run", run)
 
     def pause(self) -> None:
         assert self.server.process is not None
