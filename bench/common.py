@@ -55,12 +55,21 @@ class Target:
         return f"**{self.verdict}**"
 
 
+def _shown(value: float, limit: float, digits: int) -> str:
+    """``value`` rounded to ``digits``, or to more where rounding would hide on which side
+    of ``limit`` it is (0.998 is not shown as 1.00 against a limit of 1)."""
+    while digits < 4 and value != limit and f"{value:.{digits}f}" == f"{limit:.{digits}f}":
+        digits += 1
+    return f"{value:,.{digits}f}"
+
+
 def at_most(label: str, value: float | None, limit: float, unit: str = "×",
             digits: int = 2) -> Target:
     """A target met when ``value <= limit``."""
     if value is None:
         return Target(label, f"≤ {limit:g}{unit}", "—", None)
-    return Target(label, f"≤ {limit:g}{unit}", f"{value:,.{digits}f}{unit}", value <= limit)
+    return Target(label, f"≤ {limit:g}{unit}", _shown(value, limit, digits) + unit,
+                  value <= limit)
 
 
 def at_least(label: str, value: float | None, limit: float, unit: str = "×",
@@ -68,7 +77,8 @@ def at_least(label: str, value: float | None, limit: float, unit: str = "×",
     """A target met when ``value >= limit``."""
     if value is None:
         return Target(label, f"≥ {limit:g}{unit}", "—", None)
-    return Target(label, f"≥ {limit:g}{unit}", f"{value:,.{digits}f}{unit}", value >= limit)
+    return Target(label, f"≥ {limit:g}{unit}", _shown(value, limit, digits) + unit,
+                  value >= limit)
 
 
 @dataclass

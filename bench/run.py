@@ -99,7 +99,7 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
     memory_count = args.memory_count or (3000 if q else 100_000)
     growth_max = args.growth_max or (10_000 if q else 1_000_000)
     return [
-        ("1", lambda: redis_time(url, 300 if q else 2000, 1 if q else 3)),
+        ("1", lambda: redis_time(url, 300 if q else 2000, 1 if q else 3, 200 if q else 1000)),
         ("2", lambda: round_trips(url)),
         ("3", lambda: memory(url, memory_count)),
         ("4", lambda: single_client(url, 300 if q else 2000, 2 if q else 5)),

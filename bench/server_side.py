@@ -43,18 +43,39 @@ def _manager(client: Any) -> LockManager:
 # -- 1. Redis time per operation ----------------------------------------------------------
 
 
-def redis_time(url: str, ops: int, rounds: int, held: int = 1000) -> Section:
+def _held_locks(mgr: LockManager, scope: str, resource_prefix: str) -> list[Any]:
+    """The scope's live locks whose resource starts with ``resource_prefix``, in the order
+    they were made (listed through the public API)."""
+    found, cursor = [], None
+    while True:
+        page = mgr.list(scope, cursor=cursor, limit=10_000)
+        found += [lk for lk in page.locks if lk.resource.startswith(resource_prefix)]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    return sorted(found, key=lambda lk: int(lk.resource.rsplit("-", 1)[1]))
+
+
+def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = None,
+               held: int = 1000, batch: int = 100) -> Section:
     """Server time per operation from ``INFO commandstats``, each phase after its own
-    CONFIG RESETSTAT, as a ratio to ``SET key val NX PX 30000`` on the same server."""
+    CONFIG RESETSTAT, as a ratio to ``SET key val NX PX 30000`` on the same server; each
+    measured pipelined (batches of ``batch``) and one call at a time."""
+    sequential_ops = sequential_ops or ops
     client = redis.Redis.from_url(url)
     client.flushall()
     mgr = _manager(client)
+    capture = bulk.CaptureRedis.from_url(url)
+    capturing = _manager(capture)
     scopes = {False: ("cost", "job"), True: ("cost-ev", "job-ev")}
-    for scope, type_name in scopes.values():  # the scope already holds `held` locks
-        bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
-            s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
-    token = uuid.uuid4().hex
 
+    def fill() -> None:  # each scope already holds `held` locks
+        for scope, type_name in scopes.values():
+            bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
+                s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
+
+    fill()
+    token = uuid.uuid4().hex
     # Warm up every path once (scripts loaded, connection made).
     for scope, type_name in scopes.values():
         lock = mgr.acquire(scope, type_name, "warm", "owner", ttl=30).lock
@@ -65,40 +86,95 @@ def redis_time(url: str, ops: int, rounds: int, held: int = 1000) -> Section:
     warm.extend(30, replace_ttl=True)
     warm.release()
     client.set("bench:set:warm", token, nx=True, px=30_000)
+    can_capture = bulk.capture_works(url, _manager, "job")
 
-    times: dict[str, list[float]] = {}
-    calls: dict[str, list[float]] = {}
+    times: dict[tuple[str, str], list[float]] = {}
+    calls: dict[tuple[str, str], list[float]] = {}
+    sequential_only: set[str] = set()
 
-    def phase(name: str, run: Callable[[int], Any]) -> None:
-        result = measure_server_time(client, ops, run)
-        times.setdefault(name, []).append(result.usec_per_op)
-        calls.setdefault(name, []).append(result.script_calls_per_op)
+    def record(name: str, how: str, result: Any) -> None:
+        times.setdefault((name, how), []).append(result.usec_per_op)
+        calls.setdefault((name, how), []).append(result.script_calls_per_op)
+
+    def pipelined(name: str, count: int, queue: Callable[[Any, int], Any]) -> None:
+        """``queue(pipe, i)`` puts operation i in the pipeline."""
+        pipe = client.pipeline(transaction=False)
+
+        def run(i: int) -> None:
+            queue(pipe, i)
+            if len(pipe) >= batch or i == count - 1:
+                refused = [r for r in pipe.execute(raise_on_error=False)
+                           if isinstance(r, Exception)]
+                if refused:
+                    raise RuntimeError(f"{name}: Redis refused {refused[0]!r}")
+
+        record(name, "pipelined", measure_server_time(client, count, run))
+
+    def lockcore(name: str, count: int, call: Callable[[LockManager, int], Any],
+                 how: str) -> None:
+        """The public API call ``call(manager, i)``: one call at a time, or pipelined as
+        the one command it sends (when it sends one: else one at a time)."""
+        if how == "sequential" or not can_capture or name in sequential_only:
+            if how == "pipelined":
+                sequential_only.add(name)
+            record(name, how, measure_server_time(client, count, lambda i: call(mgr, i)))
+            return
+        commands = []
+        for i in range(count):
+            command = bulk._capture(capture, capturing, call, i)
+            if command is None:
+                sequential_only.add(name)
+                return lockcore(name, count, call, how)
+            commands.append(command)
+        pipelined(name, count, lambda pipe, i: pipe.execute_command(*commands[i][0],
+                                                                    **commands[i][1]))
 
     for rnd in range(rounds):
-        phase("set", lambda i, r=rnd: client.set(f"bench:set:{r}:{i}", token, nx=True,
-                                                  px=30_000))
-        for events, (scope, type_name) in scopes.items():
-            locks: list[Any] = []
-            phase(f"acquire-{events}", lambda i, r=rnd, s=scope, t=type_name, out=locks:
-                  out.append(mgr.acquire(s, t, f"new{r}-{i}", "owner", ttl=30).lock))
-            phase(f"refresh-{events}", lambda i, out=locks: mgr.refresh(out[i], "owner", 30))
-            phase(f"release-{events}", lambda i, out=locks: mgr.release(out[i], "owner"))
-        peers = [client.lock(f"bench:rp:{rnd}:{i}", timeout=30) for i in range(ops)]
-        for peer in peers:
-            peer.acquire(blocking=False)
-        phase("rp-extend", lambda i, p=peers: p[i].extend(30, replace_ttl=True))
-        phase("rp-release", lambda i, p=peers: p[i].release())
+        for how, count in (("pipelined", ops), ("sequential", sequential_ops)):
+            tag = f"{rnd}{how[0]}"
+            if how == "pipelined":
+                pipelined("set", count, lambda pipe, i, t=tag: pipe.set(
+                    f"bench:set:{t}:{i}", token, nx=True, px=30_000))
+            else:
+                record("set", how, measure_server_time(client, count, lambda i, t=tag: (
+                    client.set(f"bench:set:{t}:{i}", token, nx=True, px=30_000))))
+            for events, (scope, type_name) in scopes.items():
+                lockcore(f"acquire-{events}", count, lambda m, i, t=tag, s=scope,
+                         n=type_name: m.acquire(s, n, f"new{t}-{i}", "owner", ttl=30), how)
+                locks = _held_locks(mgr, scope, f"new{tag}-")
+                assert len(locks) == count, (len(locks), count)
+                lockcore(f"refresh-{events}", count,
+                         lambda m, i, out=locks: m.refresh(out[i], "owner", 30), how)
+                lockcore(f"release-{events}", count,
+                         lambda m, i, out=locks: m.release(out[i], "owner"), how)
+            on = client.pipeline(transaction=False) if how == "pipelined" else client
+            peers = [RedisPyLock(on, f"bench:rp:{tag}:{i}", timeout=30) for i in range(count)]
+            for peer in peers:
+                peer.acquire(blocking=False)
+            if how == "pipelined":
+                on.execute()
+                pipelined("rp-extend", count, lambda pipe, i, p=peers: (
+                    setattr(p[i], "redis", pipe), p[i].extend(30, replace_ttl=True)))
+                pipelined("rp-release", count, lambda pipe, i, p=peers: (
+                    setattr(p[i], "redis", pipe), p[i].release()))
+            else:
+                record("rp-extend", how, measure_server_time(
+                    client, count, lambda i, p=peers: p[i].extend(30, replace_ttl=True)))
+                record("rp-release", how, measure_server_time(
+                    client, count, lambda i, p=peers: p[i].release()))
         client.flushall()
-        for scope, type_name in scopes.values():
-            bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
-                s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
+        fill()
     client.flushall()
     client.close()
+    capture.close()
 
-    usec = {name: median(values) for name, values in times.items()}
-    per_op = {name: median(values) for name, values in calls.items()}
-    base = usec["set"]
-    ratio = {name: value / base for name, value in usec.items()}
+    usec = {key: median(values) for key, values in times.items()}
+    per_op = {key: median(values) for key, values in calls.items()}
+
+    def ratio(name: str, how: str) -> float:
+        return usec[(name, how)] / usec[("set", how)]
+
+    judged = "sequential" if not can_capture else "pipelined"
     goals: dict[str, tuple[str, float | None]] = {
         "acquire-False": ("acquire a new lock (scope holding 1,000), " + events_label(False),
                           6.0),
@@ -109,45 +185,58 @@ def redis_time(url: str, ops: int, rounds: int, held: int = 1000) -> Section:
         "release-False": ("release, " + events_label(False), 4.0),
         "release-True": ("release, " + events_label(True), None),
     }
-    table = [["operation", "Redis µs per op (median)", "script calls per op",
-              "vs SET NX PX", "target", "verdict"],
-             ["`SET key val NX PX 30000` (the baseline)", f"{base:.2f}", "—", "1.0", "", ""]]
+    table = [["operation", "Redis µs per op, pipelined", "vs SET, pipelined",
+              "Redis µs per op, one at a time", "vs SET, one at a time",
+              "script calls per op", "target", "verdict"]]
+
+    def row(label: str, name: str) -> list[str]:
+        return [label, f"{usec[(name, 'pipelined')]:.2f}", f"{ratio(name, 'pipelined'):.1f}×",
+                f"{usec[(name, 'sequential')]:.2f}", f"{ratio(name, 'sequential'):.1f}×",
+                f"{per_op[(name, judged)]:.2f}" if name != "set" else "—"]
+
+    table.append(row("`SET key val NX PX 30000` (the baseline)", "set") + ["", ""])
     targets: list[Target] = []
+    summary: dict[str, float] = {}
     for name, (label, limit) in goals.items():
-        row = [f"lockcore {label}", f"{usec[name]:.2f}", f"{per_op[name]:.2f}",
-               f"{ratio[name]:.1f}×"]
+        how = "sequential" if name in sequential_only else judged
+        key = "redis_time_" + name.replace("-False", "").replace("-True", "_events")
+        summary[key] = ratio(name, how)
         if limit is None:
-            table.append(row + ["(context)", ""])
+            table.append(row(f"lockcore {label}", name) + ["(context)", ""])
             continue
-        target = at_most(f"Redis time: {label}, vs SET NX PX", ratio[name], limit, digits=1)
+        target = at_most(f"Redis time: {label}, vs SET NX PX", ratio(name, how), limit,
+                         digits=1)
         targets.append(target)
-        table.append(row + [target.goal, target.cell])
+        table.append(row(f"lockcore {label}", name) + [f"{target.goal} ({how})", target.cell])
     for name, label in (("rp-extend", "redis-py Lock extend (Lua), a peer"),
                         ("rp-release", "redis-py Lock release (Lua), a peer")):
-        table.append([label, f"{usec[name]:.2f}", f"{per_op[name]:.2f}",
-                      f"{ratio[name]:.1f}×", "(context)", ""])
+        table.append(row(label, name) + ["(context)", ""])
+    summary["redis_time_set_usec"] = usec[("set", judged)]
     notes = []
     if not events_supported():
         notes.append("This lockcore has no `LockType(events=...)`: every type publishes "
                      "events, so the \"events off\" rows measure events on too.")
+    if sequential_only or not can_capture:
+        notes.append("Not pipelined (an operation that is not one command the client can "
+                     "build alone), judged one at a time against SET one at a time: "
+                     + (", ".join(sorted(sequential_only)) if can_capture else "all") + ".")
     notes.append("Redis's time of a script call includes every command the script runs; "
                  "commandstats lists those commands too, under their own names, so only "
                  "the script calls are added up (for an operation that runs no script, every "
-                 "command it sent).")
-    summary = {f"redis_time_{n.replace('-False', '').replace('-True', '_events')}":
-               ratio[n] for n in goals}
-    summary.update(redis_time_set_usec=base)
+                 "command it sent). One at a time, Redis idles between calls and each call "
+                 "runs with colder caches: the pipelined figures are the targets' measure.")
     return Section(
         "1. Redis time per operation (Redis's own accounting)",
-        f"Each phase: `CONFIG RESETSTAT`, {ops:,} operations of one kind, then `INFO "
-        "commandstats`; Redis's time per operation is the phase's script time over the "
-        "operations (`usec_per_call` of `cmdstat_evalsha`/`cmdstat_fcall` when an operation "
-        "is one call). Calls are sequential through the public API (server time per call "
-        "does not depend on pipelining). Acquires take a new lock in a scope that already "
-        f"holds {held:,}; refresh and release act on those locks (passed as `Lock`). The "
-        f"baseline is `SET key val NX PX 30000` on new keys, sent the same way. {rounds} "
-        "interleaved rounds; medians.",
-        table, None, notes, targets, summary, targets_in_table=True)
+        f"Each phase: `CONFIG RESETSTAT`, operations of one kind, then `INFO commandstats`; "
+        "Redis's time per operation is the phase's script time over the operations "
+        "(`usec_per_call` of `cmdstat_evalsha`/`cmdstat_fcall` when an operation is one "
+        f"call). Pipelined: {ops:,} operations in pipelines of {batch} (lockcore's as the "
+        "command the public API call sends, captured); one at a time: "
+        f"{sequential_ops:,} public API calls. Acquires take a new lock in a scope that "
+        f"already holds {held:,}; refresh and release act on those locks (passed as "
+        "`Lock`). The baseline is `SET key val NX PX 30000` on new keys, sent the same "
+        f"way; the peers are redis-py `Lock`'s own scripts. {rounds} interleaved rounds; "
+        "medians.", table, None, notes, targets, summary, targets_in_table=True)
 
 
 # -- 2. round trips per operation ---------------------------------------------------------
