@@ -107,9 +107,13 @@ def test_hold_waits_in_line(mgr: LockManager) -> None:
 
 
 def test_a_stale_fencing_token_is_refused(mgr: LockManager) -> None:
-    old = mgr.acquire(SCOPE, "job", "r", "a", ttl=0.05).lock
+    old = mgr.acquire(SCOPE, "job", "r", "a", ttl=1).lock
     assert mgr.validate(SCOPE, "job", "r", old.fencing_token)
-    time.sleep(0.1)
+    assert old.expires_at is not None
+    seconds, micros = mgr.client.time()  # wait for the server's clock, not ours
+    while seconds + micros / 1e6 <= old.expires_at:
+        time.sleep(0.02)
+        seconds, micros = mgr.client.time()
     assert not mgr.validate(SCOPE, "job", "r", old.fencing_token)  # expired
     new = mgr.acquire(SCOPE, "job", "r", "b").lock
     assert not mgr.validate(SCOPE, "job", "r", old.fencing_token)  # taken over
