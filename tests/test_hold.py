@@ -22,9 +22,10 @@ def mgr(redis_client: Any) -> LockManager:
 
 
 def test_renewal_keeps_a_short_lock_alive(mgr: LockManager) -> None:
-    with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2) as held:
+    # A lease of 1 s renewed every 1/3 s, watched for 3 leases (tolerates a loaded box).
+    with mgr.hold(SCOPE, "job", "r", "worker", ttl=1.0) as held:
         first = held.lock
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             time.sleep(0.1)
             with pytest.raises(LockConflict):
