@@ -42,7 +42,7 @@ A lock's id is <slot + 1><token, zero-padded to 14 digits>.
 open(KEYS[1])
 local D = KEYS[2]
 local field, owner, flags = ARGV[1], ARGV[2], ARGV[4]
-local ttl, max_ttl = tonumber(ARGV[3]), tonumber(ARGV[5])
+local ttl, max_ttl, ttls = tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[3]
 RETAIN = tonumber(ARGV[7])
 IDP, MAXLEN, HANDOFF = ARGV[14] or '', ARGV[15] or 1000, tonumber(ARGV[16] or 5)
 local exclusive = sub(flags, 1, 1) == 'x'
@@ -69,8 +69,10 @@ if (ARGV[8] or '') ~= '' then
   if max_ttl > 0 and ttl > max_ttl then
     ttl = max_ttl
   end
+  ttls = tostring(ttl)
 end
 local exp = ttl > 0 and NOW + ttl or 0
+local exps = ttl > 0 and tostring(exp) or '0'
 
 local ofield = find(flags, 'o', 2, true) and ('!o' .. type_of(field) .. ':' .. owner)
 local got = redis.call('HMGET', L, field, '!b', '!x', ofield or '!b')
@@ -132,7 +134,7 @@ if exclusive and got[1] then
         if was == 0 and exp > 0 then
           never_gone()
         end
-        r.exp, r.upd, r.ttl = exp, NOW, ttl
+        r.exp, r.x, r.upd, r.ttl = exp, exps, NOWS, ttls
         if ARGV[6] ~= '' then
           r.meta = ARGV[6]
         end
@@ -153,7 +155,8 @@ if exclusive and got[1] then
 end
 
 -- A new lock: the next token of the scope's block, or a new block of the slot.
-local tok = tonumber(got[2])
+local toks = got[2]
+local tok = tonumber(toks)
 if not tok or tok % 1000 == 0 then
   local old = match(D, '^(.*):D$')
   if redis.call('EXISTS', old .. ':ids') == 1 then
@@ -176,6 +179,7 @@ if not tok or tok % 1000 == 0 then
   local blocks = redis.call('HGET', L, '!B')
   redis.call('HSET', L, '!B', blocks and (blocks .. ' ' .. blk) or blk)
   tok = blk * 1000
+  toks = tostring(tok)
   -- Directory entries of scopes that are gone, a few per new block.
   local scan = redis.call('HSCAN', D, redis.call('HGET', D, '!c') or '0', 'COUNT', 8)
   redis.call('HSET', D, '!c', scan[1])
@@ -191,8 +195,8 @@ if not tok or tok % 1000 == 0 then
   end
 end
 
-local r = {flags = flags, exp = exp, owner = owner, field = field, acq = NOW, upd = NOW,
-           ttl = ttl, max = max_ttl, meta = ARGV[6]}
+local r = {flags = flags, exp = exp, x = exps, owner = owner, field = field, acq = NOWS,
+           upd = NOWS, ttl = ttls, max = ARGV[5], meta = ARGV[6]}
 
 local rtok, rraw = '', ''
 if ofield and got[4] then
@@ -223,24 +227,24 @@ end
 local raw = build(r)
 if exclusive then
   if ofield then
-    redis.call('HSET', L, tok, raw, field, tok, '!b', tok + 1, ofield, tok)
+    redis.call('HSET', L, toks, raw, field, toks, '!b', tostring(tok + 1), ofield, toks)
   else
-    redis.call('HSET', L, tok, raw, field, tok, '!b', tok + 1)
+    redis.call('HSET', L, toks, raw, field, toks, '!b', tostring(tok + 1))
   end
 else
-  redis.call('HSET', L, tok, raw, '!b', tok + 1)
+  redis.call('HSET', L, toks, raw, '!b', tostring(tok + 1))
   if ofield then
-    redis.call('HSET', L, ofield, tok)
+    redis.call('HSET', L, ofield, toks)
   end
-  redis.call('ZADD', B .. 'R', 0, field .. ':' .. tok)
-  redis.call('ZADD', B .. 'X', exp > 0 and exp or 1e15, tok)
+  redis.call('ZADD', B .. 'R', 0, field .. ':' .. toks)
+  redis.call('ZADD', B .. 'X', exp > 0 and exps or '1e15', toks)
 end
 if find(flags, 'i', 2, true) then
-  redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. tok)
+  redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. toks)
 end
 extend(exp, applied)
-emit('acquired', tok, r, 'replaced', rtok ~= '' and (IDP .. string.format('%014d', tonumber(rtok))) or '')
-remember(tok, 1)
+emit('acquired', toks, r, 'replaced', rtok ~= '' and (IDP .. string.format('%014d', tonumber(rtok))) or '')
+remember(toks, 1)
 
 -- Expired locks are removed as they are met, and by a sweep: every 64th lock of the
 -- scope looks at a few more of its fields.

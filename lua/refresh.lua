@@ -53,6 +53,7 @@ end
 local was = r.exp
 if ttl then
   r.exp = NOW + ttl
+  r.x = tostring(r.exp)
 end
 
 if ARGV[7] ~= '' then
@@ -82,11 +83,11 @@ if ARGV[7] ~= '' then
     r.meta = table.concat(out, '&')
   end
 end
-r.upd = NOW
+r.upd = NOWS
 raw = build(r)
 redis.call('HSET', L, tok, raw)
 if sub(r.flags, 1, 1) == 'm' then
-  redis.call('ZADD', B .. 'X', r.exp > 0 and r.exp or 1e15, tok)
+  redis.call('ZADD', B .. 'X', r.exp > 0 and r.x or '1e15', tok)
 end
 if was == 0 and r.exp ~= 0 then
   never_gone()
