@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # A Redis-native consumer with nothing but redis-cli and docs/redis-layout.md: acquire,
-# conflict, release, expiry, and the event stream. Usage: native_consumer.sh REDIS_CLI PORT
+# conflict, release by id, expiry, and the event stream. Usage: native_consumer.sh REDIS_CLI PORT
 set -euo pipefail
 CLI=$1
 PORT=$2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 r() { "$CLI" -c -p "$PORT" "$@"; }
 
-# The scripts, with their --!include lines expanded, loaded on every master.
-script() { awk -v dir="$ROOT/lua/" '/^--!include /{system("cat " dir $2); next} {print}' \
-  "$ROOT/lua/$1.lua"; }
+# A script ready for EVAL, as lua/_lib.lua's header says: _lib.lua, the line `begin()`, then
+# the script's own file without its --!include line (what `python -m lockcore.scripts dump`
+# writes). Loaded on every master.
+script() { cat "$ROOT/lua/_lib.lua"; printf '\nbegin()\n'; grep -v '^--!include ' "$ROOT/lua/$1.lua"; }
 for node in $(r CLUSTER NODES | awk '/master/ {split($2, a, "@"); print a[1]}'); do
   for name in acquire release; do
     "$CLI" -h "${node%:*}" -p "${node#*:}" SCRIPT LOAD "$(script $name)" >/dev/null
@@ -18,29 +19,35 @@ done
 ACQUIRE=$(r SCRIPT LOAD "$(script acquire)")
 RELEASE=$(r SCRIPT LOAD "$(script release)")
 
-# The keys of scope "orders" under prefix "native".
+# The keys of scope "orders" under prefix "native": its hash, its event stream, and the
+# directory of its slot (under the slot's tag, from docs/slot-tags.txt).
 P=native
 S=orders
-SLOT=$(r CLUSTER KEYSLOT "$P:{$S}:locks")
+L="$P:{$S}:L"
+SLOT=$(r CLUSTER KEYSLOT "$L")
 TAG=$(awk -v s="$SLOT" '$1 == s {print $2}' "$ROOT/docs/slot-tags.txt")
-KEYS="$P:{$S}:locks $P:{$S}:res $P:{$S}:own $P:{$S}:exp $P:{$S}:events $P:{$TAG}:ids $P:{$TAG}:idexp $P:{$TAG}:seq"
-HEAD="$S 100 60000"
+D="$P:{$TAG}:D"
+RETAIN=60000
 
-# acquire: type resource owner mode one_per_owner ttl_ms max_ttl_ms metadata slot+1 at ticket
-acquire() { r EVALSHA "$ACQUIRE" 8 $KEYS $HEAD job order-7 "$1" exclusive 0 "$2" 0 '{}' $((SLOT + 1)) '' '' 0 0; }
+# acquire: <type>:<resource> owner ttl_ms flags(x exclusive, e events) max_ttl_ms metadata
+# retention_ms expires_at ticket since alive request_id request_ms id_prefix maxlen handoff_ms
+acquire() { r EVALSHA "$ACQUIRE" 2 "$L" "$D" job:order-7 "$1" "$2" xe 0 '' $RETAIN \
+  '' '' '' '' '' '' $((SLOT + 1)) 1000 5; }
 
 echo "== acquire"
 OUT=$(acquire alice 30000)
 echo "$OUT"
-ID=$(echo "$OUT" | sed -n 's/.*"id":"\([0-9]*\)".*/\1/p' | head -1)
+TOKEN=$(echo "$OUT" | sed -n 4p)
+ID=$(printf '%d%014d' $((SLOT + 1)) "$TOKEN")
 echo "id=$ID"
 echo "== conflict"
 acquire bob 30000
 echo "== release"
-r EVALSHA "$RELEASE" 8 $KEYS $HEAD "$ID" alice 0
+# by id alone: the token is the id's last 14 digits, the directory gives the scope
+r EVALSHA "$RELEASE" 1 "$D" $((10#${ID: -14})) '' alice 0 $RETAIN 5 $((SLOT + 1)) 1000
 echo "== expiry"
 acquire carol 50 >/dev/null
 sleep 0.2
 acquire dave 30000
 echo "== events"
-r XRANGE "$P:{$S}:events" - + | grep -A1 '^event$' | grep -v '^event$\|^--$'
+r XRANGE "$P:{$S}:E" - + | grep -A1 '^event$' | grep -v '^event$\|^--$'

@@ -50,7 +50,7 @@ def test_sentinel_url_reaches_the_master(tmp_path: Path) -> None:
         exercise(mgr)
         lock = mgr.acquire("s", "job", "r", "alice").lock
         with redis.Redis(port=setup.master_port) as master:
-            assert master.hexists(mgr.keys("s").locks, lock.id)
+            assert master.hexists(mgr.keys("s").locks, str(lock.fencing_token))
         mgr.close()
     finally:
         setup.stop()

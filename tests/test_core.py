@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,15 +17,43 @@ from lockcore import (
     LockNotFound,
     LockNotOwned,
 )
+from lockcore.keys import event_from_entry
 
 from .conftest import TYPES, all_keys
 
 SCOPE = "course:42"
 
+#: The same types with events and the owner index on, so a scope has every kind of key.
+EVENT_TYPES = [replace(t, events=True, index_owner=True) for t in TYPES]
+
+
+@pytest.fixture
+def emgr(redis_client: Any) -> LockManager:
+    """Like ``mgr``, on types that record events (and index owners)."""
+    return LockManager(redis_client, EVENT_TYPES, prefix="t", event_maxlen=50,
+                       retention=60.0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
 
 def events(client: Any, mgr: LockManager, scope: str = SCOPE) -> list[dict[str, str]]:
-    entries = client.xrange(mgr.keys(scope).events)
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+    stream = mgr.keys(scope).events
+    return [event_from_entry(stream, _text(entry_id),
+                             {_text(k): _text(v) for k, v in fields.items()})
+            for entry_id, fields in client.xrange(stream)]
+
+
+def scope_keys(client: Any, mgr: LockManager, scope: str = SCOPE) -> list[str]:
+    """Every key of the scope that exists (not the slot's directory)."""
+    return [k for k in all_keys(client) if k.startswith(mgr.keys(scope).base)]
+
+
+def records(client: Any, mgr: LockManager, scope: str = SCOPE) -> dict[str, str]:
+    """The fields of the scope's hash that are not bookkeeping (``!...``)."""
+    raw = client.hgetall(mgr.keys(scope).locks)
+    return {_text(k): _text(v) for k, v in raw.items() if not _text(k).startswith("!")}
 
 
 def server_ms(client: Any) -> float:
@@ -47,8 +75,13 @@ def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client:
     assert lock.expires_at == pytest.approx(lock.acquired_at + 5, abs=0.002)
     assert dict(lock.metadata) == {"notes": "hi"}
     # keys outlive the lock by the retention (60 s), rounded up to a step of a minute
-    for key in mgr.keys(SCOPE).all[:5]:
-        assert 5 + 60 - 0.1 < redis_client.pttl(key) / 1000 <= 5 + 120
+    keys = mgr.keys(SCOPE)
+    assert all_keys(redis_client) == sorted([keys.locks, keys.directory])
+    assert scope_keys(redis_client, mgr) == [keys.locks]
+    assert 5 + 60 - 0.1 < redis_client.pttl(keys.locks) / 1000 <= 5 + 120
+    # the record is stored under the fencing token, the resource points to it
+    assert records(redis_client, mgr)["job:j1"] == str(lock.fencing_token)
+    assert records(redis_client, mgr)[str(lock.fencing_token)].split(" ")[2] == "alice"
 
 
 def test_ids_are_int64_strings_unique_and_resolve_to_their_scope(mgr: LockManager) -> None:
@@ -83,8 +116,9 @@ def test_same_owner_reacquire_refreshes_the_same_lock(mgr: LockManager) -> None:
 
 
 def test_one_per_owner_replaces_the_previous_lock_in_the_scope(
-    mgr: LockManager, redis_client: Any
+    emgr: LockManager, redis_client: Any
 ) -> None:
+    mgr = emgr
     old = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
     other_scope = mgr.acquire("course:7", "gadget", "g1", "alice").lock
     result = mgr.acquire(SCOPE, "gadget", "g2", "alice")
@@ -136,38 +170,62 @@ def test_acquire_ttl_is_capped_at_the_types_maximum(mgr: LockManager) -> None:
     assert lock.expires_at == pytest.approx(lock.acquired_at + 20, abs=0.002)
 
 
-def test_lock_without_expiry_keeps_its_keys(mgr: LockManager, redis_client: Any) -> None:
+def test_lock_without_expiry_keeps_its_keys(emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
     lock = mgr.acquire(SCOPE, "file", "f1", "alice").lock
     assert lock.expires_at is None and lock.remaining is None
     keys = mgr.keys(SCOPE)
-    for key in (keys.locks, keys.res, keys.own, keys.exp, keys.ids, keys.idexp):
+    made = [keys.locks, keys.directory, keys.events, keys.owner_index]
+    assert all_keys(redis_client) == sorted(made)
+    for key in made:
         assert redis_client.pttl(key) == -1
 
 
-def test_keys_live_as_long_as_their_longest_lock(mgr: LockManager, redis_client: Any) -> None:
+def test_keys_live_as_long_as_their_longest_lock(emgr: LockManager,
+                                                 redis_client: Any) -> None:
+    mgr = emgr
     keys = mgr.keys(SCOPE)
     mgr.acquire(SCOPE, "job", "short", "alice", ttl=1)
     long = mgr.acquire(SCOPE, "gadget", "long", "alice", ttl=60).lock
-    for key in keys.all[:7]:
+    made = scope_keys(redis_client, mgr)
+    assert made == sorted([keys.locks, keys.events, keys.owner_index])
+    for key in made:
         assert redis_client.pttl(key) / 1000 > 60 + 60 - 0.1
     forever = mgr.acquire(SCOPE, "file", "f", "bob").lock
-    assert {redis_client.pttl(k) for k in keys.all[:7]} == {-1}
+    assert {redis_client.pttl(k) for k in made} == {-1}
     mgr.release(forever, "bob")
-    for key in keys.all[:7]:
+    for key in made:
         assert 0 < redis_client.pttl(key) / 1000 <= 60 + 120
     mgr.release(long, "alice")
     assert redis_client.exists(keys.locks) == 1
 
 
-def test_keys_made_after_the_scope_emptied_get_a_lifetime(mgr: LockManager,
+def test_keys_made_after_the_scope_emptied_get_a_lifetime(emgr: LockManager,
                                                           redis_client: Any) -> None:
+    mgr = emgr
     old = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
     time.sleep(0.06)
-    # a call that fails, but whose sweep empties the scope
+    # a call that fails on an emptied scope
     with pytest.raises(InvalidLockRequest):
         mgr.acquire(SCOPE, "job", "j2", "bob", expires_at=old.acquired_at - 1)
-    mgr.acquire(SCOPE, "job", "j2", "bob", ttl=5)
-    for key in mgr.keys(SCOPE).all[:7]:
+    mgr.acquire(SCOPE, "job", "j1", "bob", ttl=5)  # removes the expired lock on its way
+    made = scope_keys(redis_client, mgr)
+    keys = mgr.keys(SCOPE)
+    assert made == sorted([keys.locks, keys.events, keys.owner_index])
+    for key in made:
+        assert redis_client.pttl(key) > 0, key
+
+
+def test_index_keys_made_after_the_scopes_first_lock_get_a_lifetime(
+        emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
+    keys = mgr.keys(SCOPE)
+    mgr.acquire(SCOPE, "job", "j1", "alice", ttl=5)
+    # a multi type's first lock makes the scope's multi-type indexes
+    mgr.acquire(SCOPE, "deletion", "d1", "alice", ttl=5)
+    made = scope_keys(redis_client, mgr)
+    assert keys.multi_index in made
+    for key in made:
         assert redis_client.pttl(key) > 0, key
 
 
@@ -186,11 +244,25 @@ def test_fencing_tokens_grow_across_release_and_expiry(mgr: LockManager) -> None
     assert tokens == sorted(set(tokens))
 
 
-def test_fencing_tokens_grow_even_after_every_key_is_lost(
-    mgr: LockManager, redis_client: Any
+def test_fencing_tokens_grow_even_after_the_scopes_keys_are_lost(
+    emgr: LockManager, redis_client: Any
 ) -> None:
+    mgr = emgr
     first = mgr.acquire(SCOPE, "job", "j1", "alice").lock
-    for key in mgr.keys(SCOPE).all:
+    for key in scope_keys(redis_client, mgr):
+        redis_client.delete(key)
+    assert records(redis_client, mgr) == {}
+    second = mgr.acquire(SCOPE, "job", "j1", "bob").lock
+    assert second.fencing_token > first.fencing_token
+    assert int(second.id) > int(first.id)
+
+
+def test_fencing_tokens_grow_even_after_every_key_is_lost(
+    emgr: LockManager, redis_client: Any
+) -> None:
+    mgr = emgr
+    first = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    for key in all_keys(redis_client):  # the slot's directory (its counter) too
         redis_client.delete(key)
     second = mgr.acquire(SCOPE, "job", "j1", "bob").lock
     assert second.fencing_token > first.fencing_token
@@ -199,15 +271,19 @@ def test_fencing_tokens_grow_even_after_every_key_is_lost(
 
 # --- release, refresh, get --------------------------------------------------------------
 
-def test_release_by_owner_removes_every_trace(mgr: LockManager, redis_client: Any) -> None:
+def test_release_by_owner_removes_every_trace(emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
     released = mgr.release(lock.id, "alice")
     assert released.id == lock.id
     with pytest.raises(LockNotFound):
         mgr.get(lock.id)
     keys = mgr.keys(SCOPE)
-    assert all_keys(redis_client) == sorted([keys.events, keys.seq])
-    assert 0 < redis_client.pttl(keys.events) <= 60_000
+    # the hash keeps only its bookkeeping; the owner index is gone; the events stay
+    assert all_keys(redis_client) == sorted([keys.locks, keys.events, keys.directory])
+    assert records(redis_client, mgr) == {}
+    for key in (keys.locks, keys.events):  # 10 s lease + 60 s retention, up to a minute
+        assert 0 < redis_client.pttl(key) <= 130_000
     assert mgr.acquire(SCOPE, "job", "j1", "bob").created
 
 
@@ -219,7 +295,8 @@ def test_release_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
     assert mgr.get(lock.id).owner == "alice"
 
 
-def test_forced_release_by_an_administrator(mgr: LockManager, redis_client: Any) -> None:
+def test_forced_release_by_an_administrator(emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
     mgr.release(lock.id, "admin", force=True)
     with pytest.raises(LockNotFound):
@@ -242,7 +319,8 @@ def test_release_of_an_expired_lock_is_not_found(mgr: LockManager) -> None:
         mgr.release(lock, "alice")
 
 
-def test_refresh_extends_and_is_capped(mgr: LockManager, redis_client: Any) -> None:
+def test_refresh_extends_and_is_capped(emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=1).lock
     longer = mgr.refresh(lock.id, "alice", 15)
     assert longer.expires_at == pytest.approx(longer.as_of + 15, abs=0.002)
@@ -296,16 +374,19 @@ def test_expired_lock_is_gone_from_get_and_list_before_any_cleanup(mgr: LockMana
 
 
 def test_expired_lock_frees_the_resource_and_is_announced(
-    mgr: LockManager, redis_client: Any
+    emgr: LockManager, redis_client: Any
 ) -> None:
+    mgr = emgr
     old = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
     time.sleep(0.06)
     new = mgr.acquire(SCOPE, "job", "j1", "bob").lock
     assert new.fencing_token > old.fencing_token
     expired = [e for e in events(redis_client, mgr) if e["event"] == "expired"]
     assert [e["id"] for e in expired] == [old.id]
-    assert redis_client.hget(mgr.keys(SCOPE).locks, old.id) is None
-    assert redis_client.hget(mgr.keys(SCOPE).ids, old.id) is None
+    assert set(records(redis_client, mgr)) == {str(new.fencing_token), "job:j1"}
+    assert records(redis_client, mgr)["job:j1"] == str(new.fencing_token)
+    owners = redis_client.zrange(mgr.keys(SCOPE).owner_index, 0, -1)
+    assert [_text(m) for m in owners] == [f"bob:job:{new.fencing_token}"]
 
 
 def test_calls_report_how_many_expired_locks_they_removed(redis_client: Any) -> None:
@@ -319,17 +400,45 @@ def test_calls_report_how_many_expired_locks_they_removed(redis_client: Any) -> 
     for n in range(3):
         mgr.acquire(SCOPE, "job", f"j{n}", "alice", ttl=0.02)
     time.sleep(0.05)
-    mgr.acquire(SCOPE, "job", "other", "bob")
-    assert noticed == [3]
+    # each acquire meets the expired holder of its resource and removes it
+    for n in range(3):
+        mgr.acquire(SCOPE, "job", f"j{n}", "bob")
+    assert noticed == [1, 1, 1]
+    assert len(records(redis_client, mgr)) == 6  # bob's three: record and resource
+
+
+def test_expired_locks_nobody_meets_are_swept(redis_client: Any) -> None:
+    noticed: list[int] = []
+
+    class Counting(LockManager):
+        def expired_noticed(self, count: int) -> None:
+            noticed.append(count)
+
+    mgr = Counting(redis_client, TYPES, prefix="t")
+    gone = [mgr.acquire(SCOPE, "job", f"j{n}", "alice", ttl=0.02).lock for n in range(3)]
+    gone.append(mgr.acquire(SCOPE, "deletion", "d", "alice", ttl=0.02).lock)
+    time.sleep(0.05)
+    # other resources only: the sweep that runs along new locks removes them
+    for n in range(200):
+        lock = mgr.acquire(SCOPE, "job", f"other{n}", "bob").lock
+        mgr.release(lock, "bob")
+        if sum(noticed) >= len(gone):
+            break
+    assert sum(noticed) == len(gone)
+    assert records(redis_client, mgr) == {}
+    assert redis_client.zcard(mgr.keys(SCOPE).multi_index) == 0
 
 
 def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
     redis_client: Any
 ) -> None:
-    short = LockManager(redis_client, TYPES, prefix="t", retention=0.05)
+    short = LockManager(redis_client, EVENT_TYPES, prefix="t", retention=0.05)
     short.acquire(SCOPE, "job", "j1", "alice", ttl=0.03)
-    time.sleep(0.15)
-    assert all_keys(redis_client) == [short.keys(SCOPE).seq]
+    short.acquire(SCOPE, "deletion", "d1", "alice", ttl=0.03)
+    assert len(scope_keys(redis_client, short)) == 5
+    time.sleep(0.2)
+    # only the slot's directory, which keeps the fencing tokens growing, stays
+    assert all_keys(redis_client) == [short.keys(SCOPE).directory]
 
 
 # --- listing -----------------------------------------------------------------------------
@@ -382,7 +491,9 @@ def test_list_skips_many_expired_locks_without_losing_live_ones(mgr: LockManager
 
 # --- events ------------------------------------------------------------------------------
 
-def test_every_change_is_recorded_in_the_stream(mgr: LockManager, redis_client: Any) -> None:
+def test_every_change_is_recorded_in_the_stream(emgr: LockManager,
+                                                redis_client: Any) -> None:
+    mgr = emgr
     a = mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5).lock
     mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5)
     b = mgr.acquire(SCOPE, "gadget", "g2", "alice").lock
@@ -402,14 +513,24 @@ def test_every_change_is_recorded_in_the_stream(mgr: LockManager, redis_client: 
     assert int(first["token"]) == a.fencing_token
 
 
-def test_event_stream_is_capped(mgr: LockManager, redis_client: Any) -> None:
+def test_event_stream_is_capped(emgr: LockManager, redis_client: Any) -> None:
+    mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
     for _ in range(400):
         mgr.refresh(lock.id, "alice")
     assert redis_client.xlen(mgr.keys(SCOPE).events) < 200
 
 
-def test_changes_are_published_live(mgr: LockManager, redis_client: Any, backend: str) -> None:
+def test_no_events_for_types_without_them(mgr: LockManager, redis_client: Any) -> None:
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
+    mgr.refresh(lock, "alice")
+    mgr.release(lock, "alice")
+    assert redis_client.exists(mgr.keys(SCOPE).events) == 0
+
+
+def test_changes_are_published_live(emgr: LockManager, redis_client: Any,
+                                    backend: str) -> None:
+    mgr = emgr
     pubsub = redis_client.pubsub()
     pubsub.subscribe(mgr.keys(SCOPE).events)
     deadline = time.monotonic() + 5
@@ -417,13 +538,19 @@ def test_changes_are_published_live(mgr: LockManager, redis_client: Any, backend
         pass  # the subscribe confirmation
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
     mgr.release(lock.id, "alice")
-    got = []
+    got: list[str] = []
     while len(got) < 2 and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.2)
         if message and message["type"] == "message":
-            got.append(json.loads(message["data"]))
+            got.append(_text(message["data"]))  # the id of the stream entry
     pubsub.close()
-    assert [(m["event"], m["id"]) for m in got] == [("acquired", lock.id), ("released", lock.id)]
+    stream = mgr.keys(SCOPE).events
+    published = [event_from_entry(stream, entry_id, {_text(k): _text(v) for k, v in
+                                                     redis_client.xrange(stream, entry_id,
+                                                                         entry_id)[0][1].items()})
+                 for entry_id in got]
+    assert [(e["event"], e["id"]) for e in published] == [("acquired", lock.id),
+                                                          ("released", lock.id)]
 
 
 # --- key layout --------------------------------------------------------------------------
@@ -450,8 +577,12 @@ def test_names_with_any_bytes_neither_collide_nor_escape(mgr: LockManager) -> No
 def test_a_scopes_keys_share_one_hash_slot(mgr: LockManager) -> None:
     for scope in WEIRD + [SCOPE]:
         keys = mgr.keys(scope)
-        assert {key_slot(k.encode()) for k in keys.all} == {keys.slot}
-        assert keys.locks.startswith("t:{") and "}" not in keys.locks[3:-len("}:locks")]
+        every = [keys.locks, keys.directory, keys.events, keys.multi_index, keys.owner_index,
+                 keys.base + "X", keys.waiter_signal("t1"), keys.queue("job:r"),
+                 keys.request("req-1")]
+        assert {key_slot(k.encode()) for k in every} == {keys.slot}
+        assert keys.locks.startswith("t:{") and "}" not in keys.locks[3:-len("}:L")]
+        assert mgr.acquire(scope, "job", "r", "alice").lock.id.startswith(keys.id_prefix)
 
 
 # --- absolute expiry, metadata changes, counting -----------------------------------------

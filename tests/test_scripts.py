@@ -7,12 +7,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lockcore import LockConflict, LockNotFound, LockNotOwned, ReplyCode, UnexpectedReply
-from lockcore.keys import ScopeKeys
-from lockcore.scripts import SCRIPT_NAMES, check, lua_dir, source
+from lockcore.keys import ScopeKeys, directory_key, slot_of_id
+from lockcore.models import Lock
+from lockcore.scripts import SCRIPT_NAMES, Call, Core, lua_dir, source
+
+from .conftest import TYPES
 
 
 def test_reply_codes_mirror_the_lua_constants() -> None:
@@ -27,17 +31,27 @@ def test_every_script_opens_with_its_contract_and_has_no_include_left() -> None:
     for name in SCRIPT_NAMES:
         raw = (lua_dir() / f"{name}.lua").read_text()
         assert raw.startswith(f"--[[\n{name}.lua: ")
-        assert "Returns" in raw and "ARGV[" in raw
+        header, body = raw.split("]]", 1)
+        assert "Returns" in header and "KEYS[1]" in header
+        # every argument the script reads is described in its header
+        used = set(re.findall(r"(?:KEYS|ARGV)\[\d+\]", body))
+        assert used <= set(re.findall(r"(?:KEYS|ARGV)\[\d+\]", header)), name
         assert not any(line.startswith("--!include") for line in source(name).splitlines())
 
 
-HOLDER = ('{"id":"100000000000000005","type":"job","resource":"r","owner":"alice",'
-          '"token":5,"acquired_at":1000,"expires_at":31000,"metadata":{}}')
+#: A holder as the scripts reply with it: its token, its record (see lua/_lib.lua).
+TOKEN, RECORD = b"5", b"xe 31000 alice job:r 1000 1000 30000 0 k=v"
+LOCK_ID = "100000000000000005"
+
+
+def core() -> Core:
+    return Core(TYPES, prefix="t", event_maxlen=1000, retention=60.0, heartbeat=1.0,
+                request_ttl=60.0, handoff=0.005)
 
 
 @pytest.mark.parametrize(("reply", "error"), [
-    ([1, 2000, 0, HOLDER], LockConflict),
-    ([3, 2000, 0, HOLDER], LockNotOwned),
+    ([1, 2000, 0, TOKEN, RECORD], LockConflict),
+    ([3, 2000, 0, TOKEN, RECORD, b"s"], LockNotOwned),
     ([2, 2000, 1], LockNotFound),
     ([9, 2000, 0], UnexpectedReply),
     ([0, 2000], UnexpectedReply),
@@ -45,12 +59,32 @@ HOLDER = ('{"id":"100000000000000005","type":"job","resource":"r","owner":"alice
     (None, UnexpectedReply),
 ])
 def test_replies_map_to_typed_errors(reply: object, error: type[Exception]) -> None:
+    call = Call("release", [], [], "s", LOCK_ID)
     with pytest.raises(error) as info:
-        check(reply, "acquire", "s", "100000000000000005")
+        core().check(reply, call)
     if error in (LockConflict, LockNotOwned):
         holder = info.value.holder  # type: ignore[attr-defined]
         assert (holder.owner, holder.fencing_token, holder.expires_at) == ("alice", 5, 31.0)
+        assert (holder.id, holder.scope, holder.type, holder.resource) == (
+            LOCK_ID, "s", "job", "r")
+        assert dict(holder.metadata) == {"k": "v"}
         assert holder.remaining == 29.0
+
+
+def test_a_conflict_of_an_acquire_names_the_holder_by_its_scopes_id() -> None:
+    c = core()
+    call = c.acquire("s", "job", "r", "bob", ttl=None, metadata=None, expires_at=None,
+                     request_id=None)
+    with pytest.raises(LockConflict) as info:
+        c.acquired([1, 2000, 0, TOKEN, RECORD], call)
+    holder = info.value.holder
+    assert holder is not None and holder.owner == "alice"
+    assert holder.id == f"{c.keys('s').id_prefix}{5:014d}"
+    with pytest.raises(LockConflict) as kept:  # kept for an earlier waiter: no holder
+        c.acquired([1, 2000, 0, b"", b""], call)
+    assert kept.value.holder is None
+    lock = Lock.from_record(TOKEN, RECORD, "s", 2000, "1")
+    assert (lock.id, lock.acquired_at, lock.updated_at) == ("100000000000005", 1.0, 1.0)
 
 
 def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None:  # type: ignore[no-untyped-def]
@@ -60,10 +94,31 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
     client.flushall()
     keys = ScopeKeys.for_scope("native", "course:1")
     acquire = (tmp_path / "acquire.lua").read_text()
-    args = ["course:1", 100, 60000, "gadget", "g1"]
-    tail = ["exclusive", "0", "30000", "0", "{}", keys.slot + 1]
-    ok = client.eval(acquire, 8, *keys.all, *args, "alice", *tail)
+    get = (tmp_path / "get.lua").read_text()
+    assert acquire == source("acquire")
+
+    def take(owner: str) -> Any:
+        # ARGV as acquire.lua's header describes them: <type>:<resource>, owner, ttl ms,
+        # flags, max ttl ms, metadata, retention ms, absolute expiry, waiter (3), request
+        # id (2), id prefix, event stream length, hand-off ms
+        return client.eval(acquire, 2, keys.locks, keys.directory, "gadget:g1", owner,
+                           30000, "xe", 0, "n=1", 60000, "", "", "", "", "", "",
+                           keys.id_prefix, 1000, 5)
+
+    ok = take("alice")
     assert ok[0] == 0 and ok[2] == 0 and ok[5] == 1
-    conflict = client.eval(acquire, 8, *keys.all, *args, "bob", *tail)
-    assert conflict[0] == 1 and b'"owner":"alice"' in conflict[3]
+    token, record = int(ok[3]), ok[4].decode()
+    flags, expires, owner, field, acquired, updated, ttl, max_ttl, meta = record.split(" ")
+    assert (flags, owner, field, ttl, max_ttl, meta) == ("xe", "alice", "gadget:g1",
+                                                         "30000", "0", "n=1")
+    assert int(expires) == int(acquired) + 30000 and updated == acquired
+    conflict = take("bob")
+    assert conflict[0] == 1 and int(conflict[3]) == token and conflict[4].decode() == record
+    lock_id = f"{keys.id_prefix}{token:014d}"
+    # by id alone: the slot's directory gives the scope
+    found = client.eval(get, 1, directory_key("native", slot_of_id(lock_id)),  # type: ignore[arg-type]
+                        str(int(lock_id[-14:])), "")
+    assert found[0] == 0 and found[3:] == [str(token).encode(), record.encode(),
+                                           b"course%3A1"]
+    assert [e[1][b"event"] for e in client.xrange(keys.events)] == [b"acquired"]
     client.close()
