@@ -68,6 +68,11 @@ local function begin()
   SCOPE = ''
 end
 
+-- Integers as text without an exponent (Lua writes 1e14 and more as 1e+14).
+local function int(n)
+  return string.format('%d', n)
+end
+
 local function parse(v)
   local f, x, o, fld, a, u, t, m, md = match(v,
     '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
@@ -140,6 +145,18 @@ local function extend(exp, applied)
   redis.call('HSET', L, '!x', target)
   if not redis.call('HGET', L, '!n') then
     apply(target)
+  end
+end
+
+-- An index key (R, X, O) was just written: it lives as long as the scope's hash.
+local function index_lifetime(keys)
+  local x = redis.call('HGET', L, '!x')
+  if x and not redis.call('HGET', L, '!n') then
+    for _, k in ipairs(keys) do
+      if redis.call('PTTL', k) == -1 then
+        redis.call('PEXPIREAT', k, x)
+      end
+    end
   end
 end
 

@@ -69,10 +69,10 @@ if (ARGV[8] or '') ~= '' then
   if max_ttl > 0 and ttl > max_ttl then
     ttl = max_ttl
   end
-  ttls = tostring(ttl)
+  ttls = int(ttl)
 end
 local exp = ttl > 0 and NOW + ttl or 0
-local exps = ttl > 0 and tostring(exp) or '0'
+local exps = ttl > 0 and int(exp) or '0'
 
 local ofield = find(flags, 'o', 2, true) and ('!o' .. type_of(field) .. ':' .. owner)
 local got = redis.call('HMGET', L, field, '!b', '!x', ofield or '!b')
@@ -179,7 +179,7 @@ if not tok or tok % 1000 == 0 then
   local blocks = redis.call('HGET', L, '!B')
   redis.call('HSET', L, '!B', blocks and (blocks .. ' ' .. blk) or blk)
   tok = blk * 1000
-  toks = tostring(tok)
+  toks = int(tok)
   -- Directory entries of scopes that are gone, a few per new block.
   local scan = redis.call('HSCAN', D, redis.call('HGET', D, '!c') or '0', 'COUNT', 8)
   redis.call('HSET', D, '!c', scan[1])
@@ -227,12 +227,12 @@ end
 local raw = build(r)
 if exclusive then
   if ofield then
-    redis.call('HSET', L, toks, raw, field, toks, '!b', tostring(tok + 1), ofield, toks)
+    redis.call('HSET', L, toks, raw, field, toks, '!b', int(tok + 1), ofield, toks)
   else
-    redis.call('HSET', L, toks, raw, field, toks, '!b', tostring(tok + 1))
+    redis.call('HSET', L, toks, raw, field, toks, '!b', int(tok + 1))
   end
 else
-  redis.call('HSET', L, toks, raw, '!b', tostring(tok + 1))
+  redis.call('HSET', L, toks, raw, '!b', int(tok + 1))
   if ofield then
     redis.call('HSET', L, ofield, toks)
   end
@@ -243,6 +243,12 @@ if find(flags, 'i', 2, true) then
   redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. toks)
 end
 extend(exp, applied)
+if not exclusive then
+  index_lifetime({B .. 'R', B .. 'X'})
+end
+if find(flags, 'i', 2, true) then
+  index_lifetime({B .. 'O'})
+end
 emit('acquired', toks, r, 'replaced', rtok ~= '' and (IDP .. string.format('%014d', tonumber(rtok))) or '')
 remember(toks, 1)
 

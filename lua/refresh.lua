@@ -53,7 +53,7 @@ end
 local was = r.exp
 if ttl then
   r.exp = NOW + ttl
-  r.x = tostring(r.exp)
+  r.x = int(r.exp)
 end
 
 if ARGV[7] ~= '' then

@@ -264,6 +264,10 @@ def test_fencing_tokens_grow_even_after_every_key_is_lost(
     first = mgr.acquire(SCOPE, "job", "j1", "alice").lock
     for key in all_keys(redis_client):  # the slot's directory (its counter) too
         redis_client.delete(key)
+    # With the counter lost, the clock is the floor: a block per 10 ms (documented bound).
+    started = server_ms(redis_client)
+    while server_ms(redis_client) < started + 20:
+        time.sleep(0.005)
     second = mgr.acquire(SCOPE, "job", "j1", "bob").lock
     assert second.fencing_token > first.fencing_token
     assert int(second.id) > int(first.id)
