@@ -250,3 +250,42 @@ def test_a_stale_token_is_refused(make_async_client: Any) -> None:
         assert await mgr.validate(SCOPE, "job", "r", new.fencing_token)
 
     run(make_async_client, body)
+
+
+def test_every_public_method_works_on_the_async_manager(make_async_client: Any) -> None:
+    """The sync and async managers are siblings: what the sync one offers, the async one
+    offers awaitably (iter_locks, load_scripts, requested, count, scope_of, refresh ...)."""
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        loaded = await mgr.load_scripts()
+        assert "acquire" in loaded and "release" in loaded
+        first = await mgr.acquire(SCOPE, "job", "r1", "a", request_id="req-1")
+        await mgr.acquire(SCOPE, "job", "r2", "a")
+        assert await mgr.requested(SCOPE, "req-1") == first.lock.id
+        assert await mgr.requested(SCOPE, "req-2") is None
+        assert await mgr.scope_of(first.lock.id) == SCOPE
+        ids = [lock.id async for lock in mgr.iter_locks(SCOPE, limit=1)]
+        assert sorted(ids) == sorted([first.lock.id, (await mgr.list(SCOPE)).locks[1].id])
+        assert await mgr.count(SCOPE) == 2
+        refreshed = await mgr.refresh(first.lock.id, "a", 60, metadata={"k": "v"})
+        assert dict(refreshed.metadata) == {"k": "v"}
+        assert await mgr.validate(SCOPE, "job", "r1", first.lock.fencing_token)
+        released = await mgr.release(first.lock.id, "a")
+        assert released.id == first.lock.id
+        with pytest.raises(LockNotFound):
+            await mgr.get(first.lock.id)
+
+    run(make_async_client, body)
+
+
+def test_the_async_manager_from_a_url_has_an_async_client(real_server: Any) -> None:
+    async def main() -> None:
+        mgr = await AsyncLockManager.from_url(real_server.url, TYPES, prefix="u")
+        try:
+            lock = (await mgr.acquire(SCOPE, "job", "r", "a")).lock
+            assert (await mgr.get(lock.id)).owner == "a"
+            await mgr.release(lock, "a")
+        finally:
+            await mgr.close()
+
+    asyncio.run(main())
