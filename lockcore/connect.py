@@ -133,7 +133,7 @@ def connect_async(url: str | None = None, *,
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ValueError("a sentinel URL names the service: redis+sentinel://h:p/service")
-        sentinel = AsyncSentinel(_hosts(parts.netloc, 26379),
+        sentinel = AsyncSentinel(_hosts(parts.netloc, 26379),  # type: ignore[no-untyped-call]
                                  socket_timeout=client_options.get("socket_timeout") or 5)
         client = sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0,
                                      password=_password(parts.netloc), **client_options)

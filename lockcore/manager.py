@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .connect import Connection, connect
-from .exceptions import InvalidLockRequest, LockConflict, LockNotFound, LockNotOwned
-from .exceptions import WaitCancelled
+from .exceptions import LockConflict, LockNotFound, LockNotOwned, WaitCancelled
 from .hold import Held, Hold
 from .keys import ScopeKeys
 from .models import AcquireResult, Lock, LockPage, LockType
-from .scripts import Call, Core, Scripts, _ms, _positive, _text, check_request_id
+from .scripts import Call, Core, Scripts, _ms, _positive, check_request_id
 
 DEFAULT_PREFIX = "lockcore"
 

@@ -27,8 +27,7 @@ from .exceptions import (
     LockNotOwned,
     UnexpectedReply,
 )
-from .keys import REDIS_CLUSTER_HASH_SLOTS, ScopeKeys, check_prefix, decode, directory_key
-from .keys import SEQ_DIGITS, encode, slot_of_id
+from .keys import SEQ_DIGITS, ScopeKeys, check_prefix, decode, directory_key, encode, slot_of_id
 from .models import AcquireResult, Lock, LockPage, LockType, Mode, encode_metadata
 
 SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate", "count")
@@ -137,8 +136,8 @@ def _metadata(metadata: Mapping[str, Any] | None, none_allowed: bool = False) ->
     if not metadata:
         return ""
     clean: dict[str, str | None] = {}
-    for key, value in metadata.items():
-        key = str(key)
+    for raw_key, value in metadata.items():
+        key = str(raw_key)
         text = None if (value is None and none_allowed) else str(value)
         for label, part in (("metadata key", key), (f"metadata[{key!r}]", text or "")):
             try:
@@ -433,7 +432,7 @@ def _dump(folder: str) -> None:
 
 
 
-__all__ = ["Call", "Core", "ReplyCode", "Scripts", "REDIS_CLUSTER_HASH_SLOTS"]
+__all__ = ["Call", "Core", "ReplyCode", "Scripts"]
 
 if __name__ == "__main__":  # pragma: no cover - a tool for other languages' consumers
     if len(sys.argv) != 3 or sys.argv[1] != "dump":
