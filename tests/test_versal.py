@@ -207,3 +207,59 @@ def test_expired_lock_disappears(app: Any, client: Any) -> None:
 def test_wrong_method_and_unknown_path_keep_the_envelope(client: Any) -> None:
     assert_error(client.put("/locks", headers=sid("alice")), 405, "Method not allowed")
     assert_error(client.get("/locks/1/2", headers=sid("alice")), 404, "Not found")
+
+
+# --- the Versal request, checked without the schema ---------------------------------------
+
+REQUESTS: list[Any] = [
+    {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1", "x": 1}, "y": 2},
+    {"type": "gadget", "subject": {"courseId": 7, "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": True}},
+    {"type": "gadget", "subject": {"courseId": " ", "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": "", "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": "c" * 513, "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": "\ud800", "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"courseId": None, "gadgetId": "g1"}},
+    {"type": "gadget", "subject": {"gadgetId": "g1"}},
+    {"type": "gadget", "subject": ["c1", "g1"]},
+    {"type": "gadget", "subject": None},
+    {"type": "gadget"},
+    {"type": "Gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}},
+    {"type": ["gadget"], "subject": {"courseId": "c1", "gadgetId": "g1"}},
+    {"subject": {"courseId": "c1", "gadgetId": "g1"}},
+    {},
+]
+
+
+@pytest.mark.parametrize("data", REQUESTS)
+def test_the_usual_lock_request_is_read_as_the_schema_reads_it(data: Any) -> None:
+    import fakeredis
+    from marshmallow import ValidationError
+
+    from app import create_app
+    from app.apis import versal
+
+    with create_app({"REDIS_CLIENT": fakeredis.FakeRedis()}).app_context():
+        try:
+            expected: Any = versal.LockRequestSchema().load(data)
+        except ValidationError as exc:
+            expected = exc.messages
+        try:
+            got: Any = versal.lock_request(data)
+        except ValidationError as exc:
+            got = exc.messages
+    assert got == expected
+
+
+def test_a_resource_lock_is_what_its_schema_dumps(app: Any) -> None:
+    locks = app.extensions["lockcore"].locks
+    from app.apis import versal
+
+    lock = locks.acquire("versal:course:c1", "gadget", "g1", "alice").lock
+    built = versal.resource_lock(lock)
+    assert built == versal.ResourceLockSchema().dump({
+        "id": lock.id, "type": lock.type,
+        "subject": {"courseId": "c1", "gadgetId": lock.resource},
+        "ownerId": lock.owner, "expiresIn": built["expiresIn"]})
+    assert list(built) == ["id", "type", "subject", "ownerId", "expiresIn"]

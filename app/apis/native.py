@@ -114,8 +114,15 @@ class ErrorSchema(Schema):
 SCOPE_PREFIX = "v1:"
 
 
+# Built once: a schema is reusable, and building one per request costs more than using it.
+LOCK = LockSchema()
+ACQUIRE = AcquireSchema()
+REFRESH = RefreshSchema()
+VALIDATE = ValidateSchema()
+
+
 def to_json(lock: Lock) -> dict[str, Any]:
-    return LockSchema().dump({
+    return LOCK.dump({
         "id": lock.id, "scope": lock.scope.removeprefix(SCOPE_PREFIX), "type": lock.type,
         "resource": lock.resource, "owner": lock.owner, "fencing_token": lock.fencing_token,
         "acquired_at": lock.acquired_at, "expires_at": lock.expires_at,
@@ -186,7 +193,7 @@ ERRORS = {400: ("Invalid request", ErrorSchema), 401: ("No valid key", ErrorSche
 @idempotency.idempotent
 def acquire() -> Any:
     user = caller()
-    data = body(AcquireSchema())
+    data = body(ACQUIRE)
     limit = current_app.config["V1_MAX_WAIT"]
     if data["wait"] is not None and data["wait"] > limit:
         raise ApiError(400, f"wait may be at most {limit} seconds")
@@ -244,7 +251,7 @@ def get_lock(lock_id: str) -> Any:
                   404: ("No such lock", ErrorSchema), **ERRORS})
 def refresh(lock_id: str) -> Any:
     user = caller()
-    data = body(RefreshSchema())
+    data = body(REFRESH)
     lock = own_lock(lock_id)
     return changed(lock, lambda: services().locks.refresh(lock, user.id, data["ttl"]))
 
@@ -292,7 +299,7 @@ def list_locks(scope: str) -> Any:
        responses={200: ("{valid: bool}", None), **ERRORS})
 def validate_token() -> Any:
     caller()
-    data = body(ValidateSchema())
+    data = body(VALIDATE)
     valid = services().locks.validate(SCOPE_PREFIX + data["scope"], data["type"],
                                       data["resource"], data["fencing_token"])
     return jsonify({"valid": valid})
