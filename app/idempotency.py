@@ -38,6 +38,7 @@ from .errors import ApiError
 from .services import services
 
 HEADER = "Idempotency-Key"
+ENVIRON_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
 #: Every header an API reads credentials from.
 CREDENTIALS = ("Authorization", "SID", "X-API-Key", "X-CKAN-API-Key", "EDX-API-Key")
 
@@ -66,7 +67,8 @@ def _digest(*parts: str | bytes) -> bytes:
 
 
 def _key_of_request() -> str | None:
-    key = request.headers.get(HEADER)
+    # The environ, not request.headers: a missing header is a raised KeyError there.
+    key: str | None = request.environ.get(ENVIRON_KEY)
     if key is None:
         return None
     if not 1 <= len(key) <= 255 or not (key.isascii() and key.isprintable()):

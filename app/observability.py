@@ -80,8 +80,15 @@ def log_exception(exc: BaseException) -> None:
               extra={"fields": {"request_id": request_id(), "path": request.path}})
 
 
+#: result -> its child of LOCK_OPS (``labels()`` takes a lock and builds a key each time).
+_LOCK_OP_COUNTERS: dict[str, Any] = {}
+
+
 def count_lock_op(result: str, count: int = 1) -> None:
-    LOCK_OPS.labels(result).inc(count)
+    counter = _LOCK_OP_COUNTERS.get(result)
+    if counter is None:
+        counter = _LOCK_OP_COUNTERS[result] = LOCK_OPS.labels(result)
+    counter.inc(count)
 
 
 def api_of(path: str) -> str:
@@ -92,19 +99,39 @@ def api_of(path: str) -> str:
     return "ops"
 
 
+#: Headers every answer carries unless its view set them (Content-Security-Policy aside).
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "no-referrer"))
+
+
 def security_headers(response: Response) -> None:
     """Headers every answer carries: no MIME sniffing, no framing (clickjacking), no
     Referer leaking URLs. API answers load nothing, so their CSP forbids every source;
     HTML pages (Swagger UI at /docs loads its scripts and styles from a CDN) only forbid
     framing. A view's own value wins."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    csp = "frame-ancestors 'none'"
-    if response.mimetype != "text/html":
-        csp = "default-src 'none'; " + csp
-    headers.setdefault("Content-Security-Policy", csp)
+    # One pass over the few headers there are (a lookup of a missing header raises and
+    # catches an exception inside werkzeug: four of them cost more than this).
+    present = {name.lower() for name, _ in headers}
+    for name, value in SECURITY_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
+        csp = "frame-ancestors 'none'"
+        if response.mimetype != "text/html":
+            csp = "default-src 'none'; " + csp
+        headers.add("Content-Security-Policy", csp)
+
+
+#: (api, status) -> its child of REQUESTS: ``labels()`` looks it up under a lock each time.
+_REQUEST_COUNTERS: dict[tuple[str, int], Any] = {}
+
+
+def count_request(api: str, status: int) -> None:
+    counter = _REQUEST_COUNTERS.get((api, status))
+    if counter is None:
+        counter = _REQUEST_COUNTERS[(api, status)] = REQUESTS.labels(api, str(status))
+    counter.inc()
 
 
 def init_app(app: Flask) -> None:
@@ -112,22 +139,28 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # The environ, not request.headers: a missing header is a raised KeyError there.
+        g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
         g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = request_id()
+        rid = request_id()
+        response.headers["X-Request-Id"] = rid
         security_headers(response)
-        api = api_of(request.path)
-        REQUESTS.labels(api, str(response.status_code)).inc()
-        LOG.info("%s %s %s", request.method, request.path, response.status_code, extra={
-            "fields": {
-                "request_id": request_id(), "method": request.method, "path": request.path,
-                "status": response.status_code, "api": api,
-                "ms": round((time.perf_counter() - g.get("started", time.perf_counter()))
-                            * 1000, 2),
-            }})
+        path = request.path
+        api = api_of(path)
+        status = response.status_code
+        count_request(api, status)
+        if LOG.isEnabledFor(logging.INFO):
+            method = request.method
+            LOG.info("%s %s %s", method, path, status, extra={
+                "fields": {
+                    "request_id": rid, "method": method, "path": path, "status": status,
+                    "api": api,
+                    "ms": round((time.perf_counter() - g.get("started", time.perf_counter()))
+                                * 1000, 2),
+                }})
         return response
 
     @app.get("/metrics")
