@@ -25,6 +25,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(config_module.load(config))
     app.extensions["lockcore"] = build(app.config)
+    # Remembered keys and catalog entries (see identity.Users, catalog.Catalog): a key
+    # revoked or a role changed elsewhere takes effect within AUTH_CACHE_TTL seconds.
+    app.extensions["lockcore"].users.cache_ttl = app.config["AUTH_CACHE_TTL"]
+    app.extensions["lockcore"].catalog.cache_ttl = app.config["AUTH_CACHE_TTL"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # A bad override file fails here, at startup, not on a request.
     app.extensions["edx_features"] = edx.load_features(app.config["EDX_FEATURES_OVERRIDE"])

@@ -11,9 +11,12 @@ The demo catalog ships as ``app/demo_catalog.yaml``.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate
@@ -24,6 +27,7 @@ COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: l
 DOCSPACE_ACCESS = ("RoomManager", "ContentCreator", "Editor", "Reviewer", "Commenter",
                    "FormFiller", "Viewer")
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
+T = TypeVar("T")
 
 
 
@@ -182,9 +186,48 @@ class DocFile:
 
 
 class Catalog:
-    def __init__(self, client: Any, prefix: str) -> None:
+    """The catalog in Redis. ``course``, ``workspace`` and ``docfile`` may remember what
+    they found for ``cache_ttl`` seconds (0, the default: they read Redis every time):
+    then a change made elsewhere (another process, the CLI) takes effect here within
+    ``cache_ttl`` seconds, one made through this object at once. Nothing not found is
+    remembered."""
+
+    #: Entities remembered at most (then the memory starts again).
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.prefix = prefix
+        self.cache_ttl = cache_ttl
+        self.clock = clock
+        #: (kind, id) -> (what the reader returned, clock time until which it may be used)
+        self._known: dict[tuple[str, str], tuple[Any, float]] = {}
+        # Bumped by every change made here, so that a read from before the change is never
+        # remembered after it.
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop everything remembered (called after each change made here)."""
+        with self._generation_lock:
+            self._generation += 1
+            self._known = {}
+
+    def _remembered(self, kind: str, entity_id: str, read: Callable[[], T | None]) -> T | None:
+        """``read()``, or what it returned for this entity within ``cache_ttl``."""
+        known = self._known.get((kind, entity_id))
+        if known is not None and self.clock() < known[1]:
+            return known[0]  # type: ignore[no-any-return]
+        generation = self._generation
+        value = read()
+        if value is not None and self.cache_ttl > 0:
+            with self._generation_lock:
+                if generation == self._generation:  # no change made here meanwhile
+                    if len(self._known) >= self.MAX_REMEMBERED:
+                        self._known = {}
+                    self._known[(kind, entity_id)] = (value, self.clock() + self.cache_ttl)
+        return value
 
     def key(self, kind: str) -> str:
         return f"{self.prefix}:{{catalog}}:{kind}"
@@ -236,7 +279,10 @@ class Catalog:
             pipe.delete(self.key(kind))
             if by_id:
                 pipe.hset(self.key(kind), mapping={i: json.dumps(e) for i, e in by_id.items()})
-        pipe.execute()
+        try:
+            pipe.execute()
+        finally:
+            self.forget()
         if users is not None:
             for u in doc["users"]:
                 users.put(User(u["id"], u["name"], u["email"], frozenset(u["roles"])),
@@ -253,6 +299,12 @@ class Catalog:
         return out
 
     def put_entity(self, kind: str, entity: dict[str, Any]) -> None:
+        try:
+            self._put_entity(kind, entity)
+        finally:
+            self.forget()
+
+    def _put_entity(self, kind: str, entity: dict[str, Any]) -> None:
         schema, id_field = KINDS[kind]
         if kind in ("collections", "libraries"):
             self._contain(kind, entity["id"], set(entity.get("items", [])))
@@ -266,9 +318,12 @@ class Catalog:
                              json.dumps(entity["id"]))
 
     def delete_entity(self, kind: str, entity_id: str) -> bool:
-        if kind in ("collections", "libraries"):
-            self._contain(kind, entity_id, set())
-        return bool(self.client.hdel(self.key(kind), entity_id))
+        try:
+            if kind in ("collections", "libraries"):
+                self._contain(kind, entity_id, set())
+            return bool(self.client.hdel(self.key(kind), entity_id))
+        finally:
+            self.forget()
 
     def _contain(self, kind: str, container: str, items: set[str]) -> None:
         """Keep each item's list of containers (what it inherits locks from) in step with
@@ -286,6 +341,9 @@ class Catalog:
     # -- reading -------------------------------------------------------------------------
 
     def course(self, key: str) -> Course | None:
+        return self._remembered("courses", key, lambda: self._course(key))
+
+    def _course(self, key: str) -> Course | None:
         c = self._get("courses", key)
         if c is None:
             return None
@@ -294,6 +352,9 @@ class Catalog:
 
     def workspace(self, ws_id: str) -> Workspace | None:
         """A workspace by id, or else by name (EDX accepts either)."""
+        return self._remembered("workspaces", ws_id, lambda: self._workspace(ws_id))
+
+    def _workspace(self, ws_id: str) -> Workspace | None:
         w = self._get("workspaces", ws_id)
         if w is None:
             by_name = self._get("workspace_names", ws_id)
@@ -310,6 +371,9 @@ class Catalog:
         return self._get(kind, entity_id)
 
     def docfile(self, file_id: str) -> DocFile | None:
+        return self._remembered("files", file_id, lambda: self._docfile(file_id))
+
+    def _docfile(self, file_id: str) -> DocFile | None:
         f = self._get("files", file_id)
         if f is None:
             return None

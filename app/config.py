@@ -40,8 +40,17 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 }
 
 
+#: Seconds a process trusts what it read about who may do what: a key's user, a catalog
+#: entry (course, workspace, file), that an address is not blocked. A key revoked, a user
+#: or a role changed elsewhere takes effect in every process within this bound (in the
+#: process that made the change, at once). 0: read Redis every time. Not (yet) a
+#: LOCKCORE_* setting: ``create_app``'s config may override it.
+AUTH_CACHE_TTL = 1.0
+
+
 def load(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    config = {name: default for name, (default, _) in SETTINGS.items()}
+    config: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
+    config["AUTH_CACHE_TTL"] = AUTH_CACHE_TTL
     for name, (_, parse) in SETTINGS.items():
         raw = os.environ.get(f"LOCKCORE_{name}")
         if raw is not None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify, make_response
-from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from lockcore import LockError
@@ -75,13 +74,13 @@ KEPT_HEADERS = ("Allow", "Retry-After")
 
 def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str]) -> Response:
     """An HTTP error (404, 405, 413, 429...) in ``envelope``, with its headers."""
-    from .limits import retry_after
+    from .limits import TooManyFailures
 
     status = exc.code or 500
     message = messages.get(status, exc.description or exc.name)
     headers = {name: value for name, value in exc.get_headers() if name in KEPT_HEADERS}
-    if isinstance(exc, RateLimitExceeded):
-        wait = retry_after(exc)
+    if isinstance(exc, TooManyFailures):
+        wait = exc.retry_after
         message = (f"Too many failed authentications from this address; try again in {wait} "
                    "seconds")
         headers["Retry-After"] = str(wait)

@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,12 +138,37 @@ def _record(user: User, digests: list[str]) -> str:
 
 
 class Users:
-    def __init__(self, client: Any, prefix: str) -> None:
+    """Users and keys in Redis. ``authenticate`` may remember the users of keys it has
+    accepted for ``cache_ttl`` seconds (0, the default: it reads Redis every time): then a
+    key revoked or a user changed elsewhere (another process, the CLI) takes effect here
+    within ``cache_ttl`` seconds, and a change made through this object at once. Unknown
+    and revoked keys are never remembered: a new key works at once, and every failure is
+    read from Redis."""
+
+    #: Keys remembered at most (then the memory starts again).
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.users_key = f"{prefix}:{{users}}:users"
         self.keys_key = f"{prefix}:{{users}}:keys"
         self._authenticate = client.register_script(AUTHENTICATE)
         self._swap = client.register_script(SWAP)
+        self.cache_ttl = cache_ttl
+        self.clock = clock
+        #: key digest -> (its user, clock time until which they may be used)
+        self._known: dict[str, tuple[User, float]] = {}
+        # Bumped by every change made here, so that a lookup that read Redis before the
+        # change never remembers what it read.
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop every remembered key (called after each change made here)."""
+        with self._generation_lock:
+            self._generation += 1
+            self._known = {}
 
     def _change(self, user_id: str,
                 change: Callable[[dict[str, Any] | None], tuple[str, list[str], list[str]]],
@@ -154,6 +181,7 @@ class Users:
             record, added, removed = change(json.loads(current) if current else None)
             if self._swap(keys=[self.users_key, self.keys_key],
                           args=[user_id, current, record, len(added), *added, *removed]):
+                self.forget()
                 return
 
     def put(self, user: User, key: str | None = None) -> None:
@@ -242,10 +270,21 @@ class Users:
         if not key:
             return None
         wanted = digest(key)
+        known = self._known.get(wanted)
+        if known is not None and self.clock() < known[1]:
+            return known[0]
+        generation = self._generation
         raw = self._authenticate(keys=[self.keys_key, self.users_key], args=[wanted])
         if not raw:
             return None
         r = json.loads(raw)
         if not any(hmac.compare_digest(wanted, d) for d in r.get("key_digests", [])):
             return None
-        return _user(r)
+        user = _user(r)
+        if self.cache_ttl > 0:
+            with self._generation_lock:
+                if generation == self._generation:  # no change made here meanwhile
+                    if len(self._known) >= self.MAX_REMEMBERED:
+                        self._known = {}
+                    self._known[wanted] = (user, self.clock() + self.cache_ttl)
+        return user

@@ -6,27 +6,28 @@ client may fail to authenticate.
   at most 1024 deep; what it refuses is a 400 with its reason, never a RecursionError.
 - Names, notes and metadata: ``check_name``, ``check_notes``, ``check_metadata`` against the
   limits in the app's config; every string must be encodable as UTF-8 (Redis stores bytes).
-- Failed authentications: counted per client address in Redis by Flask-Limiter (so the
+- Failed authentications: counted per client address in Redis with ``limits`` (so the
   count holds across processes and hosts); past ``AUTH_FAILURE_LIMIT`` the address gets 429
-  with Retry-After on every API call until the window ends. Successful calls never count.
+  with Retry-After on every API call until the window ends. Successful calls never count,
+  and cost no Redis call of their own (see ``FailureLimit``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
-from flask_limiter import Limiter, RateLimitExceeded
-from flask_limiter.util import get_remote_address
 from limits import parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from marshmallow import ValidationError
 from marshmallow.validate import Validator
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import envelope_for
@@ -154,20 +155,27 @@ def _refuse_large_bodies() -> None:
 
 
 # -- failed authentications ---------------------------------------------------------------
+#
+# Counted with ``limits`` (fixed windows) in the service's Redis, under the keys Flask-Limiter
+# used before (``<prefix>:LIMITER/auth-failures/<address>/global/<amount>/<n>/<unit>``), so
+# processes of either kind share one count. A request reads its address's count only when
+# this process has not read it (or counted a failure of it) within ``AUTH_CACHE_TTL``
+# seconds: a successful call costs Redis nothing more. An address blocked by failures sent
+# to *other* processes is refused by this one within that bound; failures sent here are
+# counted in Redis at once and refuse the next request here at once.
+
+
+class TooManyFailures(TooManyRequests):
+    """429: the address failed to authenticate too often; ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 def authentication_failed() -> None:
     """Count this request against its address's failed-authentication allowance."""
     g.authentication_failed = True
-
-
-def _failed(_response: Any) -> bool:
-    return bool(g.get("authentication_failed"))
-
-
-def _outside_apis() -> bool:
-    # Probes, metrics and the API document are never refused.
-    return envelope_for(request.path) is None
 
 
 def _storage(client: Any) -> tuple[str, dict[str, Any]]:
@@ -183,12 +191,61 @@ def _storage(client: Any) -> tuple[str, dict[str, Any]]:
     return f"redis+cluster://{nodes}", {**options, "retry": client.retry}
 
 
-def retry_after(exc: RateLimitExceeded) -> int:
-    """Whole seconds until the address may try again."""
-    try:
-        return max(1, math.ceil(exc.limit.reset_at - time.time()))
-    except Exception:  # the store is unreachable: the window's length is an upper bound
-        return int(exc.limit.limit.get_expiry())
+class FailureLimit:
+    """The failed-authentication limit of one app: ``refuse_blocked`` before a view runs,
+    ``count_failure`` after it."""
+
+    #: Addresses remembered as not blocked, at most (then the memory starts again).
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, rule: str, storage: Any, ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.items = sorted(parse_many(rule))  # a bad setting fails here, at startup
+        self.storage = storage
+        self.strategy = FixedWindowRateLimiter(storage)
+        self.ttl = ttl
+        self.clock = clock
+        #: address -> clock time until which it is known not to be blocked
+        self._clear: dict[str, float] = {}
+
+    @staticmethod
+    def _identifiers(address: str) -> tuple[str, str, str]:
+        return ("auth-failures", address, "global")
+
+    def _remember_clear(self, address: str) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._clear) >= self.MAX_REMEMBERED:
+            self._clear.clear()
+        self._clear[address] = self.clock() + self.ttl
+
+    def refuse_blocked(self, address: str) -> None:
+        """TooManyFailures if the address has used up an allowance (the smallest window
+        first)."""
+        until = self._clear.get(address)
+        if until is not None and self.clock() < until:
+            return
+        identifiers = self._identifiers(address)
+        for item in self.items:
+            if not self.strategy.test(item, *identifiers):
+                reset = self.strategy.get_window_stats(item, *identifiers).reset_time
+                raise TooManyFailures(max(1, math.ceil(reset - time.time())))
+        self._remember_clear(address)
+
+    def count_failure(self, address: str) -> None:
+        identifiers = self._identifiers(address)
+        blocked = False
+        for item in self.items:
+            count = self.storage.incr(item.key_for(*identifiers), item.get_expiry())
+            blocked = blocked or count >= item.amount  # the next call is refused
+        if blocked:
+            self._clear.pop(address, None)
+        else:
+            self._remember_clear(address)
+
+
+def _client_address() -> str:
+    return request.remote_addr or "127.0.0.1"
 
 
 def init_app(app: Flask, client: Any) -> None:
@@ -200,13 +257,23 @@ def init_app(app: Flask, client: Any) -> None:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY"]
     app.before_request(_refuse_large_bodies)
-    rule = app.config["AUTH_FAILURE_LIMIT"]
-    parse_many(rule)  # a bad setting fails at startup, not on a request
     uri, options = _storage(client)
     options["key_prefix"] = app.config["KEY_PREFIX"]
-    limiter = Limiter(
-        get_remote_address, app=app, storage_uri=uri, storage_options=options,
-        application_limits=[rule], application_limits_deduct_when=_failed,
-        application_limits_exempt_when=_outside_apis, strategy="fixed-window",
-        key_prefix="auth-failures", headers_enabled=False)
-    app.extensions["auth_failure_limiter"] = limiter
+    limit = FailureLimit(app.config["AUTH_FAILURE_LIMIT"], storage_from_string(uri, **options),
+                         app.config["AUTH_CACHE_TTL"])
+    app.extensions["auth_failure_limit"] = limit
+
+    @app.before_request
+    def _refuse_blocked() -> None:
+        # Only requests routed to an API view: probes, metrics, the API document and
+        # unknown URLs are never refused.
+        if request.endpoint is None or envelope_for(request.path) is None:
+            return
+        g.failure_limited = True
+        limit.refuse_blocked(_client_address())
+
+    @app.after_request
+    def _count_failure(response: Response) -> Response:
+        if g.get("authentication_failed") and g.get("failure_limited"):
+            limit.count_failure(_client_address())
+        return response
