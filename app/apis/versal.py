@@ -19,6 +19,7 @@ from .. import idempotency
 from ..auth import user_for_key
 from ..catalog import Course
 from ..errors import ApiError, register_envelope, register_prefix
+from ..fastjson import json_response
 from ..identity import User
 from ..limits import Limited, check_name, request_json
 from ..openapi import REGISTRY, route
@@ -199,7 +200,7 @@ def list_locks() -> Any:
         raise bad_request("query parameter 'subject.courseId' is required")
     course_for(user, course_key, edit=False)
     locks = services().locks.iter_locks(scope_of(course_key), type=LOCK_TYPE, limit=1000)
-    return jsonify([resource_lock(lock) for lock in locks]), 200
+    return json_response([resource_lock(lock) for lock in locks]), 200
 
 
 @route(bp, "", "POST", summary="Lock resource (releases the caller's previous gadget lock)",
@@ -238,7 +239,7 @@ def acquire() -> Any:
     except LockNotFound as exc:  # a repeated Idempotency-Key whose lock is gone
         raise ApiError(409, "The lock this Idempotency-Key took was released or has "
                        "expired") from exc
-    return jsonify(resource_lock(result.lock)), 201
+    return json_response(resource_lock(result.lock)), 201
 
 
 @route(bp, "/<lock_id>", "DELETE", summary="Unlock resource", tag=TAG, security=SECURITY,
