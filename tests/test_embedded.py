@@ -93,6 +93,9 @@ def test_the_supervisor_restarts_a_killed_server_with_its_data(tmp_path: Path) -
         lock = mgr.acquire("s", "file", "f1", "alice").lock
         first = server.process
         assert first is not None
+        # everysec may hold a write back while an fsync runs: kill once it reached the file.
+        wait_for(lambda: any(b"f1" in f.read_bytes() for f in (tmp_path / "data").rglob("*.aof*")
+                             if f.is_file()))
         os.kill(first.pid, signal.SIGKILL)
         wait_for(lambda: supervisor.restarts == 1 and server.is_running())
         assert server.process is not None and server.process.pid != first.pid
