@@ -11,7 +11,6 @@ The demo catalog ships as ``app/demo_catalog.yaml``.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import yaml
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .identity import User, Users
+from .memo import Memo
 
 COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: lock too
 DOCSPACE_ACCESS = ("RoomManager", "ContentCreator", "Editor", "Reviewer", "Commenter",
@@ -192,42 +192,22 @@ class Catalog:
     ``cache_ttl`` seconds, one made through this object at once. Nothing not found is
     remembered."""
 
-    #: Entities remembered at most (then the memory starts again).
-    MAX_REMEMBERED = 10_000
-
     def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.prefix = prefix
         self.cache_ttl = cache_ttl
         self.clock = clock
-        #: (kind, id) -> (what the reader returned, clock time until which it may be used)
-        self._known: dict[tuple[str, str], tuple[Any, float]] = {}
-        # Bumped by every change made here, so that a read from before the change is never
-        # remembered after it.
-        self._generation = 0
-        self._generation_lock = threading.Lock()
+        self._memo: Memo[tuple[str, str], Any] = Memo()
 
     def forget(self) -> None:
         """Drop everything remembered (called after each change made here)."""
-        with self._generation_lock:
-            self._generation += 1
-            self._known = {}
+        self._memo.forget()
 
     def _remembered(self, kind: str, entity_id: str, read: Callable[[], T | None]) -> T | None:
         """``read()``, or what it returned for this entity within ``cache_ttl``."""
-        known = self._known.get((kind, entity_id))
-        if known is not None and self.clock() < known[1]:
-            return known[0]  # type: ignore[no-any-return]
-        generation = self._generation
-        value = read()
-        if value is not None and self.cache_ttl > 0:
-            with self._generation_lock:
-                if generation == self._generation:  # no change made here meanwhile
-                    if len(self._known) >= self.MAX_REMEMBERED:
-                        self._known = {}
-                    self._known[(kind, entity_id)] = (value, self.clock() + self.cache_ttl)
-        return value
+        return self._memo.fetch((kind, entity_id), read, self.cache_ttl,
+                                self.clock)
 
     def key(self, kind: str) -> str:
         return f"{self.prefix}:{{catalog}}:{kind}"

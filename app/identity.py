@@ -16,11 +16,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .memo import Memo
 
 SYSADMIN = "sysadmin"
 KEY_ID_LENGTH = 12
@@ -146,8 +147,6 @@ class Users:
     read from Redis."""
 
     #: Keys remembered at most (then the memory starts again).
-    MAX_REMEMBERED = 10_000
-
     def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
@@ -157,18 +156,11 @@ class Users:
         self._swap = client.register_script(SWAP)
         self.cache_ttl = cache_ttl
         self.clock = clock
-        #: key digest -> (its user, clock time until which they may be used)
-        self._known: dict[str, tuple[User, float]] = {}
-        # Bumped by every change made here, so that a lookup that read Redis before the
-        # change never remembers what it read.
-        self._generation = 0
-        self._generation_lock = threading.Lock()
+        self._memo: Memo[str, User] = Memo()
 
     def forget(self) -> None:
         """Drop every remembered key (called after each change made here)."""
-        with self._generation_lock:
-            self._generation += 1
-            self._known = {}
+        self._memo.forget()
 
     def _change(self, user_id: str,
                 change: Callable[[dict[str, Any] | None], tuple[str, list[str], list[str]]],
@@ -270,21 +262,14 @@ class Users:
         if not key:
             return None
         wanted = digest(key)
-        known = self._known.get(wanted)
-        if known is not None and self.clock() < known[1]:
-            return known[0]
-        generation = self._generation
+        return self._memo.fetch(wanted, lambda: self._lookup(wanted), self.cache_ttl,
+                                self.clock)
+
+    def _lookup(self, wanted: str) -> User | None:
         raw = self._authenticate(keys=[self.keys_key, self.users_key], args=[wanted])
         if not raw:
             return None
         r = json.loads(raw)
         if not any(hmac.compare_digest(wanted, d) for d in r.get("key_digests", [])):
             return None
-        user = _user(r)
-        if self.cache_ttl > 0:
-            with self._generation_lock:
-                if generation == self._generation:  # no change made here meanwhile
-                    if len(self._known) >= self.MAX_REMEMBERED:
-                        self._known = {}
-                    self._known[wanted] = (user, self.clock() + self.cache_ttl)
-        return user
+        return _user(r)

@@ -135,12 +135,12 @@ def test_a_lookup_that_read_before_a_change_here_is_not_remembered(
 
 def test_the_memory_of_keys_is_bounded(service_client: Any) -> None:
     users = Users(service_client, "t", cache_ttl=60.0)
-    users.MAX_REMEMBERED = 3
+    users._memo.MAX_REMEMBERED = 3
     keys = [users.create(User(f"u{n}", f"U {n}")).key for n in range(5)]
     for key in keys:
         assert users.authenticate(key) is not None
-    assert len(users._known) <= 3
-    assert digest(keys[-1]) in users._known
+    assert len(users._memo._known) <= 3
+    assert digest(keys[-1]) in users._memo._known
 
 
 # --- the catalog -------------------------------------------------------------------------
