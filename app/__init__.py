@@ -9,6 +9,34 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 
+class App(Flask):
+    """Flask, with what it decides about each hook and view on every request decided
+    once per function."""
+
+    #: Functions remembered as plain (synchronous) at most (then the memory starts again).
+    MAX_REMEMBERED = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Functions known to be plain ``def``s: ``ensure_sync`` returns them as they are.
+        self._plain: set[Any] = set()
+
+    def ensure_sync(self, func: Any) -> Any:
+        # Flask asks inspect.iscoroutinefunction about every before/after-request hook and
+        # the view of every request; a function's answer does not change.
+        try:
+            if func in self._plain:
+                return func
+        except TypeError:  # unhashable: ask every time
+            return super().ensure_sync(func)
+        sync = super().ensure_sync(func)
+        if sync is func:
+            if len(self._plain) >= self.MAX_REMEMBERED:
+                self._plain.clear()
+            self._plain.add(func)
+        return sync
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Defaults, then ``LOCKCORE_*`` environment variables, then ``config``.
 
@@ -22,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .errors import envelope_for, http_error, plain_envelope
     from .services import build
 
-    app = Flask(__name__)
+    app = App(__name__)
     app.config.update(config_module.load(config))
     app.extensions["lockcore"] = build(app.config)
     # Remembered keys and catalog entries (see identity.Users, catalog.Catalog): a key
