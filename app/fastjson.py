@@ -19,9 +19,10 @@ from flask import Response, current_app, jsonify
 
 def json_response(value: Any) -> Response:
     """``jsonify(value)``, faster (see the module docstring for which values)."""
-    provider: Any = current_app.json
+    app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
+    provider: Any = app.json
     if not (getattr(provider, "sort_keys", True) is False and (
-            provider.compact or (provider.compact is None and not current_app.debug))):
+            provider.compact or (provider.compact is None and not app.debug))):
         return jsonify(value)
     try:
         raw = orjson.dumps(value)
@@ -29,4 +30,4 @@ def json_response(value: Any) -> Response:
         return jsonify(value)
     if not raw.isascii() or b"\x7f" in raw:
         return jsonify(value)
-    return current_app.response_class(raw + b"\n", mimetype=provider.mimetype)
+    return app.response_class(raw + b"\n", mimetype=provider.mimetype)

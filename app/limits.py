@@ -29,6 +29,7 @@ from marshmallow import ValidationError
 from marshmallow.validate import Validator
 from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import get_content_length
 
 from .errors import envelope_for
 
@@ -43,9 +44,10 @@ class StrictJSONProvider(DefaultJSONProvider):
 def request_json() -> Any:
     """The request's JSON body; None when it is not sent as JSON (or is empty). ValueError,
     with the parser's reason, when it is not acceptable JSON."""
-    if not request.is_json:
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if not req.is_json:
         return None
-    raw = request.get_data()
+    raw = req.get_data()
     if not raw.strip():
         return None
     return current_app.json.loads(raw)
@@ -148,10 +150,13 @@ class AtMost(Validator):
 
 def _refuse_large_bodies() -> None:
     # A declared length is refused before anything runs; a chunked body meets the same
-    # limit when read (Flask's MAX_CONTENT_LENGTH).
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge(f"The request body may be at most {limit} bytes")
+    # limit when read (Flask's MAX_CONTENT_LENGTH). request.content_length, read once from
+    # the environ (through request.headers, each missing header raises inside werkzeug).
+    length = get_content_length(request.environ)
+    if length is not None:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if length > limit:
+            raise RequestEntityTooLarge(f"The request body may be at most {limit} bytes")
 
 
 # -- failed authentications ---------------------------------------------------------------
@@ -267,13 +272,16 @@ def init_app(app: Flask, client: Any) -> None:
     def _refuse_blocked() -> None:
         # Only requests routed to an API view: probes, metrics, the API document and
         # unknown URLs are never refused.
-        if request.endpoint is None or envelope_for(request.path) is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        if req.endpoint is None or envelope_for(req.path) is None:
             return
         g.failure_limited = True
-        limit.refuse_blocked(_client_address())
+        limit.refuse_blocked(req.remote_addr or "127.0.0.1")
 
     @app.after_request
     def _count_failure(response: Response) -> Response:
-        if g.get("authentication_failed") and g.get("failure_limited"):
+        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        if getattr(ctx_g, "authentication_failed", False) and getattr(
+                ctx_g, "failure_limited", False):
             limit.count_failure(_client_address())
         return response

@@ -140,26 +140,30 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         # The environ, not request.headers: a missing header is a raised KeyError there.
-        g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
-        g.started = time.perf_counter()
+        # g and request looked up once each (every proxy access finds the context anew).
+        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        ctx_g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+        ctx_g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        rid = request_id()
+        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rid = str(getattr(ctx_g, "request_id", "-"))
         response.headers["X-Request-Id"] = rid
         security_headers(response)
-        path = request.path
+        path = req.path
         api = api_of(path)
         status = response.status_code
         count_request(api, status)
         if LOG.isEnabledFor(logging.INFO):
-            method = request.method
+            method = req.method
             LOG.info("%s %s %s", method, path, status, extra={
                 "fields": {
                     "request_id": rid, "method": method, "path": path, "status": status,
                     "api": api,
-                    "ms": round((time.perf_counter() - g.get("started", time.perf_counter()))
-                                * 1000, 2),
+                    "ms": round((time.perf_counter()
+                                 - getattr(ctx_g, "started", time.perf_counter())) * 1000, 2),
                 }})
         return response
 
