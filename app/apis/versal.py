@@ -143,7 +143,9 @@ def resource_lock(lock: Lock) -> dict[str, Any]:
 
 
 def caller() -> User:
-    user = user_for_key(request.headers.get("SID"))
+    # The environ, not request.headers: the same value, without werkzeug's key handling
+    # (and a KeyError raised inside it when the header is missing).
+    user = user_for_key(request.environ.get("HTTP_SID"))
     if user is None:
         raise ApiError(401, INVALID_CREDENTIALS)
     return user
@@ -242,19 +244,22 @@ def acquire() -> Any:
     return json_response(resource_lock(result.lock)), 201
 
 
+def _lock_not_found(lock_id: str) -> ApiError:
+    return ApiError(404, f"Lock '{lock_id}' not found")
+
+
 @route(bp, "/<lock_id>", "DELETE", summary="Unlock resource", tag=TAG, security=SECURITY,
        responses={200: ("Released: {}", None), **ERRORS})
 def release(lock_id: str) -> Any:
     user = caller()
-    not_found = ApiError(404, f"Lock '{lock_id}' not found")
     locks = services().locks
     try:
         scope = locks.scope_of(lock_id)
         if course_of(scope) is None:
-            raise not_found  # another API's lock: not a Versal resource
+            raise _lock_not_found(lock_id)  # another API's lock: not a Versal resource
         locks.release(lock_id, user.id, force=user.is_sysadmin, scope=scope)
     except LockNotFound as exc:
-        raise not_found from exc
+        raise _lock_not_found(lock_id) from exc
     except LockNotOwned as exc:
         raise ApiError(403, INSUFFICIENT) from exc
-    return jsonify({}), 200
+    return json_response({}), 200
