@@ -28,6 +28,10 @@ The data: 32 users ``u<k>`` with SIDs ``bench-key-<k>``, editors of course ``ben
 - release: ``DELETE /locks/<id>`` by its owner, over a pool of locks made beforehand
   (enough for the floor's rate; a run that runs out reports non-2xx answers and fails).
 
+Each run also prints the CPU time per request of the server's processes (gunicorn's master
+and workers, from /proc), of redis-server and of wrk: on a small machine they share the
+cores, so that, not the wait, bounds req/s.
+
 Nothing here asserts a speed; it prints req/s and the ratio to the floor.
 """
 
@@ -37,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -131,18 +136,58 @@ def serve(cmd: list[str], port: int, env: dict[str, str], cwd: str,
     raise RuntimeError(f"{cmd} did not come up; see {log}")
 
 
-def wrk(url: str, op: str, args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, Any]:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants (gunicorn's master
+    and workers), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+        todo += [int(child) for child in children]
+    return total
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def wrk(url: str, op: str, args: argparse.Namespace, extra_env: dict[str, str],
+        server: subprocess.Popen[Any] | None = None,
+        client: redis.Redis | None = None) -> dict[str, Any]:
+    """One wrk run; with ``server`` and ``client``, also the CPU time per request of the
+    server's processes, of redis-server and of wrk itself (what bounds req/s when they
+    share a small machine)."""
     env = {**os.environ, "BENCH_OP": op, "BENCH_WRK_THREADS": str(args.threads), **extra_env}
+    cpu_before = (tree_cpu(server.pid) if server else 0.0, redis_cpu(client) if client else 0.0,
+                  resource.getrusage(resource.RUSAGE_CHILDREN))
     out = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
          "--latency", "-s", str(LUA), url],
         env=env, capture_output=True, text=True, check=True).stdout
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (children.ru_utime + children.ru_stime
+               - cpu_before[2].ru_utime - cpu_before[2].ru_stime)
+    server_cpu = tree_cpu(server.pid) - cpu_before[0] if server else 0.0
+    store_cpu = redis_cpu(client) - cpu_before[1] if client else 0.0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:(.*)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    done = rate * args.duration or 1.0
     return {"rps": rate, "non2xx": int(bad.group(1)) if bad else 0,
+            "cpu_us": {"server": server_cpu / done * 1e6, "redis": store_cpu / done * 1e6,
+                       "wrk": wrk_cpu / done * 1e6},
             "socket_errors": errors.group(1).strip() if errors else "",
             "p50": p50.group(1) if p50 else "?", "p99": p99.group(1) if p99 else "?",
             "raw": out}
@@ -206,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.rounds):
                 for op in ops:
                     floor_op = OPS[op][0]
-                    floor = wrk(floor_url, floor_op, args, lua_env)
+                    floor = wrk(floor_url, floor_op, args, lua_env, servers[1], client)
                     results.setdefault(floor_op, []).append(floor)
                     extra = dict(lua_env)
                     if op == "release":
@@ -214,11 +259,16 @@ def main(argv: list[str] | None = None) -> int:
                         release_pool(client, args.users,
                                      int(floor["rps"] * args.duration * 1.3) + 1000, pool)
                         extra["BENCH_RELEASE_FILE"] = str(pool)
-                    got = wrk(lockcore_url, op, args, extra)
+                    got = wrk(lockcore_url, op, args, extra, servers[0], client)
                     results.setdefault(op, []).append(got)
                     print(f"round {n + 1}: {op:8} {got['rps']:8.0f} req/s "
                           f"(p50 {got['p50']}, p99 {got['p99']}, non-2xx {got['non2xx']})"
                           f"   {floor_op:12} {floor['rps']:8.0f} req/s", flush=True)
+                    for name, run in ((op, got), (floor_op, floor)):
+                        cpu = run["cpu_us"]
+                        print(f"         CPU µs per request, {name:12}: server "
+                              f"{cpu['server']:5.0f}, redis-server {cpu['redis']:4.0f}, "
+                              f"wrk {cpu['wrk']:4.0f}", flush=True)
                     if got["non2xx"] or got["socket_errors"]:
                         print(got["raw"], file=sys.stderr)
                         raise SystemExit(f"{op}: answers other than 2xx or socket errors")
