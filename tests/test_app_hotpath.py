@@ -145,3 +145,70 @@ def test_declared_body_lengths(service_client: Any, environ: dict[str, str],
                 and ctx.request.content_length > 1000) == refused  # what it used to read
     got = application.test_client().get("/healthz", environ_overrides=environ)
     assert (got.status_code == 413) == refused
+
+
+def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import uuid
+
+    from app import observability
+
+    reads: list[int] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    monkeypatch.setattr(observability.os, "urandom", counting)
+    ids = observability.RandomIds()
+    drawn = [ids() for _ in range(ids.BATCH * 2)]
+    assert len(reads) == 2  # one read per batch, not one per id
+    assert len(set(drawn)) == len(drawn)
+    for rid in drawn:
+        parsed = uuid.UUID(rid)
+        assert parsed.hex == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_process_never_reuses_its_parents_ids(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    from app import observability
+
+    ids = observability.RandomIds()
+    first = ids()
+    left = list(ids._local.pool)
+    ids._forked()  # what os.register_at_fork runs in the child
+    after = [ids() for _ in range(len(left))]
+    assert first not in after and not set(left) & set(after)
+
+
+def test_threads_draw_their_own_ids() -> None:
+    import threading
+
+    from app import observability
+
+    ids = observability.RandomIds()
+    drawn: list[str] = []
+    lock = threading.Lock()
+
+    def draw() -> None:
+        mine = [ids() for _ in range(100)]
+        with lock:
+            drawn.extend(mine)
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(drawn)) == 400
+
+
+def test_a_request_without_an_id_gets_a_new_one_and_one_given_is_kept(client: Any) -> None:
+    import uuid
+
+    made = client.get("/healthz").headers["X-Request-Id"]
+    assert uuid.UUID(made).version == 4 and len(made) == 32
+    assert client.get("/healthz").headers["X-Request-Id"] != made
+    assert client.get("/healthz", headers={"X-Request-Id": "abc"}).headers["X-Request-Id"] == "abc"
