@@ -104,7 +104,7 @@ class Lock:
             expires_at=expires_ms / 1000 if expires_ms else None,
             metadata=MappingProxyType(decode_metadata(meta)),
             as_of=now_ms / 1000,
-            updated_at=int(updated) / 1000,
+            updated_at=(int(acquired) + int(updated)) / 1000,
         )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from functools import cache, lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .exceptions import (
@@ -28,7 +29,15 @@ from .exceptions import (
     UnexpectedReply,
 )
 from .keys import SEQ_DIGITS, ScopeKeys, check_prefix, decode, directory_key, encode, slot_of_id
-from .models import AcquireResult, Lock, LockPage, LockType, Mode, encode_metadata
+from .models import (
+    AcquireResult,
+    Lock,
+    LockPage,
+    LockType,
+    Mode,
+    decode_metadata,
+    encode_metadata,
+)
 
 SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate", "count")
 
@@ -44,11 +53,18 @@ def lua_dir() -> Path:
 
 @cache
 def source(name: str) -> str:
-    """One script, ready for EVAL/EVALSHA: ``_lib.lua``, then the script's body."""
+    """One script, ready for EVAL/EVALSHA (see the header of ``lua/_lib.lua``): the state
+    part of ``_lib.lua``, ``begin()``, then the script's body with the helpers part of
+    ``_lib.lua`` at its ``--!helpers`` line (or at its start)."""
     folder = lua_dir()
+    state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
     body = [line for line in (folder / f"{name}.lua").read_text().splitlines()
             if not line.startswith("--!include ")]
-    return (folder / "_lib.lua").read_text() + "\nbegin()\n" + "\n".join(body) + "\n"
+    before: list[str] = []
+    if "--!helpers" in body:
+        at = body.index("--!helpers")
+        before, body = body[:at], body[at + 1:]
+    return "\n".join([state, "begin()", *before, helpers, *body, ""])
 
 
 class ReplyCode(IntEnum):
@@ -69,6 +85,14 @@ _ERRORS: dict[ReplyCode, type[LockError]] = {
 }
 
 
+#: acquire's ARGV[5..16] when left off (see lua/acquire.lua); ARGV[1..4] always sent.
+_ACQUIRE_DEFAULTS: list[Any] = ["", "", "", "", "", 0, "", 604_800_000, 5, "", 1000, "", "",
+                                "", "", ""]
+
+#: release's ARGV[3..8] when left off (see lua/release.lua).
+_RELEASE_DEFAULTS: list[Any] = ["", "", 604_800_000, 5, "", 1000]
+
+
 class Call(NamedTuple):
     """One script call: which script, its KEYS, its ARGV; ``scope`` (raw name, None when
     only the id is known) and ``lock_id`` for reading the reply."""
@@ -78,6 +102,8 @@ class Call(NamedTuple):
     args: list[Any]
     scope: str | None = None
     lock_id: str | None = None
+    #: acquire: (type, resource, owner) as asked, to read the short reply
+    asked: tuple[str, str, str] | None = None
 
 
 class Reply(NamedTuple):
@@ -220,32 +246,49 @@ class Core:
         lock_type = self.lock_type(type)
         keys = self.keys(scope)
         field = f"{encode(type)}:{_name('resource', resource)}"
+        at = _instant_ms(expires_at)
+        flags = lock_type.flags
+        # ARGV[1..16] (see lua/acquire.lua), with the trailing defaults left off.
         args: list[Any] = [
             field, _name("owner", owner),
-            self._ttl_ms(lock_type, ttl if expires_at is None else None),
-            lock_type.flags,
-            0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
-            _metadata(metadata), self.retention_ms,
+            self._ttl_ms(lock_type, ttl if expires_at is None else None), flags,
+            _metadata(metadata), 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+            "" if at is None else at, self.retention_ms, self.handoff_ms,
+            keys.id_prefix if lock_type.events else "", self.event_maxlen,
         ]
-        at = _instant_ms(expires_at)
-        args += ["" if at is None else at, "", "", "", "", ""]
         if request_id is not None:
-            args[11:13] = [check_request_id(request_id), self.request_ms]
-        args += [keys.id_prefix, self.event_maxlen, self.handoff_ms]
-        return Call("acquire", [keys.locks, keys.directory], args, scope)
+            args += ["", "", "", check_request_id(request_id), self.request_ms]
+        else:
+            while len(args) > 4 and args[-1] == _ACQUIRE_DEFAULTS[len(args) - 1]:
+                args.pop()
+        return Call("acquire", [keys.locks, keys.directory], args, scope,
+                    asked=(type, resource, owner))
 
     def waiting(self, call: Call, ticket: str, since_ms: int | None, alive_ms: int) -> Call:
         """The same acquire, from a waiter in line."""
         args = list(call.args)
-        args[8:11] = [ticket, "" if since_ms is None else since_ms, alive_ms]
+        args += _ACQUIRE_DEFAULTS[len(args):11]
+        args[11:14] = [ticket, "" if since_ms is None else since_ms, alive_ms]
         return call._replace(args=args)
 
     def acquired(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
                  ) -> AcquireResult:
         scope = call.scope or ""
         reply = self.check(raw, call, on_expired)
-        token, record, created, rtoken, rrecord = reply.items[:5]
         prefix = self.keys(scope).id_prefix
+        if len(reply.items) == 1:
+            # A new lock made exactly as asked: its record is the call's arguments.
+            type_, resource, owner = call.asked  # type: ignore[misc]
+            token, now, ttl_ms = int(reply.items[0]), reply.now_ms, int(call.args[2])
+            meta = call.args[4] if len(call.args) > 4 else ""
+            lock = Lock(id=f"{prefix}{token:0{SEQ_DIGITS}d}", scope=scope, type=type_,
+                        resource=resource, owner=owner, fencing_token=token,
+                        acquired_at=now / 1000,
+                        expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
+                        metadata=MappingProxyType(decode_metadata(meta) if meta else {}),
+                        as_of=now / 1000, updated_at=now / 1000)
+            return AcquireResult(lock=lock, replaced=None, created=True)
+        token, record, created, rtoken, rrecord = reply.items[:5]
         replaced = (Lock.from_record(rtoken, rrecord, scope, reply.now_ms, prefix)
                     if _text(rtoken) else None)
         return AcquireResult(
@@ -286,9 +329,17 @@ class Core:
 
     def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None) -> Call:
         owner_enc = _name("owner", owner)
-        return self._by_id("release", lock, scope, lambda idp: [
-            owner_enc, int(bool(force)), self.retention_ms, self.handoff_ms, idp,
-            self.event_maxlen])
+        events = any(t.events for t in self.types.values())
+
+        def args(idp: str) -> list[Any]:
+            # ARGV[3..8] (see lua/release.lua), with the trailing defaults left off.
+            given = [owner_enc, int(bool(force)), self.retention_ms, self.handoff_ms,
+                     idp if events else "", self.event_maxlen]
+            while len(given) > 2 and given[-1] == _RELEASE_DEFAULTS[len(given) - 1]:
+                given.pop()
+            return given
+
+        return self._by_id("release", lock, scope, args)
 
     def refresh(self, lock: str | Lock, owner: str, ttl: float | None, force: bool,
                 expires_at: float | None, metadata: Mapping[str, str | None] | None,

@@ -2,9 +2,18 @@
 _lib.lua: the state and helpers shared by lockcore's scripts (docs/redis-layout.md is the
 full reference of the layout).
 
-Not a script of its own: each script is this file, the line `begin()`, then the
-script's own file (without its `--!include _lib.lua` line); lockcore/scripts.py puts them
+Not a script of its own: each script is this file's first part (down to `--!helpers`),
+the line `begin()`, then the script's own file (without its `--!include _lib.lua` line),
+with this file's second part (the helpers) put where the script has the line
+`--!helpers`, or before its first line if it has none. lockcore/scripts.py puts them
 together, and `python -m lockcore.scripts dump DIR` writes the results, ready for EVAL.
+
+What it costs: EVALSHA runs the whole script at every call, and making its Lua functions
+(closures over this file's locals) costs more than most of the commands a script runs.
+So this file has two parts: the state, open() and begin(), which every script starts
+with; and the helpers, below the line `--!helpers`, which go where a script has that
+line (else at its start). acquire.lua and release.lua do their common case first and
+make the helpers only when they go on to the general case.
 
 A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
 everything in one hash, <p>:{S}:L, whose fields are:
@@ -24,10 +33,13 @@ indexed by owner), <p>:{S}:X (ZSET, the tokens of multi-type locks scored by exp
 1e15 for none: counting them costs O(log n)), and the waiting keys q: a: s: and request keys i: (see wake()).
 
 A record is one line of space-separated words (names percent-encoded, so without spaces):
-  <flags> <expires ms|0> <owner> <type>:<res> <acquired ms> <updated ms> <ttl ms|0>
-  <max ttl ms|0> <metadata>
+  <flags> <expires ms|0> <owner> <type>:<res> <acquired ms> <updated: ms after acquired>
+  <ttl ms|0> <max ttl ms|0> <metadata>
 flags: x (exclusive) or m (multi) first, then o (one per owner), e (events),
 i (indexed by owner), w (someone waits for the resource). 0 = no expiry / no limit.
+The update time is relative ("0" until the first refresh) to keep records short: a hash
+whose values are all at most 64 bytes (hash-max-listpack-value, -ziplist- before 7) and
+has at most 128 fields is stored compactly, at less than half the memory.
 metadata: "k=v&k=v", keys and values percent-encoded; empty when there is none.
 
 The slot's directory <p>:{#n}:D (HASH; the tag #n hashes to the scope's slot): field
@@ -46,7 +58,11 @@ local OK, CONFLICT, NOT_FOUND, NOT_OWNED, INVALID = 0, 1, 2, 3, 4
 -- ms a woken waiter has to take a resource kept for it before the next one may.
 local RESERVE = 1000
 
-local find, sub, match = string.find, string.sub, string.match
+local find, sub, match, fmt
+
+-- Per call: how many expired locks it removed; the event stream's cap and the id
+-- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention.
+local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN
 
 local function open(key)
   L = key
@@ -54,21 +70,19 @@ local function open(key)
   E = B .. 'E'
 end
 
--- Per call: how many expired locks it removed; the event stream's cap and the id
--- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention.
-local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN
-
 -- Every call starts here: the server's clock decides, never the client's.
 local function begin()
+  find, sub, match, fmt = string.find, string.sub, string.match, string.format
   local t = redis.call('TIME')
   -- Text built from text: turning numbers into text is what costs most in a script.
-  NOWS = t[1] .. string.sub('000000' .. t[2], -6, -4)
+  NOWS = t[1] .. sub('000000' .. t[2], -6, -4)
   NOW = tonumber(NOWS)
   EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN = 0, 1000, '', 5, 604800000
   SCOPE = ''
 end
 
--- Integers as text without an exponent (Lua writes 1e14 and more as 1e+14).
+--!helpers
+
 local function int(n)
   return string.format('%d', n)
 end
@@ -260,4 +274,112 @@ local function locate(dir, tok, scope)
   SCOPE = scope
   open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
   return true
+end
+-- A request id's first call records "<token>:<created 1|0>" for `ms`.
+local function remember(request, tok, created, ms)
+  redis.call('SET', B .. 'i:' .. request, tok .. ':' .. created, 'PX', ms)
+end
+
+-- A waiter joins the resource's line once, and shows it is alive at every try; the
+-- holder's record (token `tok`, parsed `r`) gets flag w.
+local function join_line(field, ticket, since, alive, tok, r)
+  local q = B .. 'q:' .. field
+  redis.call('SET', B .. 'a:' .. ticket, since ~= '' and since or NOW, 'PX', alive)
+  if not redis.call('LPOS', q, ticket) then
+    redis.call('RPUSH', q, ticket)
+  end
+  redis.call('PEXPIRE', q, alive)
+  if r and not find(r.flags, 'w', 2, true) then
+    r.flags = r.flags .. 'w'
+    redis.call('HSET', L, tok, build(r))
+  end
+end
+
+-- A waiter leaves the line (it got the lock, or gave up).
+local function leave_line(field, ticket)
+  redis.call('LREM', B .. 'q:' .. field, 1, ticket)
+  redis.call('DEL', B .. 'a:' .. ticket, B .. 's:' .. ticket)
+end
+
+-- A new block of 1000 tokens for the scope, from the slot's directory D: returns its
+-- first token.
+local function new_block(D)
+  local old = match(D, '^(.*):D$')
+  if redis.call('EXISTS', old .. ':ids') == 1 then
+    return nil, redis.error_reply('lockcore: this Redis holds locks in the layout of '
+      .. 'lockcore 0.1 (' .. old .. ':ids): drain them and delete their keys first '
+      .. '(docs/redis-layout.md, "Migrating from layout 1")')
+  end
+  local blk = redis.call('HINCRBY', D, '!seq', 1)
+  -- Floor from the clock (a block per 10 ms since 2025-01-01; tokens per 10 us, like
+  -- the old layout's): tokens keep growing even if the directory was lost.
+  local t = redis.call('TIME')
+  local floor = math.floor(((tonumber(t[1]) - 1735689600) * 1000000 + tonumber(t[2]))
+    / 10000)
+  local oldseq = tonumber(redis.call('GET', old .. ':seq') or '0')
+  floor = math.max(floor, math.floor(oldseq / 1000) + 1)
+  if blk < floor then
+    blk = floor
+    redis.call('HSET', D, '!seq', blk)
+  end
+  local scope = match(L, '{(.*)}:L$')
+  redis.call('HSET', D, blk, scope)
+  local blocks = redis.call('HGET', L, '!B')
+  redis.call('HSET', L, '!B', blocks and (blocks .. ' ' .. blk) or blk)
+  -- Directory entries of scopes that are gone, a few per new block.
+  local scan = redis.call('HSCAN', D, redis.call('HGET', D, '!c') or '0', 'COUNT', 8)
+  redis.call('HSET', D, '!c', scan[1])
+  local prefix = match(D, '^(.*):{')
+  for i = 1, #scan[2], 2 do
+    local b, s = scan[2][i], scan[2][i + 1]
+    if find(b, '^%d+$') and tonumber(b) ~= blk then
+      local held = redis.call('HGET', prefix .. ':{' .. s .. '}:L', '!B')
+      if not held or not find(' ' .. held .. ' ', ' ' .. b .. ' ', 1, true) then
+        redis.call('HDEL', D, b)
+      end
+    end
+  end
+  return blk * 1000
+end
+
+-- Expired locks are removed as they are met, and by this sweep: every 64th lock of a
+-- scope looks at a few more of its fields (`tok`: the lock just made).
+local function sweep(D, tok)
+  local st = redis.call('HGET', L, '!s')
+  local cursor, low = '0', tok
+  if st then
+    cursor, low = match(st, '^(%d+) (%d+)$')
+    low = tonumber(low)
+  end
+  local scan = redis.call('HSCAN', L, cursor, 'COUNT', 32)
+  local kv = scan[2]
+  for i = 1, #kv, 2 do
+    local f = kv[i]
+    if find(f, '^%d+$') then
+      local x = tonumber(match(kv[i + 1], '^%S+ (%d+)'))
+      if x ~= 0 and x <= NOW then
+        expire(f, parse(kv[i + 1]))
+      elseif tonumber(f) < low then
+        low = tonumber(f)
+      end
+    end
+  end
+  if scan[1] == '0' then
+    -- A whole pass: blocks below the lowest live token need no directory entry.
+    local keep, gone = {}, {}
+    for b in string.gmatch(redis.call('HGET', L, '!B') or '', '%d+') do
+      if tonumber(b) < math.floor(low / 1000) then
+        gone[#gone + 1] = b
+      else
+        keep[#keep + 1] = b
+      end
+    end
+    if #gone > 0 then
+      redis.call('HDEL', D, unpack(gone))
+      redis.call('HSET', L, '!B', table.concat(keep, ' '))
+    end
+    redis.call('HSET', L, '!s', '0 ' .. (tok + 1))
+  else
+    redis.call('HSET', L, '!s', scan[1] .. ' ' .. low)
+  end
 end

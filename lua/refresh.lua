@@ -83,7 +83,7 @@ if ARGV[7] ~= '' then
     r.meta = table.concat(out, '&')
   end
 end
-r.upd = NOWS
+r.upd = fmt('%d', NOW - tonumber(r.acq))
 raw = build(r)
 redis.call('HSET', L, tok, raw)
 if sub(r.flags, 1, 1) == 'm' then

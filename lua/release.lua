@@ -6,6 +6,7 @@ ARGV[1] the lock's token (the id's last 14 digits)
 ARGV[2] the scope, percent-encoded ("" = look it up in the directory)
 ARGV[3] owner asking, percent-encoded
 ARGV[4] force: "1" lets an administrator release a lock of any owner
+Optional from here on (defaults as in acquire.lua):
 ARGV[5] retention ms (see acquire.lua)
 ARGV[6] ms a waiter waits before a freed resource is kept for it
 ARGV[7] id prefix (slot + 1), for events
@@ -15,17 +16,44 @@ Returns:
   {0 OK, now, expired, token, record, scope}         released
   {2 NOT_FOUND, now, expired}                 unknown or expired
   {3 NOT_OWNED, now, expired, token, record, scope}  another owner's, and not forced
+
+The common case (a live lock of a plain exclusive type, with an expiry, no waiters) is
+done first, before the helpers are made (see the note at the top of _lib.lua).
 ]]
 --!include _lib.lua
 
-local tok, owner = ARGV[1], ARGV[3]
-RETAIN, HANDOFF, IDP, MAXLEN = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
-if not locate(KEYS[1], tok, ARGV[2]) then
+local tok, owner, dir, scope = ARGV[1], ARGV[3], KEYS[1], ARGV[2]
+if ARGV[5] then
+  RETAIN = tonumber(ARGV[5])
+end
+if ARGV[6] then
+  HANDOFF = tonumber(ARGV[6])
+end
+IDP, MAXLEN = ARGV[7] or '', ARGV[8] or 1000
+if scope == '' then
+  scope = redis.call('HGET', dir, math.floor(tonumber(tok) / 1000))
+  if not scope then
+    return {NOT_FOUND, NOW, 0}
+  end
+end
+SCOPE = scope
+open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
+local raw = redis.call('HGET', L, tok)
+if not raw then
   return {NOT_FOUND, NOW, 0}
 end
-local r, raw = claim(tok, owner, ARGV[4] == '1')
+local fl, x, holder, field = match(raw, '^(%S+) (%d+) (%S+) (%S+) ')
+if fl == 'x' and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
+  redis.call('HDEL', L, tok, field)
+  return {OK, NOW, 0, tok, raw, SCOPE}
+end
+
+-- The general case.
+--!helpers
+
+local r, got = claim(tok, owner, ARGV[4] == '1')
 if not r then
-  return raw
+  return got
 end
 drop(tok, r)
 emit('released', tok, r, 'by', owner)

@@ -7,10 +7,23 @@ PORT=$2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 r() { "$CLI" -c -p "$PORT" "$@"; }
 
-# A script ready for EVAL, as lua/_lib.lua's header says: _lib.lua, the line `begin()`, then
-# the script's own file without its --!include line (what `python -m lockcore.scripts dump`
-# writes). Loaded on every master.
-script() { cat "$ROOT/lua/_lib.lua"; printf '\nbegin()\n'; grep -v '^--!include ' "$ROOT/lua/$1.lua"; }
+# A script ready for EVAL, as lua/_lib.lua's header says: _lib.lua down to its line
+# `--!helpers`, the line `begin()`, then the script's own file without its --!include line,
+# with the rest of _lib.lua (the helpers) where the script has the line `--!helpers` (or
+# first). The same as what `python -m lockcore.scripts dump` writes. Loaded on every master.
+script() {
+  local lib="$ROOT/lua/_lib.lua" body="$ROOT/lua/$1.lua"
+  sed '/^--!helpers$/,$d' "$lib"
+  echo 'begin()'
+  if grep -q '^--!helpers$' "$body"; then
+    sed -e '/^--!include /d' -e '/^--!helpers$/,$d' "$body"
+    sed '1,/^--!helpers$/d' "$lib"
+    sed '1,/^--!helpers$/d' "$body"
+  else
+    sed '1,/^--!helpers$/d' "$lib"
+    grep -v '^--!include ' "$body"
+  fi
+}
 for node in $(r CLUSTER NODES | awk '/master/ {split($2, a, "@"); print a[1]}'); do
   for name in acquire release; do
     "$CLI" -h "${node%:*}" -p "${node#*:}" SCRIPT LOAD "$(script $name)" >/dev/null
@@ -29,15 +42,18 @@ TAG=$(awk -v s="$SLOT" '$1 == s {print $2}' "$ROOT/docs/slot-tags.txt")
 D="$P:{$TAG}:D"
 RETAIN=60000
 
-# acquire: <type>:<resource> owner ttl_ms flags(x exclusive, e events) max_ttl_ms metadata
-# retention_ms expires_at ticket since alive request_id request_ms id_prefix maxlen handoff_ms
-acquire() { r EVALSHA "$ACQUIRE" 2 "$L" "$D" job:order-7 "$1" "$2" xe 0 '' $RETAIN \
-  '' '' '' '' '' '' $((SLOT + 1)) 1000 5; }
+# acquire: <type>:<resource> owner ttl_ms flags(x exclusive, e events) metadata max_ttl_ms
+# expires_at retention_ms handoff_ms id_prefix maxlen (then waiting and request id: left off)
+acquire() { r EVALSHA "$ACQUIRE" 2 "$L" "$D" job:order-7 "$1" "$2" xe '' 0 '' $RETAIN 5 \
+  $((SLOT + 1)) 1000; }
 
 echo "== acquire"
 OUT=$(acquire alice 30000)
 echo "$OUT"
 TOKEN=$(echo "$OUT" | sed -n 4p)
+# A new lock made as asked gets the short reply {OK, now, expired, token}: its record is
+# the field <token> of the scope's hash.
+r HGET "$L" "$TOKEN"
 ID=$(printf '%d%014d' $((SLOT + 1)) "$TOKEN")
 echo "id=$ID"
 echo "== conflict"

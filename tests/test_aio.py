@@ -202,10 +202,12 @@ def test_cancelling_a_release_in_flight_still_releases(make_async_client: Any) -
 def test_renewal_keeps_a_short_lock_alive(make_async_client: Any) -> None:
     async def body(manager: Any) -> None:
         mgr = manager()
-        async with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2) as held:
+        # Three leases long; a lease of 1 s leaves the renewals room on a loaded machine
+        # (0.2 s lost the lock there when the event loop stalled past it).
+        async with mgr.hold(SCOPE, "job", "r", "worker", ttl=1.0) as held:
             first = held.lock
-            for _ in range(20):
-                await asyncio.sleep(0.1)
+            for _ in range(15):
+                await asyncio.sleep(0.2)
                 with pytest.raises(LockConflict):
                     await mgr.acquire(SCOPE, "job", "r", "intruder")
             assert not held.lost.is_set() and held.lock.id == first.id

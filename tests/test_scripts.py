@@ -40,7 +40,7 @@ def test_every_script_opens_with_its_contract_and_has_no_include_left() -> None:
 
 
 #: A holder as the scripts reply with it: its token, its record (see lua/_lib.lua).
-TOKEN, RECORD = b"5", b"xe 31000 alice job:r 1000 1000 30000 0 k=v"
+TOKEN, RECORD = b"5", b"xe 31000 alice job:r 1000 0 30000 0 k=v"
 LOCK_ID = "100000000000000005"
 
 
@@ -85,6 +85,8 @@ def test_a_conflict_of_an_acquire_names_the_holder_by_its_scopes_id() -> None:
     assert kept.value.holder is None
     lock = Lock.from_record(TOKEN, RECORD, "s", 2000, "1")
     assert (lock.id, lock.acquired_at, lock.updated_at) == ("100000000000005", 1.0, 1.0)
+    refreshed = Lock.from_record(TOKEN, b"xe 31000 alice job:r 1000 250 30000 0 ", "s", 2000, "1")
+    assert refreshed.updated_at == 1.25  # the update time is kept as ms after acquired
 
 
 def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None:  # type: ignore[no-untyped-def]
@@ -99,19 +101,21 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
 
     def take(owner: str) -> Any:
         # ARGV as acquire.lua's header describes them: <type>:<resource>, owner, ttl ms,
-        # flags, max ttl ms, metadata, retention ms, absolute expiry, waiter (3), request
-        # id (2), id prefix, event stream length, hand-off ms
+        # flags, metadata, max ttl ms, absolute expiry, retention ms, hand-off ms, id
+        # prefix, event stream length (waiting and request id left off)
         return client.eval(acquire, 2, keys.locks, keys.directory, "gadget:g1", owner,
-                           30000, "xe", 0, "n=1", 60000, "", "", "", "", "", "",
-                           keys.id_prefix, 1000, 5)
+                           30000, "xe", "n=1", 0, "", 60000, 5, keys.id_prefix, 1000)
 
     ok = take("alice")
-    assert ok[0] == 0 and ok[2] == 0 and ok[5] == 1
-    token, record = int(ok[3]), ok[4].decode()
+    # A new lock made as asked: the short reply {OK, now, expired, token}
+    assert len(ok) == 4 and ok[0] == 0 and ok[2] == 0
+    token = int(ok[3])
+    record = client.hget(keys.locks, token).decode()
     flags, expires, owner, field, acquired, updated, ttl, max_ttl, meta = record.split(" ")
     assert (flags, owner, field, ttl, max_ttl, meta) == ("xe", "alice", "gadget:g1",
                                                          "30000", "0", "n=1")
-    assert int(expires) == int(acquired) + 30000 and updated == acquired
+    assert int(expires) == int(acquired) + 30000 and acquired == str(ok[1])
+    assert updated == "0"  # ms after acquired
     conflict = take("bob")
     assert conflict[0] == 1 and int(conflict[3]) == token and conflict[4].decode() == record
     lock_id = f"{keys.id_prefix}{token:014d}"
@@ -122,3 +126,18 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
                                            b"course%3A1"]
     assert [e[1][b"event"] for e in client.xrange(keys.events)] == [b"acquired"]
     client.close()
+
+
+def test_a_slot_that_holds_layout_1_locks_is_refused_with_a_clear_message(
+        mgr: Any, redis_client: Any) -> None:
+    """Data written by lockcore 0.1 (one directory per slot, ``<p>:{#n}:ids``) is not read
+    by layout 2: a new lock in such a slot is refused, naming the key and the procedure."""
+    keys = mgr.core.keys("legacy")
+    old = keys.directory[: -len(":D")] + ":ids"
+    redis_client.hset(old, "100000000000001", "legacy")
+    with pytest.raises(Exception) as refused:
+        mgr.acquire("legacy", "job", "r1", "alice")
+    assert old in str(refused.value) and "Migrating from layout 1" in str(refused.value)
+    assert redis_client.hgetall(keys.locks) == {}  # nothing written
+    redis_client.delete(old)  # drained and deleted: the slot works again
+    assert mgr.acquire("legacy", "job", "r1", "alice").created
