@@ -206,6 +206,8 @@ class Core:
         self.request_ms = _ms(request_ttl)
         self.handoff_ms = max(0, math.ceil(handoff * 1000))
         self._keys = lru_cache(maxsize=4096)(self._scope_keys)
+        self._tails: dict[str, list[Any]] = {}
+        self._events = any(t.events for t in self.types.values())
 
     # -- names -----------------------------------------------------------------------
 
@@ -240,27 +242,43 @@ class Core:
 
     # -- acquire ---------------------------------------------------------------------
 
+    def _tail(self, lock_type: LockType) -> list[Any]:
+        """acquire's ARGV[5..11] for a lock of this type without metadata or absolute
+        expiry, with the trailing defaults left off (events: the id prefix is added)."""
+        tail = self._tails.get(lock_type.name)
+        if tail is None:
+            tail = ["", 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl), "",
+                    self.retention_ms, self.handoff_ms, "", self.event_maxlen]
+            while tail and tail[-1] == _ACQUIRE_DEFAULTS[len(tail) + 3]:
+                tail.pop()
+            self._tails[lock_type.name] = tail
+        return tail
+
     def acquire(self, scope: str, type: str, resource: str, owner: str, *,
                 ttl: float | None, metadata: Mapping[str, str] | None,
                 expires_at: float | None, request_id: str | None) -> Call:
-        lock_type = self.lock_type(type)
-        keys = self.keys(scope)
+        lock_type = self.types.get(type) if isinstance(type, str) else None
+        if lock_type is None:
+            lock_type = self.lock_type(type)
+        keys = self._keys(scope)
         field = f"{encode(type)}:{_name('resource', resource)}"
-        at = _instant_ms(expires_at)
-        flags = lock_type.flags
-        # ARGV[1..16] (see lua/acquire.lua), with the trailing defaults left off.
-        args: list[Any] = [
-            field, _name("owner", owner),
-            self._ttl_ms(lock_type, ttl if expires_at is None else None), flags,
-            _metadata(metadata), 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
-            "" if at is None else at, self.retention_ms, self.handoff_ms,
-            keys.id_prefix if lock_type.events else "", self.event_maxlen,
-        ]
-        if request_id is not None:
-            args += ["", "", "", check_request_id(request_id), self.request_ms]
+        args: list[Any] = [field, _name("owner", owner),
+                           self._ttl_ms(lock_type, ttl if expires_at is None else None),
+                           lock_type.flags]
+        # ARGV[5..16] (see lua/acquire.lua), with the trailing defaults left off.
+        meta = _metadata(metadata) if metadata else ""
+        if not meta and expires_at is None and request_id is None and not lock_type.events:
+            args += self._tail(lock_type)
         else:
-            while len(args) > 4 and args[-1] == _ACQUIRE_DEFAULTS[len(args) - 1]:
-                args.pop()
+            at = _instant_ms(expires_at)
+            args += [meta, 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+                     "" if at is None else at, self.retention_ms, self.handoff_ms,
+                     keys.id_prefix if lock_type.events else "", self.event_maxlen]
+            if request_id is not None:
+                args += ["", "", "", check_request_id(request_id), self.request_ms]
+            else:
+                while len(args) > 4 and args[-1] == _ACQUIRE_DEFAULTS[len(args) - 1]:
+                    args.pop()
         return Call("acquire", [keys.locks, keys.directory], args, scope,
                     asked=(type, resource, owner))
 
@@ -313,9 +331,12 @@ class Core:
         """A call of a script that takes a lock id; ``args(id_prefix)`` gives the rest of
         its ARGV."""
         if isinstance(lock, Lock):
-            lock_id, scope = lock.id, lock.scope
-        else:
-            lock_id = lock
+            # The lock says where it is: no id to parse, no directory lookup.
+            keys = self.keys(lock.scope)
+            return Call(script, [keys.directory],
+                        [str(lock.fencing_token), keys.scope, *args(keys.id_prefix)],
+                        lock.scope, lock.id)
+        lock_id = lock
         slot, token = _token(lock_id)
         encoded = ""
         if scope is not None:
@@ -329,12 +350,11 @@ class Core:
 
     def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None) -> Call:
         owner_enc = _name("owner", owner)
-        events = any(t.events for t in self.types.values())
 
         def args(idp: str) -> list[Any]:
             # ARGV[3..8] (see lua/release.lua), with the trailing defaults left off.
             given = [owner_enc, int(bool(force)), self.retention_ms, self.handoff_ms,
-                     idp if events else "", self.event_maxlen]
+                     idp if self._events else "", self.event_maxlen]
             while len(given) > 2 and given[-1] == _RELEASE_DEFAULTS[len(given) - 1]:
                 given.pop()
             return given
@@ -374,8 +394,9 @@ class Core:
     def _lock(self, reply: Reply, token: Any, record: Any, scope_enc: Any, call: Call
               ) -> Lock:
         scope = call.scope if call.scope is not None else decode(_text(scope_enc))
-        prefix = (str(slot_of_id(call.lock_id) + 1)  # type: ignore[operator]
-                  if call.lock_id else self.keys(scope).id_prefix)
+        # Ids of one slot share their prefix (slot + 1): that of the id asked about.
+        prefix = (call.lock_id[:-SEQ_DIGITS] if call.lock_id
+                  else self.keys(scope).id_prefix)
         return Lock.from_record(token, record, scope, reply.now_ms, prefix)
 
     # -- reads -----------------------------------------------------------------------
@@ -431,14 +452,16 @@ class Core:
         """A raw reply as a Reply, or the error its code stands for."""
         scope = call.scope
         try:
-            code = ReplyCode(int(raw[0]))
+            code = raw[0]
             now_ms, expired = int(raw[1]), int(raw[2])
+            if code != 0:
+                code = ReplyCode(int(code))
         except (TypeError, ValueError, IndexError) as exc:
             raise UnexpectedReply(f"{call.script}.lua replied {raw!r}",
                                   scope=scope) from exc
         if expired and on_expired is not None:
             on_expired(expired)
-        if code is ReplyCode.OK:
+        if code == 0:
             return Reply(now_ms, expired, list(raw[3:]))
         reply = Reply(now_ms, expired, list(raw[3:]))
         holder = None
