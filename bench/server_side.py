@@ -42,6 +42,28 @@ def _manager(client: Any) -> LockManager:
 
 # -- 1. Redis time per operation ----------------------------------------------------------
 
+#: Scripts that do less than any lock with server-clock expiry and fencing tokens can:
+#: what a Lua script costs on this server before it does anything useful (the floors the
+#: targets are set against). Called with acquire's KEYS and first four ARGV.
+FLOORS = {
+    "floor-empty": ("an empty script (`return 1`), 2 keys and 4 arguments", "return 1"),
+    "floor-set": ("a script that only runs `SET NX PX`",
+                  "return redis.call('SET', KEYS[1] .. ARGV[1], ARGV[2], 'NX', 'PX', ARGV[3])"),
+    "floor-acquire": (
+        "the least an acquire can do: `TIME`, `HMGET` of the resource and the next token, "
+        "`HSET` of the record and the token (no checks, no helpers)",
+        "local t = redis.call('TIME')\n"
+        "local now = t[1] .. string.sub('000000' .. t[2], -6, -4)\n"
+        "local got = redis.call('HMGET', KEYS[1], ARGV[1], '!b')\n"
+        "if got[1] then return {1, now, 0, got[1]} end\n"
+        "local tok = tonumber(got[2] or '1000')\n"
+        "local toks = string.format('%d', tok)\n"
+        "redis.call('HSET', KEYS[1], toks, ARGV[4] .. ' ' .. string.format('%d', now + "
+        "ARGV[3]) .. ' ' .. ARGV[2] .. ' ' .. ARGV[1] .. ' ' .. now .. ' 0 ' .. ARGV[3], "
+        "ARGV[1], toks, '!b', string.format('%d', tok + 1))\n"
+        "return {0, now, 0, toks}"),
+}
+
 
 def _held_locks(mgr: LockManager, scope: str, resource_prefix: str) -> list[Any]:
     """The scope's live locks whose resource starts with ``resource_prefix``, in the order
@@ -87,6 +109,10 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
     warm.release()
     client.set("bench:set:warm", token, nx=True, px=30_000)
     can_capture = bulk.capture_works(url, _manager, "job")
+    floor_shas = {name: client.script_load(text) for name, (_, text) in FLOORS.items()}
+    # The floors' own hash, as full as the scope lockcore's acquires go into.
+    floor_key = "bench:{floor}:L"
+    client.hset(floor_key, mapping={f"job:held{i}": str(1000 + i) for i in range(held)})
 
     times: dict[tuple[str, str], list[float]] = {}
     calls: dict[tuple[str, str], list[float]] = {}
@@ -138,6 +164,17 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
             else:
                 record("set", how, measure_server_time(client, count, lambda i, t=tag: (
                     client.set(f"bench:set:{t}:{i}", token, nx=True, px=30_000))))
+            for name, sha in floor_shas.items():
+                def floor_args(i: int, t: str = tag, n: str = name,
+                               s: str = sha) -> tuple[Any, ...]:
+                    return (s, 2, floor_key if n == "floor-acquire" else "bench:fl:",
+                            "bench:{floor}:D", f"job:{n}{t}-{i}", "owner", 30_000, "x")
+
+                if how == "pipelined":
+                    pipelined(name, count, lambda pipe, i, a=floor_args: pipe.evalsha(*a(i)))
+                else:
+                    record(name, how, measure_server_time(
+                        client, count, lambda i, a=floor_args: client.evalsha(*a(i))))
             for events, (scope, type_name) in scopes.items():
                 lockcore(f"acquire-{events}", count, lambda m, i, t=tag, s=scope,
                          n=type_name: m.acquire(s, n, f"new{t}-{i}", "owner", ttl=30), how)
@@ -164,6 +201,7 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
                     client, count, lambda i, p=peers: p[i].release()))
         client.flushall()
         fill()
+        client.hset(floor_key, mapping={f"job:held{i}": str(1000 + i) for i in range(held)})
     client.flushall()
     client.close()
     capture.close()
@@ -211,6 +249,9 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
     for name, label in (("rp-extend", "redis-py Lock extend (Lua), a peer"),
                         ("rp-release", "redis-py Lock release (Lua), a peer")):
         table.append(row(label, name) + ["(context)", ""])
+    for name, (label, _) in FLOORS.items():
+        table.append(row(f"floor: {label}", name) + ["(context)", ""])
+        summary["redis_time_" + name.replace("-", "_")] = ratio(name, judged)
     summary["redis_time_set_usec"] = usec[("set", judged)]
     notes = []
     if not events_supported():
@@ -220,6 +261,15 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         notes.append("Not pipelined (an operation that is not one command the client can "
                      "build alone), judged one at a time against SET one at a time: "
                      + (", ".join(sorted(sequential_only)) if can_capture else "all") + ".")
+    notes.append(
+        "The floors are scripts that do less than any lock with server-clock expiry, fencing "
+        "tokens and a conflict check can: an empty script, a script around one SET, and an "
+        "acquire reduced to its three commands (TIME, HMGET, HSET) with no checks. Measured "
+        f"here, the last costs {ratio('floor-acquire', judged):.1f}× a SET: the targets of "
+        "6× (acquire) and 4× (release, refresh) are below what a script that reads the "
+        "server's clock and writes a hash costs on this server, on any layout. "
+        "lockcore's acquire with events off costs "
+        f"{usec[('acquire-False', judged)] / usec[('floor-acquire', judged)]:.2f}× that floor.")
     notes.append("Redis's time of a script call includes every command the script runs; "
                  "commandstats lists those commands too, under their own names, so only "
                  "the script calls are added up (for an operation that runs no script, every "

@@ -89,6 +89,8 @@ _ERRORS: dict[ReplyCode, type[LockError]] = {
 _ACQUIRE_DEFAULTS: list[Any] = ["", "", "", "", "", 0, "", 604_800_000, 5, "", 1000, "", "",
                                 "", "", ""]
 
+#: refresh's ARGV[9..11] when left off (see lua/refresh.lua).
+_REFRESH_DEFAULTS: list[Any] = [604_800_000, "", 1000]
 #: release's ARGV[3..8] when left off (see lua/release.lua).
 _RELEASE_DEFAULTS: list[Any] = ["", "", 604_800_000, 5, "", 1000]
 
@@ -377,10 +379,17 @@ class Core:
         if metadata is not None and not meta and replace_metadata:
             meta = "&"  # an empty replacement: no pairs, but not "unchanged"
         owner_enc = _name("owner", owner)
-        return self._by_id("refresh", lock, scope, lambda idp: [
-            owner_enc, int(bool(force)), ttl_arg, "" if at is None else at,
-            meta, "replace" if replace_metadata else "merge", self.retention_ms,
-            idp, self.event_maxlen])
+
+        def args(idp: str) -> list[Any]:
+            # ARGV[3..11] (see lua/refresh.lua), with the trailing defaults left off.
+            given = [owner_enc, int(bool(force)), ttl_arg, "" if at is None else at, meta,
+                     "replace" if replace_metadata else "merge", self.retention_ms,
+                     idp if self._events else "", self.event_maxlen]
+            while len(given) > 6 and given[-1] == _REFRESH_DEFAULTS[len(given) - 7]:
+                given.pop()
+            return given
+
+        return self._by_id("refresh", lock, scope, args)
 
     def get(self, lock_id: str) -> Call:
         return self._by_id("get", lock_id, None, lambda idp: [])

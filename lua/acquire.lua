@@ -159,7 +159,7 @@ if exclusive and got[1] then
         if was == 0 and exp > 0 then
           never_gone()
         end
-        r.exp, r.x, r.upd, r.ttl = exp, exps, fmt('%d', NOW - tonumber(r.acq)), ttls
+        r.exp, r.x, r.upd, r.ttl = exp, exps, fmt('%d', math.max(0, NOW - tonumber(r.acq))), ttls
         if meta ~= '' then
           r.meta = meta
         end

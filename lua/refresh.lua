@@ -13,6 +13,7 @@ ARGV[6] absolute expiry ms ("" = use ARGV[5]); capped at the max ttl from now
 ARGV[7] metadata ("" = unchanged): "k=v&k=v" percent-encoded; with ARGV[8] "merge" a
         key without "=v" is removed
 ARGV[8] "replace": the metadata becomes ARGV[7]; "merge": its keys are set or removed
+Optional from here on (defaults as in acquire.lua):
 ARGV[9] retention ms (see acquire.lua)
 ARGV[10] id prefix (slot + 1), for events
 ARGV[11] the event stream's approximate maximum length
@@ -22,11 +23,53 @@ Returns:
   {2 NOT_FOUND, now, expired}
   {3 NOT_OWNED, now, expired, token, record, scope}
   {4 INVALID, now, expired}    the absolute expiry is not in the future
+
+The common case (a new lease for a live lock of an exclusive type without events, no
+metadata change, the keys' lifetime long enough already) is done first, before the
+helpers are made (see the note at the top of _lib.lua).
 ]]
 --!include _lib.lua
 
 local tok, owner = ARGV[1], ARGV[3]
-RETAIN, IDP, MAXLEN = tonumber(ARGV[9]), ARGV[10], ARGV[11]
+if ARGV[9] then
+  RETAIN = tonumber(ARGV[9])
+end
+IDP, MAXLEN = ARGV[10] or '', ARGV[11] or 1000
+if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
+  local dir, scope = KEYS[1], ARGV[2]
+  if scope == '' then
+    scope = redis.call('HGET', dir, math.floor(tonumber(tok) / 1000)) or ''
+  end
+  if scope ~= '' then
+    open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
+    local got = redis.call('HMGET', L, tok, '!x')
+    local fl, x, holder, field, acq, upd, lease, max, meta
+    if got[1] then
+      fl, x, holder, field, acq, upd, lease, max, meta = match(got[1],
+        '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+    end
+    if fl and sub(fl, 1, 1) == 'x' and not find(fl, 'e', 2, true) and x ~= '0'
+        and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
+      local ttl = tonumber(ARGV[5]) or tonumber(lease)
+      local cap = tonumber(max)
+      if cap > 0 and ttl > cap then
+        ttl = cap
+      end
+      local exp = NOW + ttl
+      local step = RETAIN < 60000 and RETAIN or 60000
+      if ttl > 0 and got[2] and tonumber(got[2]) >= math.ceil((exp + RETAIN) / step) * step then
+        local raw = fl .. ' ' .. fmt('%d', exp) .. ' ' .. holder .. ' ' .. field .. ' ' .. acq
+          .. ' ' .. fmt('%d', math.max(0, NOW - tonumber(acq))) .. ' ' .. lease .. ' ' .. max .. ' ' .. meta
+        redis.call('HSET', L, tok, raw)
+        return {OK, NOW, 0, tok, raw, scope}
+      end
+    end
+  end
+end
+
+-- The general case.
+--!helpers
+
 if not locate(KEYS[1], tok, ARGV[2]) then
   return {NOT_FOUND, NOW, 0}
 end
@@ -83,7 +126,7 @@ if ARGV[7] ~= '' then
     r.meta = table.concat(out, '&')
   end
 end
-r.upd = fmt('%d', NOW - tonumber(r.acq))
+r.upd = fmt('%d', math.max(0, NOW - tonumber(r.acq)))  -- a clock set back: 0
 raw = build(r)
 redis.call('HSET', L, tok, raw)
 if sub(r.flags, 1, 1) == 'm' then
