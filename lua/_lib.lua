@@ -81,6 +81,26 @@ local function begin()
   SCOPE = ''
 end
 
+-- An event of a lock of an exclusive type with events, from its record's words, as
+-- emit() below does it (made at every call: the common cases use it).
+local function announce(name, tok, owner, field, exps, k, v)
+  local t, res = match(field, '^([^:]*):(.*)$')
+  local id
+  if k then
+    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'id',
+      IDP .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner, 'expires_at',
+      exps, k, v)
+  else
+    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'id',
+      IDP .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner, 'expires_at',
+      exps)
+  end
+  redis.call('PUBLISH', E, id)
+  if redis.call('PTTL', E) == -1 and not redis.call('HGET', L, '!n') then
+    redis.call('PEXPIREAT', E, redis.call('HGET', L, '!x') or NOW + RETAIN)
+  end
+end
+
 --!helpers
 
 local function int(n)

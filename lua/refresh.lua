@@ -24,8 +24,7 @@ Returns:
   {3 NOT_OWNED, now, expired, token, record, scope}
   {4 INVALID, now, expired}    the absolute expiry is not in the future
 
-The common case (a new lease for a live lock of an exclusive type without events, no
-metadata change, the keys' lifetime long enough already) is done first, before the
+The common case (a new lease for a live lock of an exclusive type, no metadata change, the keys' lifetime long enough already) is done first, before the
 helpers are made (see the note at the top of _lib.lua).
 ]]
 --!include _lib.lua
@@ -48,7 +47,7 @@ if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
       fl, x, holder, field, acq, upd, lease, max, meta = match(got[1],
         '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
     end
-    if fl and sub(fl, 1, 1) == 'x' and not find(fl, 'e', 2, true) and x ~= '0'
+    if fl and sub(fl, 1, 1) == 'x' and x ~= '0'
         and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
       local ttl = tonumber(ARGV[5]) or tonumber(lease)
       local cap = tonumber(max)
@@ -61,6 +60,9 @@ if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
         local raw = fl .. ' ' .. fmt('%d', exp) .. ' ' .. holder .. ' ' .. field .. ' ' .. acq
           .. ' ' .. fmt('%d', math.max(0, NOW - tonumber(acq))) .. ' ' .. lease .. ' ' .. max .. ' ' .. meta
         redis.call('HSET', L, tok, raw)
+        if find(fl, 'e', 2, true) then
+          announce('refreshed', tok, holder, field, fmt('%d', exp))
+        end
         return {OK, NOW, 0, tok, raw, scope}
       end
     end
