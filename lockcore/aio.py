@@ -168,8 +168,8 @@ class AsyncLockManager(Common):
         return (await self.get(lock_id)).scope
 
     async def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                      scope: str | None = None) -> Lock:
-        call = self.core.release(lock, owner, force, scope)
+                      scope: str | None = None, scope_prefix: str | None = None) -> Lock:
+        call = self.core.release(lock, owner, force, scope, scope_prefix)
         raw = await _shielded(self._run(call))
         return self.core.one(raw, call, self.expired_noticed)
 

@@ -231,13 +231,15 @@ class LockManager(Common):
         return self.get(lock_id).scope
 
     def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                scope: str | None = None) -> Lock:
+                scope: str | None = None, scope_prefix: str | None = None) -> Lock:
         """Release a lock (by id, or the Lock itself); one round trip either way.
 
         Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
         unknown or expired lock, LockNotOwned for another owner's. Returns the lock.
+        ``scope``: the lock must be in that scope; ``scope_prefix``: in a scope whose name
+        starts with it (an API that owns a family of scopes), else LockNotFound.
         """
-        call = self.core.release(lock, owner, force, scope)
+        call = self.core.release(lock, owner, force, scope, scope_prefix)
         return self.core.one(self._run(call), call, self.expired_noticed)
 
     def refresh(

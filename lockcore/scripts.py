@@ -19,6 +19,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from .exceptions import (
     InvalidLockRequest,
@@ -350,7 +351,8 @@ class Core:
         return Call(script, [directory_key(self.prefix, slot)],
                     [token, encoded, *args(str(slot + 1))], scope, lock_id)
 
-    def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None) -> Call:
+    def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None,
+                scope_prefix: str | None = None) -> Call:
         owner_enc = _name("owner", owner)
 
         def args(idp: str) -> list[Any]:
@@ -361,7 +363,13 @@ class Core:
                 given.pop()
             return given
 
-        return self._by_id("release", lock, scope, args)
+        call = self._by_id("release", lock, scope, args)
+        if scope_prefix is not None and scope is None and not isinstance(lock, Lock):
+            # Found in the slot's directory, and only in a scope that has the prefix.
+            # ("*" is never part of an encoded name.)
+            prefix = quote(scope_prefix, safe="")
+            call.args[1] = prefix + "*"
+        return call
 
     def refresh(self, lock: str | Lock, owner: str, ttl: float | None, force: bool,
                 expires_at: float | None, metadata: Mapping[str, str | None] | None,

@@ -3,7 +3,8 @@ release.lua: release a lock by id.
 
 KEYS[1] <p>:{#<n>}:D   the directory of the lock's slot
 ARGV[1] the lock's token (the id's last 14 digits)
-ARGV[2] the scope, percent-encoded ("" = look it up in the directory)
+ARGV[2] the scope, percent-encoded ("" = look it up in the directory; "<prefix>*" = look
+        it up, and a scope that does not start with the encoded prefix is NOT_FOUND)
 ARGV[3] owner asking, percent-encoded
 ARGV[4] force: "1" lets an administrator release a lock of any owner
 Optional from here on (defaults as in acquire.lua):
@@ -31,9 +32,11 @@ if ARGV[6] then
   HANDOFF = tonumber(ARGV[6])
 end
 IDP, MAXLEN = ARGV[7] or '', ARGV[8] or 1000
-if scope == '' then
+if scope == '' or sub(scope, -1) == '*' then
+  -- Looked up; "<prefix>*": only a lock of a scope that starts with the prefix.
+  local want = sub(scope, 1, -2)
   scope = redis.call('HGET', dir, math.floor(tonumber(tok) / 1000))
-  if not scope then
+  if not scope or sub(scope, 1, #want) ~= want then
     return {NOT_FOUND, NOW, 0}
   end
 end

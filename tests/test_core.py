@@ -299,6 +299,24 @@ def test_release_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
     assert mgr.get(lock.id).owner == "alice"
 
 
+def test_release_by_id_within_a_family_of_scopes(mgr: LockManager) -> None:
+    """``scope_prefix``: by bare id, in one call, only a lock whose scope starts with it
+    (an API that owns a family of scopes); another scope's lock is not found, and stays."""
+    mine = mgr.acquire("course:7/a b", "job", "j1", "alice").lock
+    other = mgr.acquire("edx:7", "job", "j1", "alice").lock
+    with pytest.raises(LockNotFound):
+        mgr.release(other.id, "alice", scope_prefix="course:")
+    assert mgr.get(other.id).owner == "alice"
+    with pytest.raises(LockNotOwned):
+        mgr.release(mine.id, "bob", scope_prefix="course:")
+    released = mgr.release(mine.id, "alice", scope_prefix="course:")
+    assert (released.id, released.scope) == (mine.id, "course:7/a b")
+    with pytest.raises(LockNotFound):
+        mgr.get(mine.id)
+    with pytest.raises(LockNotFound):  # gone: not found, whatever the prefix
+        mgr.release(mine.id, "alice", scope_prefix="")
+
+
 def test_forced_release_by_an_administrator(emgr: LockManager, redis_client: Any) -> None:
     mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock

@@ -192,6 +192,8 @@ def test_another_apis_lock_is_not_a_versal_lock(app: Any, client: Any) -> None:
     other = locks.acquire("versal:course:c1", "gadget", "g1", "alice")  # a real one
     foreign = locks.acquire("elsewhere", "gadget", "x", "alice")
     assert client.delete(f"/locks/{foreign.lock.id}", headers=sid("alice")).status_code == 404
+    assert locks.get(foreign.lock.id).owner == "alice"  # untouched
+    assert client.delete(f"/locks/{foreign.lock.id}", headers=sid("admin")).status_code == 404
     assert client.delete(f"/locks/{other.lock.id}", headers=sid("alice")).status_code == 200
 
 

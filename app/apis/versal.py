@@ -254,10 +254,9 @@ def release(lock_id: str) -> Any:
     user = caller()
     locks = services().locks
     try:
-        scope = locks.scope_of(lock_id)
-        if course_of(scope) is None:
-            raise _lock_not_found(lock_id)  # another API's lock: not a Versal resource
-        locks.release(lock_id, user.id, force=user.is_sysadmin, scope=scope)
+        # One round trip; another API's lock (a scope without Versal's prefix) is not a
+        # Versal resource: not found.
+        locks.release(lock_id, user.id, force=user.is_sysadmin, scope_prefix=scope_of(""))
     except LockNotFound as exc:
         raise _lock_not_found(lock_id) from exc
     except LockNotOwned as exc:
