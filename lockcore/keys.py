@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import quote, unquote
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -44,6 +45,19 @@ def slot_of(scope: str, prefix: str) -> int:
 
 @lru_cache(maxsize=1)
 def _slot_tags() -> tuple[str, ...]:
+    """The tag of each slot, from the table shipped beside this module (computing it takes
+    168k CRCs, a few hundred ms at a process's first call), else computed."""
+    try:
+        text = (Path(__file__).resolve().parent / "slot-tags.txt").read_text()
+        tags = tuple("#" + n for n in text.split("\n")[-2].split())
+        if len(tags) == REDIS_CLUSTER_HASH_SLOTS:
+            return tags
+    except (OSError, IndexError):
+        pass
+    return _computed_slot_tags()
+
+
+def _computed_slot_tags() -> tuple[str, ...]:
     # The tag of slot s is "#<n>" for the smallest n >= 0 whose CRC16 falls in slot s.
     tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
     missing = REDIS_CLUSTER_HASH_SLOTS

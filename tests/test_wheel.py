@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent("""
     from lockcore import EmbeddedRedis, LockConflict, LockManager, LockType
     assert "site-packages" in lockcore.__file__, lockcore.__file__
     assert (Path(lockcore.__file__).parent / "lua" / "acquire.lua").is_file()
+    assert (Path(lockcore.__file__).parent / "slot-tags.txt").is_file()
     types = [LockType("gadget", one_per_owner=True, default_ttl=30)]
     with EmbeddedRedis(tempfile.mkdtemp()) as server:
         mgr = LockManager(server.client(), types)
