@@ -24,7 +24,7 @@ from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType
-from .scripts import Call
+from .scripts import Call, _positive
 
 T = TypeVar("T")
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -135,7 +135,16 @@ class AsyncLockManager(Common):
         if not wait:
             raw = await _shielded(self._run(call), undo)
             return self.core.acquired(raw, call, self.expired_noticed)
+        _positive(wait, "wait")
+        # Most waits find the lock free: the first try is a plain acquire (the scripts'
+        # common case); only a conflict makes the caller a waiter in line.
+        raw = await _shielded(self._run(call), undo)
+        try:
+            return self.core.acquired(raw, call, self.expired_noticed)
+        except LockConflict as conflict:
+            first = conflict
         waiter = Waiter(self, call, wait)
+        waiter.conflicted(first)
         try:
             while True:
                 attempt = waiter.call()

@@ -171,7 +171,15 @@ class LockManager(Common):
                                  expires_at=expires_at, request_id=request_id)
         if not wait:
             return self.core.acquired(self._run(call), call, self.expired_noticed)
+        _positive(wait, "wait")
+        # Most waits find the lock free: the first try is a plain acquire (the scripts'
+        # common case); only a conflict makes the caller a waiter in line.
+        try:
+            return self.core.acquired(self._run(call), call, self.expired_noticed)
+        except LockConflict as conflict:
+            first = conflict
         waiter = Waiter(self, call, wait)
+        waiter.conflicted(first)
         try:
             while True:
                 try:
