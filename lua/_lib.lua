@@ -81,8 +81,9 @@ local function begin()
   SCOPE = ''
 end
 
--- An event of a lock of an exclusive type with events, from its record's words, as
--- emit() below does it (made at every call: the common cases use it).
+-- Events (types with flag e): one stream entry, and its entry id PUBLISHed on a channel
+-- named like the stream; names are percent-encoded, as in the keys. Made at every call
+-- (the common cases use it); emit() below takes a parsed record.
 local function announce(name, tok, owner, field, exps, k, v)
   local t, res = match(field, '^([^:]*):(.*)$')
   local id
@@ -127,26 +128,10 @@ local function type_of(field)
   return match(field, '^([^:]*)')
 end
 
--- Events (types with flag e): one stream entry, and its entry id PUBLISHed on a channel
--- named like the stream. Names are percent-encoded, as in the keys.
+-- The event of a lock (parsed record `r`), if its type has events.
 local function emit(event, tok, r, k, v)
-  if not find(r.flags, 'e', 2, true) then
-    return
-  end
-  local t, res = match(r.field, '^([^:]*):(.*)$')
-  local id
-  if k then
-    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', event,
-      'id', IDP .. string.format('%014d', tonumber(tok)), 'type', t, 'resource', res,
-      'owner', r.owner, 'expires_at', r.x, k, v)
-  else
-    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', event,
-      'id', IDP .. string.format('%014d', tonumber(tok)), 'type', t, 'resource', res,
-      'owner', r.owner, 'expires_at', r.x)
-  end
-  redis.call('PUBLISH', E, id)
-  if redis.call('PTTL', E) == -1 and not redis.call('HGET', L, '!n') then
-    redis.call('PEXPIREAT', E, redis.call('HGET', L, '!x') or NOW + RETAIN)
+  if find(r.flags, 'e', 2, true) then
+    announce(event, tok, r.owner, r.field, r.x, k, v)
   end
 end
 
