@@ -47,10 +47,11 @@ def test_renewal_stops_exactly_when_the_block_exits(mgr: LockManager,
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mgr, "refresh", counting)
-    with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.15) as held:
-        time.sleep(0.3)
+    # A lease of 0.6 s (renewed every 0.2 s): room for a loaded machine's stalls.
+    with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.6) as held:
+        wait_for(lambda: len(calls) >= 3, 10.0)
     exited = time.monotonic()
-    time.sleep(0.3)
+    time.sleep(0.5)  # longer than a renewal period: none may come after the exit
     assert len(calls) >= 3
     assert all(at < exited for at in calls)
     with pytest.raises(LockNotFound):
@@ -64,7 +65,7 @@ def test_a_paused_holder_loses_the_lock_and_leaving_raises_lock_lost(
     lost_at: list[float] = []
 
     def paused(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.6)  # a stop-the-world pause, longer than the lease
+        time.sleep(2.0)  # a stop-the-world pause, far longer than the lease
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mgr, "refresh", paused)
@@ -75,8 +76,10 @@ def test_a_paused_holder_loses_the_lock_and_leaving_raises_lock_lost(
             wait_for(held.lost.is_set, 2.0)
             taken = mgr.acquire(SCOPE, "job", "r", "successor").lock
             assert taken.fencing_token > held.fencing_token
-            time.sleep(0.8)  # the paused renewal wakes, and finds the lock taken
-    assert lost_at and lost_at[0] - started < 0.35  # at once, when the lease ran out
+            time.sleep(2.2)  # the paused renewal wakes, and finds the lock taken
+    # Reported when the lease ran out (0.2 s), not when the paused renewal came back (2 s);
+    # the bound leaves a loaded machine room.
+    assert lost_at and lost_at[0] - started < 1.5
     assert info.value.holder is not None and info.value.holder.owner == "worker"
     assert mgr.get(taken.id).owner == "successor"  # the successor's lock was left alone
 
