@@ -127,10 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--growth-max", type=int, default=None,
                         help="the largest store in section 6 (default 1,000,000; quick "
                         "10,000)")
+    parser.add_argument("--redis-server", default=None, metavar="PATH",
+                        help="the redis-server binary to run (default: lockcore's own choice, "
+                        "PATH else the bundled 6.2); e.g. a Redis 7 to measure FCALL")
     args = parser.parse_args(argv)
     Paths.charts = Path(args.charts).resolve()
     started = time.monotonic()
-    with EmbeddedRedis(tempfile.mkdtemp(prefix="lc-bench-"), appendonly=False) as server:
+    with EmbeddedRedis(tempfile.mkdtemp(prefix="lc-bench-"), appendonly=False,
+                       executable=args.redis_server) as server:
         version = server.client().info("server")["redis_version"]
         sections: list[Section] = []
         for key, run in plan(server.url, args):

@@ -67,6 +67,7 @@ class Common:
         heartbeat: float = 1.0,
         request_ttl: float = 86400.0,
         handoff: float = 0.005,
+        functions: bool = False,
     ) -> None:
         self.client = client
         self.core = Core(types, prefix=prefix, event_maxlen=event_maxlen,
@@ -75,7 +76,7 @@ class Common:
         self.types = self.core.types
         self.prefix = self.core.prefix
         self.heartbeat = heartbeat
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, functions)
         self.connection: Connection | None = None
 
     def keys(self, scope: str) -> ScopeKeys:
@@ -99,7 +100,9 @@ class LockManager(Common):
     shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
     A freed resource is kept for the first waiter once it has waited ``handoff`` seconds;
     before that, whoever asks first gets it. An acquire's ``request_id`` is remembered
-    for ``request_ttl`` seconds.
+    for ``request_ttl`` seconds. ``functions`` (Redis 7+): call the scripts as one FUNCTION
+    library (FCALL), whose helpers Redis makes once instead of at every EVALSHA; a
+    server without FCALL gets EVALSHA.
     """
 
     @classmethod

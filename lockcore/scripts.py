@@ -10,6 +10,8 @@ Redis-native consumers in other languages.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import re
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import quote
+
+import redis
 
 from .exceptions import (
     InvalidLockRequest,
@@ -499,16 +503,85 @@ class Core:
                     holder=holder, now_ms=now_ms)
 
 
+@cache
+def library() -> tuple[str, str]:
+    """(name, code) of the scripts as one Redis 7 FUNCTION library: ``_lib.lua`` once, and
+    each script's body as a function ``<name>_<script>``. Its helpers are made once, when
+    the library loads, not at every call as under EVALSHA. The name carries a digest of
+    the code, so processes of two lockcore versions each call their own."""
+    folder = lua_dir()
+    state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
+    bodies = {name: "\n".join(
+        line for line in (folder / f"{name}.lua").read_text().splitlines()
+        if not line.startswith("--!include ") and line != "--!helpers")
+        for name in SCRIPT_NAMES}
+    digest = hashlib.sha1("\0".join([state, helpers, *bodies.values()]).encode())
+    name = f"lockcore_{digest.hexdigest()[:12]}"
+    parts = [f"#!lua name={name}", state, helpers]
+    parts += [f"redis.register_function('{name}_{script}', function(KEYS, ARGV)\nbegin()\n"
+              f"{body}\nend)" for script, body in bodies.items()]
+    return name, "\n".join(parts) + "\n"
+
+
 class Scripts:
     """The scripts registered on one client (sync or asyncio): ``run(call)`` returns the
-    raw reply, or an awaitable of it (EVALSHA, falling back to the script on NOSCRIPT)."""
+    raw reply, or an awaitable of it: by EVALSHA, falling back to the script on NOSCRIPT;
+    with ``functions`` (Redis 7+), by FCALL of the FUNCTION library instead (loaded on
+    first use, and again if the server lost it; a server without FCALL gets EVALSHA)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, functions: bool = False) -> None:
         self.client = client
         self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+        self.library, self._code = library()
+        #: False: EVALSHA. None: FCALL asked for, not yet known to work; True: it does.
+        self.functions: bool | None = None if functions else False
+        self._async = inspect.iscoroutinefunction(client.execute_command)
 
     def run(self, call: Call) -> Any:
-        return self._scripts[call.script](keys=call.keys, args=call.args)
+        if self.functions is False:
+            return self._scripts[call.script](keys=call.keys, args=call.args)
+        if self._async:
+            return self._run_async(call)
+        name = f"{self.library}_{call.script}"
+        try:
+            reply = self.client.fcall(name, len(call.keys), *call.keys, *call.args)
+        except redis.RedisError as exc:
+            way = self._recover(exc)
+            if way is None:
+                raise
+            if way == "evalsha":
+                return self.run(call)
+            self.client.function_load(self._code, replace=True)
+            reply = self.client.fcall(name, len(call.keys), *call.keys, *call.args)
+        self.functions = True
+        return reply
+
+    async def _run_async(self, call: Call) -> Any:
+        name = f"{self.library}_{call.script}"
+        try:
+            reply = await self.client.fcall(name, len(call.keys), *call.keys, *call.args)
+        except redis.RedisError as exc:
+            way = self._recover(exc)
+            if way is None:
+                raise
+            if way == "evalsha":
+                return await self._scripts[call.script](keys=call.keys, args=call.args)
+            await self.client.function_load(self._code, replace=True)
+            reply = await self.client.fcall(name, len(call.keys), *call.keys, *call.args)
+        self.functions = True
+        return reply
+
+    def _recover(self, exc: Exception) -> str | None:
+        """How to get past an FCALL error: "evalsha" (no FCALL on this server: EVALSHA
+        from now on), "load" (the library is not loaded there yet: load it, call again), or
+        None (a real error)."""
+        text = str(exc).lower()
+        unknown = ("unknown command" in text  # the server's answer; a Cluster client's:
+                   or "command doesn't exist" in text)
+        if unknown and self.functions is None:
+            self.functions = False
+            return "evalsha"
+        return "load" if "function not found" in text else None
 
     def sources(self) -> list[str]:
         return [source(name) for name in SCRIPT_NAMES]
@@ -523,7 +596,7 @@ def _dump(folder: str) -> None:
 
 
 
-__all__ = ["Call", "Core", "ReplyCode", "Scripts"]
+__all__ = ["Call", "Core", "ReplyCode", "Scripts", "library"]
 
 if __name__ == "__main__":  # pragma: no cover - a tool for other languages' consumers
     if len(sys.argv) != 3 or sys.argv[1] != "dump":

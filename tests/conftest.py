@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -13,7 +15,9 @@ from lockcore import EmbeddedRedis, LockManager, LockType, Mode
 
 from .servers import Cluster
 
-BACKENDS = ["fake", "real", "cluster"]
+#: fakeredis (Lua by lupa, FCALL), the bundled redis-server 6.2 (EVALSHA), Debian's Redis 7
+#: (FCALL of the FUNCTION library), a 3-master Cluster of the bundled server.
+BACKENDS = ["fake", "real", "real7", "cluster"]
 
 #: Lock types the core tests use, one of each behaviour.
 TYPES = [
@@ -27,6 +31,27 @@ TYPES = [
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+def redis7_binary(folder: Path) -> str:
+    """Redis 7's server: Debian's redis-tools ships the one binary as redis-check-rdb, and
+    run under the name redis-server it serves (``.ci/run`` installs redis-tools)."""
+    found = shutil.which("redis-check-rdb")
+    if found is None:
+        raise RuntimeError("Redis 7 is missing: apt-get install redis-tools (.ci/run does)")
+    link = folder / "redis-server"
+    link.symlink_to(found)
+    return str(link)
+
+
+@pytest.fixture(scope="session")
+def real7_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    folder = tmp_path_factory.mktemp("redis7")
+    server = EmbeddedRedis(folder / "data", appendonly=False,
+                           executable=redis7_binary(folder)).start()
+    assert server.client().info("server")["redis_version"].startswith("7.")
     yield server
     server.stop()
 
@@ -52,15 +77,15 @@ def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
     def make() -> Any:
         if backend == "fake":
             client: Any = fakeredis.FakeRedis(server=fake_server)
-        elif backend == "real":
-            client = request.getfixturevalue("real_server").client()
+        elif backend in ("real", "real7"):
+            client = request.getfixturevalue(f"{backend}_server").client()
         else:
             client = request.getfixturevalue("cluster").client()
         made.append(client)
         return client
 
     first = make()
-    if backend == "real":
+    if backend in ("real", "real7"):
         first.flushall()
     elif backend == "cluster":
         first.flushall(target_nodes=RedisCluster.PRIMARIES)
@@ -81,10 +106,10 @@ def make_async_client(backend: str, request: pytest.FixtureRequest,
             from fakeredis import FakeAsyncRedis
 
             return FakeAsyncRedis(server=first.connection_pool.connection_kwargs["server"])
-        if backend == "real":
+        if backend in ("real", "real7"):
             import redis.asyncio
 
-            path = request.getfixturevalue("real_server").socket_path
+            path = request.getfixturevalue(f"{backend}_server").socket_path
             return redis.asyncio.Redis(unix_socket_path=str(path))
         from redis.asyncio.cluster import ClusterNode as AsyncNode
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
@@ -92,6 +117,7 @@ def make_async_client(backend: str, request: pytest.FixtureRequest,
         ports = request.getfixturevalue("cluster").ports
         return AsyncCluster(startup_nodes=[AsyncNode("127.0.0.1", p) for p in ports])
 
+    make.backend = backend  # type: ignore[attr-defined]
     return make
 
 
@@ -101,9 +127,14 @@ def redis_client(make_client: Any) -> Any:
     return make_client()
 
 
+#: Backends whose managers call the scripts as a FUNCTION library (FCALL).
+FUNCTIONS = ("fake", "real7")
+
+
 @pytest.fixture
-def mgr(redis_client: Any) -> LockManager:
-    return LockManager(redis_client, TYPES, prefix="t", event_maxlen=50, retention=60.0)
+def mgr(redis_client: Any, backend: str) -> LockManager:
+    return LockManager(redis_client, TYPES, prefix="t", event_maxlen=50, retention=60.0,
+                       functions=backend in FUNCTIONS)
 
 
 def all_keys(client: Any) -> list[str]:
@@ -182,8 +213,11 @@ def app(service_client: Any) -> Any:
     from app import create_app
     from app.catalog import parse_document
 
+    # On fakeredis the APIs run the scripts as a FUNCTION library (FCALL), on the bundled
+    # 6.2 server by EVALSHA: both ways behind every API test.
     application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t",
-                              "VERSAL_TTL": 30.0})
+                              "VERSAL_TTL": 30.0,
+                              "FUNCTIONS": "fake" in type(service_client).__module__})
     services = application.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     return application

@@ -13,8 +13,8 @@ import pytest
 from lockcore import AsyncLockManager, LockConflict, LockLost, LockNotFound
 from lockcore.aio import drain
 
-from .conftest import TYPES
-from .test_waiting import HELPER
+from .conftest import FUNCTIONS, TYPES
+from .test_waiting import HELPER, script_calls
 
 SCOPE = "jobs"
 
@@ -26,7 +26,8 @@ def run(make_async_client: Any, body: Callable[..., Awaitable[Any]]) -> Any:
         def manager(heartbeat: float = 1.0) -> AsyncLockManager:
             client = make_async_client()
             clients.append(client)
-            return AsyncLockManager(client, TYPES, prefix="t", heartbeat=heartbeat)
+            return AsyncLockManager(client, TYPES, prefix="t", heartbeat=heartbeat,
+                                    functions=make_async_client.backend in FUNCTIONS)
 
         try:
             return await body(manager)
@@ -95,8 +96,8 @@ def test_a_waiter_wakes_at_the_release_without_polling(make_async_client: Any) -
         result = await task
         assert time.monotonic() - released < 0.05
         assert result.lock.owner == "waiter"
-        assert [c for c in sent if c != "SCRIPT LOAD"] in (
-            ["EVALSHA", "BLPOP", "EVALSHA"], ["EVALSHA", "EVALSHA", "BLPOP", "EVALSHA"])
+        assert script_calls(sent) in (
+            ["script", "BLPOP", "script"], ["script", "script", "BLPOP", "script"])
         assert await helper_keys(holder) == []
 
     run(make_async_client, body)
@@ -291,3 +292,21 @@ def test_the_async_manager_from_a_url_has_an_async_client(real_server: Any) -> N
             await mgr.close()
 
     asyncio.run(main())
+
+
+def test_the_function_library_on_redis_7(make_async_client: Any) -> None:
+    """The async manager calls the scripts as a FUNCTION library where asked (Redis 7,
+    fakeredis), loading it when the server lost it; EVALSHA elsewhere."""
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        first = (await mgr.acquire(SCOPE, "job", "r1", "a")).lock
+        functions = make_async_client.backend in FUNCTIONS
+        assert mgr._scripts.functions is (True if functions else False)
+        if functions:
+            await mgr.client.function_flush()
+        second = (await mgr.acquire(SCOPE, "job", "r2", "a")).lock
+        assert second.fencing_token > first.fencing_token
+        await mgr.release(first, "a")
+        await mgr.release(second, "a")
+
+    run(make_async_client, body)

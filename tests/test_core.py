@@ -19,7 +19,7 @@ from lockcore import (
 )
 from lockcore.keys import event_from_entry
 
-from .conftest import TYPES, all_keys
+from .conftest import FUNCTIONS, TYPES, all_keys
 
 SCOPE = "course:42"
 
@@ -28,10 +28,10 @@ EVENT_TYPES = [replace(t, events=True, index_owner=True) for t in TYPES]
 
 
 @pytest.fixture
-def emgr(redis_client: Any) -> LockManager:
+def emgr(redis_client: Any, backend: str) -> LockManager:
     """Like ``mgr``, on types that record events (and index owners)."""
     return LockManager(redis_client, EVENT_TYPES, prefix="t", event_maxlen=50,
-                       retention=60.0)
+                       retention=60.0, functions=backend in FUNCTIONS)
 
 
 def _text(value: Any) -> str:

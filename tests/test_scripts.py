@@ -155,3 +155,24 @@ def test_the_shipped_slot_tags_are_the_computed_ones_and_the_documented_ones() -
                   (lua_dir().parent / "docs" / "slot-tags.txt").read_text().splitlines()
                   if line and not line.startswith("#")]
     assert [(int(slot), tag) for slot, tag in documented] == list(enumerate(shipped))
+
+
+def test_scripts_run_as_one_function_library_where_the_server_has_functions(
+        mgr: Any, redis_client: Any, backend: str) -> None:
+    """Redis 7 (and fakeredis): FCALL of the library, loaded on first use and again after
+    the server lost it; Redis 6.2 (the bundled server, the Cluster): EVALSHA."""
+    first = mgr.acquire("fn", "job", "r1", "alice").lock
+    functions = backend in ("real7", "fake")
+    assert mgr._scripts.functions is functions
+    if not functions:
+        assert mgr.release(first, "alice").id == first.id
+        return
+    name = mgr._scripts.library
+    libraries = redis_client.function_list()  # [[b"library_name", name, ...]]
+    assert len(libraries) == 1 and name.encode() in libraries[0]
+    redis_client.function_flush()  # a server restarted without its functions
+    second = mgr.acquire("fn", "job", "r2", "alice").lock
+    assert second.fencing_token > first.fencing_token
+    assert mgr.release(first, "alice").id == first.id
+    if backend == "real7":
+        assert redis_client.info("commandstats")["cmdstat_fcall"]["calls"] >= 3
