@@ -14,6 +14,7 @@ import redis
 
 from lockcore import LockConflict, LockManager
 
+from . import common
 from .common import Section, Target, at_least, at_most, bar_chart, lock_type, median
 
 PREFIX = "bench"
@@ -32,7 +33,7 @@ def single_client(url: str, cycles: int, rounds: int) -> Section:
 
     client = redis.Redis.from_url(url)
     client.flushall()
-    mgr = LockManager(client, _types(), prefix=PREFIX)
+    mgr = LockManager(client, _types(), prefix=PREFIX, functions=common.FUNCTIONS)
 
     def lockcore_cycle(i: int) -> None:
         lock = mgr.acquire("single", "job", "r", "me").lock
@@ -103,7 +104,8 @@ def _contender(kind: str, url: str, resources: int, duration: float, hold: float
     owner = f"w{index}"
     count = 0
     longest = 0.0
-    mgr = LockManager(client, _types(), prefix=PREFIX, heartbeat=0.5)
+    mgr = LockManager(client, _types(), prefix=PREFIX, heartbeat=0.5,
+                      functions=common.FUNCTIONS)
     if kind == "python-redis-lock":
         import redis_lock
     client.ping()

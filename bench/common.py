@@ -19,6 +19,10 @@ from lockcore import LockType
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Whether lockcore's managers call the scripts as a FUNCTION library (FCALL): set by
+#: bench.run when the server is Redis 7+ (the setting a Redis 7 deployment would use).
+FUNCTIONS = False
+
 
 class Paths:
     """Where the charts go (``--charts``)."""

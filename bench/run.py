@@ -35,6 +35,7 @@ from pathlib import Path
 
 from lockcore import EmbeddedRedis
 
+from . import common
 from .clients import contention, single_client
 from .common import ROOT, Paths, Section, Target, machine
 from .http import KINDS, http, waiting
@@ -130,12 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-server", default=None, metavar="PATH",
                         help="the redis-server binary to run (default: lockcore's own choice, "
                         "PATH else the bundled 6.2); e.g. a Redis 7 to measure FCALL")
+    parser.add_argument("--functions", choices=("auto", "on", "off"), default="auto",
+                        help="lockcore's scripts by FCALL of a FUNCTION library (auto: on "
+                        "Redis 7+) or by EVALSHA")
     args = parser.parse_args(argv)
     Paths.charts = Path(args.charts).resolve()
     started = time.monotonic()
     with EmbeddedRedis(tempfile.mkdtemp(prefix="lc-bench-"), appendonly=False,
                        executable=args.redis_server) as server:
         version = server.client().info("server")["redis_version"]
+        common.FUNCTIONS = (args.functions == "on" or args.functions == "auto"
+                            and int(version.split(".")[0]) >= 7)
         sections: list[Section] = []
         for key, run in plan(server.url, args):
             if args.only and key not in args.only:

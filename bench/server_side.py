@@ -13,7 +13,7 @@ from redis.lock import Lock as RedisPyLock
 
 from lockcore import LockManager
 
-from . import bulk
+from . import bulk, common
 from .common import (
     Section,
     Target,
@@ -37,7 +37,7 @@ def _types() -> list[Any]:
 
 
 def _manager(client: Any) -> LockManager:
-    return LockManager(client, _types(), prefix=PREFIX)
+    return LockManager(client, _types(), prefix=PREFIX, functions=common.FUNCTIONS)
 
 
 # -- 1. Redis time per operation ----------------------------------------------------------
