@@ -593,6 +593,8 @@ def _dump(folder: str) -> None:
     for name in SCRIPT_NAMES:
         (out / f"{name}.lua").write_text(source(name))
         print(out / f"{name}.lua")
+    (out / "library.lua").write_text(library()[1])  # for FUNCTION LOAD (Redis 7+)
+    print(out / "library.lua")
 
 
 

@@ -176,3 +176,27 @@ def test_scripts_run_as_one_function_library_where_the_server_has_functions(
     assert mgr.release(first, "alice").id == first.id
     if backend == "real7":
         assert redis_client.info("commandstats")["cmdstat_fcall"]["calls"] >= 3
+
+
+def test_the_dumped_library_loads_and_runs_with_plain_fcall(tmp_path: Path,
+                                                            real7_server: Any) -> None:
+    """What a consumer in another language does on Redis 7: FUNCTION LOAD the dumped
+    library, FCALL its functions with the scripts' own KEYS and ARGV."""
+    subprocess.run([sys.executable, "-m", "lockcore.scripts", "dump", str(tmp_path)],
+                   check=True, capture_output=True)
+    client = real7_server.client()
+    client.flushall()
+    client.function_flush()
+    name = client.function_load((tmp_path / "library.lua").read_text())
+    name = name.decode() if isinstance(name, bytes) else name
+    keys = ScopeKeys.for_scope("native", "course:1")
+    ok = client.fcall(f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1", "alice",
+                      30000, "x")
+    assert len(ok) == 4 and ok[0] == 0
+    conflict = client.fcall(f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1",
+                            "bob", 30000, "x")
+    assert conflict[0] == 1 and conflict[3] == ok[3]
+    released = client.fcall(f"{name}_release", 1, keys.directory, ok[3], keys.scope, "alice",
+                            0)
+    assert released[0] == 0 and client.hget(keys.locks, ok[3]) is None
+    client.close()
