@@ -149,11 +149,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(cmd: list[str], port: int, env: dict[str, str], cwd: str) -> subprocess.Popen[Any]:
+def _serve(cmd: list[str], port: int, env: dict[str, str], cwd: str,
+           log: Path | None = None) -> subprocess.Popen[Any]:
+    """``cmd`` started (its output to ``log``, else dropped), once its /healthz answers."""
     import requests
 
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    if log is None:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    else:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=out)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -162,7 +168,7 @@ def _serve(cmd: list[str], port: int, env: dict[str, str], cwd: str) -> subproce
         except requests.RequestException:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"{cmd} did not come up")
+    raise RuntimeError(f"{cmd} did not come up" + (f"; see {log}" if log else ""))
 
 
 def wrk_binary() -> str:

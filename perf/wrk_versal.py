@@ -47,7 +47,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ from app import config as app_config  # noqa: E402
 from app.catalog import Catalog, parse_document  # noqa: E402
 from app.identity import Users  # noqa: E402
 from app.services import lock_types  # noqa: E402
+from bench.http import _serve  # noqa: E402
 from lockcore import LockManager  # noqa: E402
 from lockcore.embedded import EmbeddedRedis  # noqa: E402
 
@@ -121,19 +121,7 @@ def release_pool(client: redis.Redis, users: int, count: int, path: Path) -> Non
 
 def serve(cmd: list[str], port: int, env: dict[str, str], cwd: str,
           log: Path) -> subprocess.Popen[Any]:
-    import requests
-
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=out)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{cmd} did not come up; see {log}")
+    return _serve(cmd, port, env, cwd, log)  # the benchmark's own
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
