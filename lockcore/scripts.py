@@ -21,7 +21,6 @@ from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from urllib.parse import quote
 
 import redis
 
@@ -371,7 +370,7 @@ class Core:
         if scope_prefix is not None and scope is None and not isinstance(lock, Lock):
             # Found in the slot's directory, and only in a scope that has the prefix.
             # ("*" is never part of an encoded name.)
-            prefix = quote(scope_prefix, safe="")
+            prefix = encode(scope_prefix) if scope_prefix else ""
             call.args[1] = prefix + "*"
         return call
 
