@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import redis
+from redis.exceptions import NoScriptError
 
 from .exceptions import (
     InvalidLockRequest,
@@ -42,6 +43,7 @@ from .models import (
     decode_metadata,
     encode_metadata,
 )
+from .wire import Wire
 
 SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate", "count")
 
@@ -535,8 +537,13 @@ class Scripts:
         #: False: EVALSHA. None: FCALL asked for, not yet known to work; True: it does.
         self.functions: bool | None = None if functions else False
         self._async = inspect.iscoroutinefunction(client.execute_command)
+        #: the lean path for a plain sync client (see lockcore.wire), else None
+        self.wire = Wire(client) if Wire.serves(client) else None
 
     def run(self, call: Call) -> Any:
+        wire = self.wire
+        if wire is not None and wire.usable():
+            return self._run_wire(wire, call)
         if self.functions is False:
             return self._scripts[call.script](keys=call.keys, args=call.args)
         if self._async:
@@ -552,6 +559,30 @@ class Scripts:
                 return self.run(call)
             self.client.function_load(self._code, replace=True)
             reply = self.client.fcall(name, len(call.keys), *call.keys, *call.args)
+        self.functions = True
+        return reply
+
+    def _run_wire(self, wire: Wire, call: Call) -> Any:
+        if self.functions is False:
+            script = self._scripts[call.script]
+            try:
+                return wire.execute("EVALSHA", script.sha, len(call.keys), *call.keys,
+                                    *call.args)
+            except NoScriptError:  # not run: load it, then call again
+                self.client.script_load(script.script)
+                return wire.execute("EVALSHA", script.sha, len(call.keys), *call.keys,
+                                    *call.args)
+        name = f"{self.library}_{call.script}"
+        try:
+            reply = wire.execute("FCALL", name, len(call.keys), *call.keys, *call.args)
+        except redis.RedisError as exc:
+            way = self._recover(exc)
+            if way is None:
+                raise
+            if way == "evalsha":
+                return self._run_wire(wire, call)
+            self.client.function_load(self._code, replace=True)
+            reply = wire.execute("FCALL", name, len(call.keys), *call.keys, *call.args)
         self.functions = True
         return reply
 
