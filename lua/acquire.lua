@@ -42,9 +42,9 @@ Returns:
   {4 INVALID, now, expired}     the absolute expiry is not in the future
 A lock's id is <slot + 1><token, zero-padded to 14 digits>.
 
-The common case (a new lock of an exclusive type that is not one-per-owner nor indexed
-by owner, with or without events, no waiter, no request id, no absolute expiry, nothing
-to sweep) is done first, before the helpers are made (see the
+The common case (a new lock of an exclusive type not indexed by owner, with or without
+events, one-per-owner only when the owner holds no lock of the type in the scope; no
+waiter, no request id, no absolute expiry, nothing to sweep) is done first, before the helpers are made (see the
 note at the top of _lib.lua); anything else goes on to the general case below.
 ]]
 --!include _lib.lua
@@ -52,21 +52,31 @@ note at the top of _lib.lua); anything else goes on to the general case below.
 open(KEYS[1])
 local D = KEYS[2]
 local got
-local events = ARGV[4] == 'xe'
-if (ARGV[4] == 'x' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') == '' and (ARGV[12] or '') == ''
-    and (ARGV[15] or '') == '' then
+local fl = ARGV[4]
+local events = fl == 'xe' or fl == 'xoe'
+if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') == ''
+    and (ARGV[12] or '') == '' and (ARGV[15] or '') == '' then
   local field = ARGV[1]
-  got = redis.call('HMGET', L, field, '!b', '!x')
-  local tok = not got[1] and tonumber(got[2])
+  local ofield = fl ~= 'x' and fl ~= 'xe' and ('!o' .. match(field, '^([^:]*)') .. ':' .. ARGV[2])
+  if ofield then
+    got = redis.call('HMGET', L, field, '!b', '!x', ofield)
+  else
+    got = redis.call('HMGET', L, field, '!b', '!x')
+  end
+  local tok = not got[1] and not got[4] and tonumber(got[2])
   if tok and tok % 64 ~= 0 and tok % 1000 ~= 0 then
     local exp = NOW + tonumber(ARGV[3])
     local retain = ARGV[8] and tonumber(ARGV[8]) or RETAIN
     local step = retain < 60000 and retain or 60000
     if got[3] and tonumber(got[3]) >= math.ceil((exp + retain) / step) * step then
       local toks, exps = got[2], fmt('%d', exp)
-      redis.call('HSET', L, toks, ARGV[4] .. ' ' .. exps .. ' ' .. ARGV[2] .. ' ' .. field
-        .. ' ' .. NOWS .. ' 0 ' .. ARGV[3] .. ' ' .. (ARGV[6] or '0') .. ' '
-        .. (ARGV[5] or ''), field, toks, '!b', fmt('%d', tok + 1))
+      local raw = fl .. ' ' .. exps .. ' ' .. ARGV[2] .. ' ' .. field .. ' ' .. NOWS .. ' 0 '
+        .. ARGV[3] .. ' ' .. (ARGV[6] or '0') .. ' ' .. (ARGV[5] or '')
+      if ofield then
+        redis.call('HSET', L, toks, raw, field, toks, ofield, toks, '!b', fmt('%d', tok + 1))
+      else
+        redis.call('HSET', L, toks, raw, field, toks, '!b', fmt('%d', tok + 1))
+      end
       if events then
         IDP, MAXLEN, RETAIN = ARGV[10] or '', ARGV[11] or 1000, retain
         announce('acquired', tok, ARGV[2], field, exps, 'replaced', '')

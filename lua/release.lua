@@ -18,8 +18,8 @@ Returns:
   {2 NOT_FOUND, now, expired}                 unknown or expired
   {3 NOT_OWNED, now, expired, token, record, scope}  another owner's, and not forced
 
-The common case (a live lock of an exclusive type that is not one-per-owner nor indexed
-by owner, with an expiry, no waiters) is
+The common case (a live lock of an exclusive type not indexed by owner, with an expiry,
+no waiters) is
 done first, before the helpers are made (see the note at the top of _lib.lua).
 ]]
 --!include _lib.lua
@@ -47,10 +47,14 @@ if not raw then
   return {NOT_FOUND, NOW, 0}
 end
 local fl, x, holder, field = match(raw, '^(%S+) (%d+) (%S+) (%S+) ')
-if (fl == 'x' or fl == 'xe') and x ~= '0' and tonumber(x) > NOW
+if (fl == 'x' or fl == 'xe' or fl == 'xo' or fl == 'xoe') and x ~= '0' and tonumber(x) > NOW
     and (holder == owner or ARGV[4] == '1') then
-  redis.call('HDEL', L, tok, field)
-  if fl == 'xe' then
+  if fl == 'xo' or fl == 'xoe' then
+    redis.call('HDEL', L, tok, field, '!o' .. match(field, '^([^:]*)') .. ':' .. holder)
+  else
+    redis.call('HDEL', L, tok, field)
+  end
+  if fl == 'xe' or fl == 'xoe' then
     announce('released', tok, holder, field, x, 'by', owner)
   end
   return {OK, NOW, 0, tok, raw, SCOPE}

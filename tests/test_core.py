@@ -16,6 +16,7 @@ from lockcore import (
     LockManager,
     LockNotFound,
     LockNotOwned,
+    LockType,
 )
 from lockcore.keys import event_from_entry
 
@@ -289,6 +290,34 @@ def test_release_by_owner_removes_every_trace(emgr: LockManager, redis_client: A
     for key in (keys.locks, keys.events):  # 10 s lease + 60 s retention, up to a minute
         assert 0 < redis_client.pttl(key) <= 130_000
     assert mgr.acquire(SCOPE, "job", "j1", "bob").created
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_a_one_per_owner_lock_keeps_its_owner_pointer_exactly_while_it_lives(
+        redis_client: Any, backend: str, events: bool) -> None:
+    # The scripts' common case (before the helpers) makes and removes the pointer too.
+    mgr = LockManager(redis_client, [LockType("gadget", one_per_owner=True, events=events,
+                                              default_ttl=30.0)], prefix="t",
+                      functions=backend in FUNCTIONS)
+    mgr.acquire(SCOPE, "gadget", "warm", "zed")  # the scope's first lock takes a block
+    lock = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
+    hash_key = mgr.keys(SCOPE).locks
+    assert _text(redis_client.hget(hash_key, "!ogadget:alice")) == str(lock.fencing_token)
+    mgr.release(lock, "alice")
+    assert redis_client.hget(hash_key, "!ogadget:alice") is None
+    first = mgr.acquire(SCOPE, "gadget", "g2", "alice").lock
+    second = mgr.acquire(SCOPE, "gadget", "g3", "alice")
+    assert second.replaced is not None and second.replaced.id == first.id
+    with pytest.raises(LockNotFound):
+        mgr.get(first.id)
+    if events:
+        kinds = [e["event"] for e in _events_of(redis_client, mgr) if e["owner"] == "alice"]
+        assert kinds == ["acquired", "released", "acquired", "replaced", "acquired"]
+
+
+def _events_of(client: Any, mgr: LockManager) -> list[dict[str, str]]:
+    return [{_text(k): _text(v) for k, v in fields.items()}
+            for _, fields in client.xrange(mgr.keys(SCOPE).events)]
 
 
 def test_release_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
