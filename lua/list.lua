@@ -42,7 +42,8 @@ end
 
 if how == 'p' then
   local tok = redis.call('HGET', L, arg)
-  if tok and find(tok, '^%d+$') then
+  if tok and find(tok, '^%x+$') then
+    tok = fmt('%d', tonumber(tok, 16))
     local raw = redis.call('HGET', L, tok)
     if raw and accepts(parse(raw)) then
       add(tok, raw)
