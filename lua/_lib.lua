@@ -18,9 +18,9 @@ make the helpers only when they go on to the general case.
 A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
 everything in one hash, <p>:{S}:L, whose fields are:
   <token>           a lock's record (below); the token is the lock's fencing token
-  <type>:<res>      exclusive types: the holder's token in hexadecimal (lower case), or
-                    "r<ticket> <until ms>" while a free resource is kept for a waiter
-  !o<type>:<owner>  one-per-owner types: the token of the owner's lock of that type (hex)
+  <type>:<res>      exclusive types: the holder's token, or "r<ticket> <until ms>" while a
+                    free resource is kept for a waiter
+  !o<type>:<owner>  one-per-owner types: the token of the owner's lock of that type
   !b                the next token of the scope's current block of 1000
   !B                the blocks of the scope that have an entry in the slot directory
   !x                the ms instant the scope's keys are set to expire at

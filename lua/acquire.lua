@@ -72,11 +72,10 @@ if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') ==
       local toks, exps = got[2], fmt('%d', exp)
       local raw = fl .. ' ' .. exps .. ' ' .. ARGV[2] .. ' ' .. field .. ' ' .. NOWS .. ' 0 '
         .. ARGV[3] .. ' ' .. (ARGV[6] or '0') .. ' ' .. (ARGV[5] or '')
-      local hex = fmt('%x', tok)
       if ofield then
-        redis.call('HSET', L, toks, raw, field, hex, ofield, hex, '!b', fmt('%d', tok + 1))
+        redis.call('HSET', L, toks, raw, field, toks, ofield, toks, '!b', fmt('%d', tok + 1))
       else
-        redis.call('HSET', L, toks, raw, field, hex, '!b', fmt('%d', tok + 1))
+        redis.call('HSET', L, toks, raw, field, toks, '!b', fmt('%d', tok + 1))
       end
       if events then
         IDP, MAXLEN, RETAIN = ARGV[10] or '', ARGV[11] or 1000, retain
@@ -152,7 +151,6 @@ if exclusive and got[1] then
       return {CONFLICT, NOW, EXPIRED, '', ''}
     end
   else
-    cur = int(tonumber(cur, 16))
     local raw = redis.call('HGET', L, cur)
     if raw then
       local r = parse(raw)
@@ -213,9 +211,9 @@ end
 
 local rtok, rraw = '', ''
 if ofield and got[4] then
-  rtok = int(tonumber(got[4], 16))
-  rraw = redis.call('HGET', L, rtok)
+  rraw = redis.call('HGET', L, got[4])
   if rraw then
+    rtok = got[4]
     local old = parse(rraw)
     drop(rtok, old)
     if live(old) then
@@ -226,7 +224,7 @@ if ofield and got[4] then
       rtok, rraw = '', ''
     end
   else
-    rtok, rraw = '', ''
+    rraw = ''
   end
 end
 
@@ -239,17 +237,17 @@ end
 
 local raw = flags .. ' ' .. exps .. ' ' .. owner .. ' ' .. field .. ' ' .. NOWS .. ' 0 '
   .. ttls .. ' ' .. maxs .. ' ' .. meta
-local nexts, hex = fmt('%d', tok + 1), fmt('%x', tok)
+local nexts = fmt('%d', tok + 1)
 if exclusive then
   if ofield then
-    redis.call('HSET', L, toks, raw, field, hex, '!b', nexts, ofield, hex)
+    redis.call('HSET', L, toks, raw, field, toks, '!b', nexts, ofield, toks)
   else
-    redis.call('HSET', L, toks, raw, field, hex, '!b', nexts)
+    redis.call('HSET', L, toks, raw, field, toks, '!b', nexts)
   end
 else
   redis.call('HSET', L, toks, raw, '!b', nexts)
   if ofield then
-    redis.call('HSET', L, ofield, hex)
+    redis.call('HSET', L, ofield, toks)
   end
   redis.call('ZADD', B .. 'R', 0, field .. ':' .. toks)
   redis.call('ZADD', B .. 'X', exp > 0 and exps or '1e15', toks)

@@ -42,8 +42,7 @@ end
 
 if how == 'p' then
   local tok = redis.call('HGET', L, arg)
-  if tok and find(tok, '^%x+$') then
-    tok = fmt('%d', tonumber(tok, 16))
+  if tok and find(tok, '^%d+$') then
     local raw = redis.call('HGET', L, tok)
     if raw and accepts(parse(raw)) then
       add(tok, raw)

@@ -25,8 +25,8 @@ end
 -- The current holder, if any: the exclusive pointer, else the multi index.
 local holder = redis.call('HGET', L, field)
 local candidates = {}
-if holder and find(holder, '^%x+$') then
-  candidates[1] = fmt('%d', tonumber(holder, 16))
+if holder and find(holder, '^%d+$') then
+  candidates[1] = holder
 else
   for _, m in ipairs(redis.call('ZRANGEBYLEX', B .. 'R', '[' .. field .. ':',
                                 '[' .. field .. ';', 'LIMIT', 0, 100)) do

@@ -80,8 +80,8 @@ def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client:
     assert all_keys(redis_client) == sorted([keys.locks, keys.directory])
     assert scope_keys(redis_client, mgr) == [keys.locks]
     assert 5 + 60 - 0.1 < redis_client.pttl(keys.locks) / 1000 <= 5 + 120
-    # the record is stored under the fencing token, the resource points to it (in hex)
-    assert records(redis_client, mgr)["job:j1"] == f"{lock.fencing_token:x}"
+    # the record is stored under the fencing token, the resource points to it
+    assert records(redis_client, mgr)["job:j1"] == str(lock.fencing_token)
     assert records(redis_client, mgr)[str(lock.fencing_token)].split(" ")[2] == "alice"
 
 
@@ -302,7 +302,7 @@ def test_a_one_per_owner_lock_keeps_its_owner_pointer_exactly_while_it_lives(
     mgr.acquire(SCOPE, "gadget", "warm", "zed")  # the scope's first lock takes a block
     lock = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
     hash_key = mgr.keys(SCOPE).locks
-    assert _text(redis_client.hget(hash_key, "!ogadget:alice")) == f"{lock.fencing_token:x}"
+    assert _text(redis_client.hget(hash_key, "!ogadget:alice")) == str(lock.fencing_token)
     mgr.release(lock, "alice")
     assert redis_client.hget(hash_key, "!ogadget:alice") is None
     first = mgr.acquire(SCOPE, "gadget", "g2", "alice").lock
@@ -435,7 +435,7 @@ def test_expired_lock_frees_the_resource_and_is_announced(
     expired = [e for e in events(redis_client, mgr) if e["event"] == "expired"]
     assert [e["id"] for e in expired] == [old.id]
     assert set(records(redis_client, mgr)) == {str(new.fencing_token), "job:j1"}
-    assert records(redis_client, mgr)["job:j1"] == f"{new.fencing_token:x}"
+    assert records(redis_client, mgr)["job:j1"] == str(new.fencing_token)
     owners = redis_client.zrange(mgr.keys(SCOPE).owner_index, 0, -1)
     assert [_text(m) for m in owners] == [f"bob:job:{new.fencing_token}"]
 
