@@ -105,7 +105,7 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
         ("3", lambda: memory(url, memory_count)),
         ("4", lambda: single_client(url, 300 if q else 2000, 2 if q else 5)),
         ("5", lambda: contention(url, [8, 16], [1, 16], 0.5 if q else 2.0, 1 if q else 3)),
-        ("6", lambda: growth(url, [1000, growth_max], 50 if q else 300)),
+        ("6", lambda: growth([1000, growth_max], 60 if q else 300, args.redis_server)),
         ("7", lambda: http(url, 1 if q else 5, 1 if q else 3,
                            warm_up=("floor", "acquire") if q else KINDS,
                            warm_up_s=1 if q else 2)),

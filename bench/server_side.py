@@ -3,6 +3,8 @@ operation (2), memory per held lock (3), latency as the store grows (6)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from typing import Any
 import redis
 from redis.lock import Lock as RedisPyLock
 
-from lockcore import LockManager
+from lockcore import EmbeddedRedis, LockManager
 
 from . import bulk, common
 from .common import (
@@ -474,37 +476,47 @@ def mgr_scope_size(client: redis.Redis, scope: str) -> int:
 # -- 6. growth ----------------------------------------------------------------------------
 
 
-def growth(url: str, sizes: list[int], samples: int, spread: int = 5000) -> Section:
+def growth(sizes: list[int], samples: int, executable: str | None = None,
+           spread: int = 5000) -> Section:
     """Acquire, release and list latency in one scope with ``sizes`` locks held in other
-    scopes."""
-    client = redis.Redis.from_url(url)
-    client.flushall()
-    mgr = _manager(client)
-    for i in range(20):
-        mgr.acquire("probe", "job", f"fixed{i}", "me", ttl=3600)
-    held = 0
+    scopes: one private server per size, filled side by side, then measured in
+    interleaved blocks (so machine noise falls on every size alike), with Redis's own time
+    per operation beside the latency."""
+    servers = [EmbeddedRedis(tempfile.mkdtemp(prefix="lc-growth-"), appendonly=False,
+                             executable=executable).start() for _ in sizes]
+    try:
+        return _growth(servers, sizes, samples, spread)
+    finally:
+        for server in servers:
+            server.stop()
+            shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread: int
+            ) -> Section:
     how = "none"
-    results: list[tuple[int, float, float, float, float]] = []
-    table = [["locks held elsewhere", "acquire µs", "release µs", "list µs (20 locks)",
-              "PING µs"]]
-    for size in sizes:
-        if size > held:
-            how = bulk.create(url, _manager, lambda m, i: m.acquire(
-                f"g{i % spread}", "job", f"r{i}", "owner", ttl=3600), size - held,
-                start=held, type_name="job")
-            held = size
-        # Let Redis finish what the bulk load started (its tables rehash incrementally):
-        # measure the steady state.
-        time.sleep(2)
+    clients = [redis.Redis.from_url(server.url) for server in servers]
+    mgrs = [_manager(client) for client in clients]
+    for server, mgr, size in zip(servers, mgrs, sizes):
+        for i in range(20):
+            mgr.acquire("probe", "job", f"fixed{i}", "me", ttl=3600)
+        how = bulk.create(server.url, _manager, lambda m, i: m.acquire(
+            f"g{i % spread}", "job", f"r{i}", "owner", ttl=3600), size, type_name="job")
+    for client, mgr in zip(clients, mgrs):
+        settle(client)  # Redis rehashes its tables incrementally after a bulk load
         for i in range(300):
             mgr.release(mgr.acquire("probe", "job", f"warm{i % 50}", "me").lock, "me")
-        # Blocks of samples, a PING between samples for context; each figure is the lowest
-        # block median: noise on a shared machine only ever adds, growth would show in all.
-        blocks: dict[str, list[float]] = {"acquire": [], "release": [], "list": [],
-                                          "ping": []}
-        for _ in range(5):
-            values: dict[str, list[float]] = {k: [] for k in blocks}
-            for i in range(max(1, samples // 5)):
+    kinds = ("acquire", "release", "list", "ping")
+    # blocks[server][kind]: one median per block. Blocks alternate between the servers
+    # (order reversed every other round); each figure is the lowest block median: noise on
+    # a shared machine only ever adds, growth would show in every block.
+    blocks: list[dict[str, list[float]]] = [{k: [] for k in kinds} for _ in servers]
+    for block in range(6):
+        order = list(range(len(servers)))
+        for n in order if block % 2 == 0 else order[::-1]:
+            mgr, client = mgrs[n], clients[n]
+            values: dict[str, list[float]] = {k: [] for k in kinds}
+            for i in range(max(1, samples // 6)):
                 started = time.perf_counter()
                 lock = mgr.acquire("probe", "job", f"r{i % 50}", "me").lock
                 acquired = time.perf_counter()
@@ -519,36 +531,50 @@ def growth(url: str, sizes: list[int], samples: int, spread: int = 5000) -> Sect
                 values["list"].append((listed - released) * 1e6)
                 values["ping"].append((pinged - listed) * 1e6)
             for key, series in values.items():
-                blocks[key].append(median(series))
-        best = {key: min(series) for key, series in blocks.items()}
-        results.append((size, best["acquire"], best["release"], best["list"], best["ping"]))
-        table.append([f"{size:,}", f"{best['acquire']:,.0f}", f"{best['release']:,.0f}",
-                      f"{best['list']:,.0f}", f"{best['ping']:,.0f}"])
-    client.flushall()
-    client.close()
-    small, large = results[0], results[-1]
+                blocks[n][key].append(median(series))
+    # Redis's own time per operation, one kind per phase (commandstats).
+    redis_us: list[dict[str, float]] = []
+    for client, mgr in zip(clients, mgrs):
+        locks: list[Any] = []
+        us = {"acquire": measure_server_time(client, samples, lambda i, m=mgr: locks.append(
+            m.acquire("probe", "job", f"t{i}", "me").lock)).usec_per_op}
+        us["release"] = measure_server_time(
+            client, samples, lambda i, m=mgr: m.release(locks[i], "me")).usec_per_op
+        us["list"] = measure_server_time(
+            client, samples, lambda i, m=mgr: m.list("probe", limit=100)).usec_per_op
+        redis_us.append(us)
+    for client in clients:
+        client.close()
+    best = [{k: min(series) for k, series in b.items()} for b in blocks]
+    table = [["locks held elsewhere", "acquire µs", "release µs", "list µs (20 locks)",
+              "PING µs", "Redis µs: acquire", "release", "list"]]
+    for size, b, us in zip(sizes, best, redis_us):
+        table.append([f"{size:,}"] + [f"{b[k]:,.0f}" for k in kinds]
+                     + [f"{us[k]:.1f}" for k in ("acquire", "release", "list")])
+    small, large = best[0], best[-1]
+    table.append([f"ratio, {sizes[-1]:,} / {sizes[0]:,}"]
+                 + [f"{large[k] / small[k]:.2f}×" for k in kinds]
+                 + [f"{redis_us[-1][k] / redis_us[0][k]:.2f}×"
+                    for k in ("acquire", "release", "list")])
     targets = []
     summary = {}
-    for n, name in ((1, "acquire"), (2, "release"), (3, "list")):
-        ratio = large[n] / small[n]
-        targets.append(at_most(f"Growth: {name} latency at {large[0]:,} vs {small[0]:,} "
+    for name in ("acquire", "release", "list"):
+        ratio = large[name] / small[name]
+        targets.append(at_most(f"Growth: {name} latency at {sizes[-1]:,} vs {sizes[0]:,} "
                                "locks held elsewhere", ratio, 1.2))
         summary[f"growth_{name}"] = ratio
-    table.append([f"ratio, {large[0]:,} / {small[0]:,}"]
-                 + [f"{large[n] / small[n]:.2f}×" for n in range(1, 5)])
-    ping = large[4] / small[4]
-    table.append(["the same over the PING ratio (context: machine noise)"]
-                 + [f"{large[n] / small[n] / ping:.2f}×" for n in range(1, 4)] + ["1.00×"])
-    chart = line_chart("growth", "median latency (µs) vs locks held elsewhere",
-                       [r[0] for r in results],
-                       {"acquire": [r[1] for r in results],
-                        "release": [r[2] for r in results],
-                        "list": [r[3] for r in results]})
+        summary[f"growth_{name}_redis"] = redis_us[-1][name] / redis_us[0][name]
+    chart = line_chart("growth", "median latency (µs) vs locks held elsewhere", sizes,
+                       {k: [b[k] for b in best] for k in ("acquire", "release", "list")})
     return Section(
         "6. Growth: one scope's latency with many locks held elsewhere",
-        f"The other locks are spread over {spread:,} scopes, made by {bulk.HOW[how]}; the "
-        f"probed scope holds 20 locks. {samples} samples per size in 5 blocks, each figure "
-        "the lowest block median (noise only adds); acquire takes a new lock, release "
-        "returns it (as a `Lock`), list reads one page.", table, chart, [], targets,
-        summary)
+        f"One private redis-server per size (the same binary and settings), each holding "
+        f"that many other locks spread over {spread:,} scopes, made by {bulk.HOW[how]}; "
+        "the probed scope holds 20 locks. Latency: the servers are measured in turn, 6 "
+        f"blocks of {max(1, samples // 6)} samples each, alternating between the servers "
+        "(so the machine's noise falls on both alike); each figure is the lowest block "
+        "median (noise only adds). Acquire takes a new lock, release returns it (as a "
+        "`Lock`), list reads one page. Redis µs: Redis's own time per operation "
+        f"(commandstats) over {samples} operations of each kind.", table, chart, [],
+        targets, summary)
 
