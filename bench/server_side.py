@@ -64,6 +64,26 @@ FLOORS = {
         "ARGV[3]) .. ' ' .. ARGV[2] .. ' ' .. ARGV[1] .. ' ' .. now .. ' 0 ' .. ARGV[3], "
         "ARGV[1], toks, '!b', string.format('%d', tok + 1))\n"
         "return {0, now, 0, toks}"),
+    # The next two act on the locks floor-acquire made, given their tokens (ARGV[2]).
+    "floor-refresh": (
+        "the least a refresh can do: `TIME`, `HGET` of the record, `HSET` of it with the "
+        "new expiry (no checks)",
+        "local t = redis.call('TIME')\n"
+        "local now = t[1] .. string.sub('000000' .. t[2], -6, -4)\n"
+        "local raw = redis.call('HGET', KEYS[1], ARGV[2])\n"
+        "if not raw then return {2, now, 0} end\n"
+        "redis.call('HSET', KEYS[1], ARGV[2], ARGV[4] .. ' ' .. string.format('%d', now + "
+        "ARGV[3]) .. string.sub(raw, 16))\n"
+        "return {0, now, 0, ARGV[2], raw}"),
+    "floor-release": (
+        "the least a release can do: `TIME`, `HGET` of the record, `HDEL` of it and of the "
+        "resource (no checks)",
+        "local t = redis.call('TIME')\n"
+        "local now = t[1] .. string.sub('000000' .. t[2], -6, -4)\n"
+        "local raw = redis.call('HGET', KEYS[1], ARGV[2])\n"
+        "if not raw then return {2, now, 0} end\n"
+        "redis.call('HDEL', KEYS[1], ARGV[2], ARGV[1])\n"
+        "return {0, now, 0, ARGV[2], raw}"),
 }
 
 
@@ -166,9 +186,19 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
             else:
                 record("set", how, measure_server_time(client, count, lambda i, t=tag: (
                     client.set(f"bench:set:{t}:{i}", token, nx=True, px=30_000))))
+            made: list[Any] = []  # the tokens of the locks floor-acquire made
             for name, sha in floor_shas.items():
-                def floor_args(i: int, t: str = tag, n: str = name,
-                               s: str = sha) -> tuple[Any, ...]:
+                if name == "floor-refresh":
+                    made = client.hmget(floor_key, [f"job:floor-acquire{tag}-{i}"
+                                                    for i in range(count)])
+                    if None in made:
+                        raise RuntimeError("floor-acquire did not make its locks")
+
+                def floor_args(i: int, t: str = tag, n: str = name, s: str = sha,
+                               toks: list[Any] = made) -> tuple[Any, ...]:
+                    if n in ("floor-refresh", "floor-release"):
+                        return (s, 2, floor_key, "bench:{floor}:D",
+                                f"job:floor-acquire{t}-{i}", toks[i], 30_000, "x")
                     return (s, 2, floor_key if n == "floor-acquire" else "bench:fl:",
                             "bench:{floor}:D", f"job:{n}{t}-{i}", "owner", 30_000, "x")
 
@@ -263,15 +293,24 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         notes.append("Not pipelined (an operation that is not one command the client can "
                      "build alone), judged one at a time against SET one at a time: "
                      + (", ".join(sorted(sequential_only)) if can_capture else "all") + ".")
+    def over(name: str, floor: str) -> str:
+        return f"{usec[(name, judged)] / usec[(floor, judged)]:.2f}×"
+
     notes.append(
         "The floors are scripts that do less than any lock with server-clock expiry, fencing "
-        "tokens and a conflict check can: an empty script, a script around one SET, and an "
-        "acquire reduced to its three commands (TIME, HMGET, HSET) with no checks. Measured "
-        f"here, the last costs {ratio('floor-acquire', judged):.1f}× a SET: the targets of "
-        "6× (acquire) and 4× (release, refresh) are below what a script that reads the "
-        "server's clock and writes a hash costs on this server, on any layout. "
-        "lockcore's acquire with events off costs "
-        f"{usec[('acquire-False', judged)] / usec[('floor-acquire', judged)]:.2f}× that floor.")
+        "tokens and a conflict check can: an empty script, a script around one SET, and "
+        "acquire, refresh and release each reduced to its three commands with no checks "
+        "(`TIME`, a read, a write). Measured here they cost "
+        f"{ratio('floor-acquire', judged):.1f}× (acquire), "
+        f"{ratio('floor-refresh', judged):.1f}× (refresh) and "
+        f"{ratio('floor-release', judged):.1f}× (release) a SET: a target below its floor "
+        "is below what a script that reads the server's clock, reads a hash and writes it "
+        "costs on this server. A layout of one key per lock expired by Redis itself (PX) "
+        "would save the `TIME` call but needs an index entry per lock to list a scope, an "
+        "owner's or a resource's locks, so one more write per acquire and release instead. "
+        f"lockcore over its floor: acquire {over('acquire-False', 'floor-acquire')}, "
+        f"refresh {over('refresh-False', 'floor-refresh')}, "
+        f"release {over('release-False', 'floor-release')} (events off).")
     notes.append("Redis's time of a script call includes every command the script runs; "
                  "commandstats lists those commands too, under their own names, so only "
                  "the script calls are added up (for an operation that runs no script, every "
