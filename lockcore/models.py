@@ -90,7 +90,12 @@ class Lock:
                     id_prefix: str) -> Lock:
         """Decode a record as the scripts store it (see lua/_lib.lua; ms) into seconds."""
         text = record.decode() if isinstance(record, bytes) else record
-        _flags, expires, owner, field, acquired, updated, _ttl, _max, meta = text.split(" ", 8)
+        words = text.split(" ", 8)
+        if len(words) == 5:  # the short form: acquired = expires - ttl, never updated
+            _flags, expires, owner, field, ttl = words
+            acquired, updated, meta = str(int(expires) - int(ttl)), "0", ""
+        else:
+            _flags, expires, owner, field, acquired, updated, _ttl, _max, meta = words
         type_, resource = field.split(":", 1)
         expires_ms = int(expires)
         return cls(

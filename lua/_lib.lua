@@ -35,6 +35,8 @@ indexed by owner), <p>:{S}:X (ZSET, the tokens of multi-type locks scored by exp
 A record is one line of space-separated words (names percent-encoded, so without spaces):
   <flags> <expires ms|0> <owner> <type>:<res> <acquired ms> <updated: ms after acquired>
   <ttl ms|0> <max ttl ms|0> <metadata>
+or, short, when it says the same (see build()): <flags> <expires ms> <owner> <type>:<res>
+<ttl ms>, with acquired = expires - ttl, updated 0, max ttl 0, no metadata.
 flags: x (exclusive) or m (multi) first, then o (one per owner), e (events),
 i (indexed by owner), w (someone waits for the resource). 0 = no expiry / no limit.
 The update time is relative ("0" until the first refresh) to keep records short: a hash
@@ -108,14 +110,25 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- A record in either form: full (nine words), or short (five: acquired = expires - ttl,
+-- never updated, no max ttl, no metadata).
 local function parse(v)
   local f, x, o, fld, a, u, t, m, md = match(v,
     '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+  if not f then
+    f, x, o, fld, t = match(v, '^(%S+) (%d+) (%S+) (%S+) (%d+)$')
+    a, u, m, md = fmt('%d', tonumber(x) - tonumber(t)), '0', '0', ''
+  end
   return {flags = f, exp = tonumber(x), x = x, owner = o, field = fld, acq = a, upd = u,
           ttl = t, max = m, meta = md}
 end
 
+-- The short form whenever it says the same.
 local function build(r)
+  if r.upd == '0' and r.max == '0' and r.meta == '' and r.x ~= '0' and r.ttl ~= '0'
+      and tonumber(r.x) - tonumber(r.ttl) == tonumber(r.acq) then
+    return r.flags .. ' ' .. r.x .. ' ' .. r.owner .. ' ' .. r.field .. ' ' .. r.ttl
+  end
   return r.flags .. ' ' .. r.x .. ' ' .. r.owner .. ' ' .. r.field .. ' ' .. r.acq .. ' '
     .. r.upd .. ' ' .. r.ttl .. ' ' .. r.max .. ' ' .. r.meta
 end

@@ -70,8 +70,12 @@ if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') ==
     local step = retain < 60000 and retain or 60000
     if got[3] and tonumber(got[3]) >= math.ceil((exp + retain) / step) * step then
       local toks, exps = got[2], fmt('%d', exp)
-      local raw = fl .. ' ' .. exps .. ' ' .. ARGV[2] .. ' ' .. field .. ' ' .. NOWS .. ' 0 '
-        .. ARGV[3] .. ' ' .. (ARGV[6] or '0') .. ' ' .. (ARGV[5] or '')
+      local raw = fl .. ' ' .. exps .. ' ' .. ARGV[2] .. ' ' .. field .. ' '
+      if (ARGV[6] or '0') == '0' and (ARGV[5] or '') == '' then
+        raw = raw .. ARGV[3]  -- the short form: acquired = expires - ttl
+      else
+        raw = raw .. NOWS .. ' 0 ' .. ARGV[3] .. ' ' .. (ARGV[6] or '0') .. ' ' .. ARGV[5]
+      end
       if ofield then
         redis.call('HSET', L, toks, raw, field, toks, ofield, toks, '!b', fmt('%d', tok + 1))
       else
@@ -235,8 +239,8 @@ if ticket ~= '' then
   end
 end
 
-local raw = flags .. ' ' .. exps .. ' ' .. owner .. ' ' .. field .. ' ' .. NOWS .. ' 0 '
-  .. ttls .. ' ' .. maxs .. ' ' .. meta
+local raw = build({flags = flags, x = exps, owner = owner, field = field, acq = NOWS,
+                   upd = '0', ttl = ttls, max = maxs, meta = meta})
 local nexts = fmt('%d', tok + 1)
 if exclusive then
   if ofield then

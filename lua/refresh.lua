@@ -46,6 +46,10 @@ if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
     if got[1] then
       fl, x, holder, field, acq, upd, lease, max, meta = match(got[1],
         '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+      if not fl then  -- the short form
+        fl, x, holder, field, lease = match(got[1], '^(%S+) (%d+) (%S+) (%S+) (%d+)$')
+        acq, max, meta = fl and fmt('%d', tonumber(x) - tonumber(lease)), '0', ''
+      end
     end
     if fl and sub(fl, 1, 1) == 'x' and x ~= '0'
         and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then

@@ -17,6 +17,7 @@ from lockcore import (
     LockNotFound,
     LockNotOwned,
     LockType,
+    Mode,
 )
 from lockcore.keys import event_from_entry
 
@@ -313,6 +314,44 @@ def test_a_one_per_owner_lock_keeps_its_owner_pointer_exactly_while_it_lives(
     if events:
         kinds = [e["event"] for e in _events_of(redis_client, mgr) if e["owner"] == "alice"]
         assert kinds == ["acquired", "released", "acquired", "replaced", "acquired"]
+
+
+def test_a_record_takes_the_short_form_exactly_while_it_says_the_same(
+        redis_client: Any, backend: str) -> None:
+    # flags expires owner field ttl: acquired = expires - ttl, never updated, no max ttl,
+    # no metadata. Anything else is written in full; both read back the same.
+    mgr = LockManager(redis_client, [LockType("plain", default_ttl=30.0),
+                                     LockType("capped", default_ttl=30.0, max_ttl=60.0),
+                                     LockType("many", mode=Mode.MULTI, default_ttl=30.0)],
+                      prefix="t", functions=backend in FUNCTIONS)
+    mgr.acquire(SCOPE, "plain", "warm", "zed")  # the scope's first lock takes a block
+
+    def words(lock: Any) -> list[str]:
+        return _text(redis_client.hget(mgr.keys(SCOPE).locks, str(lock.fencing_token))).split(" ")
+
+    fresh = mgr.acquire(SCOPE, "plain", "r1", "alice").lock  # the scripts' common case
+    assert len(words(fresh)) == 5 and words(fresh)[4] == "30000"
+    asked = mgr.acquire(SCOPE, "plain", "r2", "alice", request_id="q1").lock  # general case
+    multi = mgr.acquire(SCOPE, "many", "r3", "alice").lock
+    assert len(words(asked)) == 5 and len(words(multi)) == 5
+    for lock in (fresh, asked, multi):
+        got = mgr.get(lock.id)
+        assert (got.acquired_at, got.updated_at, got.expires_at, dict(got.metadata)) == (
+            lock.acquired_at, lock.acquired_at, lock.expires_at, {})
+    listed = {lk.id: lk for lk in mgr.list(SCOPE).locks}
+    assert listed[fresh.id].acquired_at == fresh.acquired_at
+    tagged = mgr.acquire(SCOPE, "plain", "r4", "alice", metadata={"k": "v"}).lock
+    capped = mgr.acquire(SCOPE, "capped", "r5", "alice").lock
+    assert len(words(tagged)) == 9 and len(words(capped)) == 9
+    assert dict(mgr.get(tagged.id).metadata) == {"k": "v"}
+    # A refresh keeps the acquisition time the short form implied.
+    refreshed = mgr.refresh(fresh, "alice", 45)
+    assert refreshed.acquired_at == fresh.acquired_at
+    assert refreshed.expires_at > fresh.expires_at
+    assert mgr.get(fresh.id).acquired_at == fresh.acquired_at
+    assert mgr.release(refreshed, "alice").id == fresh.id
+    assert {mgr.release(asked, "alice").id, mgr.release(multi, "alice").id} == {asked.id,
+                                                                              multi.id}
 
 
 def _events_of(client: Any, mgr: LockManager) -> list[dict[str, str]]:

@@ -29,8 +29,9 @@ def test_acquire_conflict_release_expiry_and_events_with_redis_cli_only(
     acquired = sections["acquire"].splitlines()
     # {OK, now, expired, token} (a new lock as asked), then its record read with HGET
     assert acquired[0] == "0" and len(acquired) == 6
-    record = acquired[4].split(" ")
-    assert record[2:4] == ["alice", "job:order-7"] and record[4] == acquired[1]  # acquired now
+    record = acquired[4].split(" ")  # the short form: flags expires owner field ttl
+    assert record[2:] == ["alice", "job:order-7", "30000"]
+    assert int(record[1]) - int(record[4]) == int(acquired[1])  # acquired now
     lock_id = sections["acquire"].split("id=")[1].strip()
     assert lock_id.isdigit() and int(lock_id[-14:]) == int(acquired[3])
     conflict = sections["conflict"].splitlines()

@@ -87,6 +87,10 @@ def test_a_conflict_of_an_acquire_names_the_holder_by_its_scopes_id() -> None:
     assert (lock.id, lock.acquired_at, lock.updated_at) == ("100000000000005", 1.0, 1.0)
     refreshed = Lock.from_record(TOKEN, b"xe 31000 alice job:r 1000 250 30000 0 ", "s", 2000, "1")
     assert refreshed.updated_at == 1.25  # the update time is kept as ms after acquired
+    short = Lock.from_record(TOKEN, b"xe 31000 alice job:r 30000", "s", 2000, "1")
+    assert (short.acquired_at, short.updated_at, short.expires_at) == (1.0, 1.0, 31.0)
+    assert (short.owner, short.type, short.resource, dict(short.metadata)) == (
+        "alice", "job", "r", {})
 
 
 def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None:  # type: ignore[no-untyped-def]
