@@ -17,8 +17,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "KEY_PREFIX": ("lockcore", str),
     "EVENTS": (True, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
     "EVENT_MAXLEN": (1000, int),
-    # Redis 7+: the scripts as one FUNCTION library (FCALL), cheaper per call than EVALSHA
-    "FUNCTIONS": (False, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
+    # Redis 7+: the scripts as one FUNCTION library (FCALL), cheaper per call than EVALSHA;
+    # EVALSHA where the server has no FUNCTION or refuses FUNCTION LOAD, or when false
+    "FUNCTIONS": (True, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
     "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)
     "VERSAL_MAX_TTL": (3600.0, float),

@@ -147,7 +147,7 @@ def build(config: dict[str, Any]) -> Services:
         retention=config["RETENTION"],
         # A waiter's BLPOP must end before the socket timeout counts it as a failure.
         heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2),
-        request_ttl=config["IDEMPOTENCY_TTL"], functions=bool(config.get("FUNCTIONS", False)))
+        request_ttl=config["IDEMPOTENCY_TTL"], functions=bool(config.get("FUNCTIONS", True)))
     return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
 
 

@@ -20,7 +20,7 @@ import redis
 
 from lockcore import LockManager
 
-from . import bulk
+from . import bulk, common
 from .common import Section, at_least, median
 
 TRIVIAL_APP = '''
@@ -239,7 +239,7 @@ def http(url: str, duration: int, rounds: int, connections: int = 32, threads: i
     prefix = config["KEY_PREFIX"]
 
     def make_manager(c: Any) -> LockManager:
-        return LockManager(c, lock_types(config), prefix=prefix)
+        return LockManager(c, lock_types(config), prefix=prefix, functions=common.FUNCTIONS)
 
     mgr = make_manager(client)
     for n in range(20):  # the listed course holds 20 locks

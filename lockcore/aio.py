@@ -102,6 +102,7 @@ class AsyncLockManager(Common):
     async def load_scripts(self) -> list[str]:
         for text in self._scripts.sources():
             await self.client.script_load(text)
+        await self._scripts.load_library_async()
         return list(self._scripts._scripts)
 
     async def _run(self, call: Call) -> Any:

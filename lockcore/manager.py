@@ -67,7 +67,7 @@ class Common:
         heartbeat: float = 1.0,
         request_ttl: float = 86400.0,
         handoff: float = 0.005,
-        functions: bool = False,
+        functions: bool = True,
     ) -> None:
         self.client = client
         self.core = Core(types, prefix=prefix, event_maxlen=event_maxlen,
@@ -100,9 +100,10 @@ class LockManager(Common):
     shows it is alive every ``heartbeat`` seconds; one silent for three is passed over.
     A freed resource is kept for the first waiter once it has waited ``handoff`` seconds;
     before that, whoever asks first gets it. An acquire's ``request_id`` is remembered
-    for ``request_ttl`` seconds. ``functions`` (Redis 7+): call the scripts as one FUNCTION
-    library (FCALL), whose helpers Redis makes once instead of at every EVALSHA; a
-    server without FCALL gets EVALSHA.
+    for ``request_ttl`` seconds. ``functions`` (the default): where the server has
+    FUNCTION (Redis 7+), call the scripts as one library by FCALL, whose helpers Redis
+    makes once instead of at every EVALSHA; a server without it (Redis 6.2), or whose ACL
+    refuses FUNCTION LOAD, gets EVALSHA. ``functions=False``: EVALSHA always.
     """
 
     @classmethod
@@ -128,10 +129,12 @@ class LockManager(Common):
             self.connection = None
 
     def load_scripts(self) -> list[str]:
-        """Load every script now (they also load themselves on first use); on a Cluster,
-        on every primary."""
+        """Load every script now (they also load themselves on first use), and the
+        FUNCTION library where FCALL is wanted (this finds out whether the server has it);
+        on a Cluster, on every primary."""
         for text in self._scripts.sources():
             self.client.script_load(text)
+        self._scripts.load_library()
         return list(self._scripts._scripts)
 
     def _run(self, call: Call) -> Any:

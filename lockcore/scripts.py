@@ -526,11 +526,13 @@ def library() -> tuple[str, str]:
 
 class Scripts:
     """The scripts registered on one client (sync or asyncio): ``run(call)`` returns the
-    raw reply, or an awaitable of it: by EVALSHA, falling back to the script on NOSCRIPT;
-    with ``functions`` (Redis 7+), by FCALL of the FUNCTION library instead (loaded on
-    first use, and again if the server lost it; a server without FCALL gets EVALSHA)."""
+    raw reply, or an awaitable of it. With ``functions`` (the default), by FCALL of the
+    FUNCTION library where the server has it (Redis 7+; loaded on first use, and again if
+    the server lost it); by EVALSHA where it has not, where loading the library is refused
+    (an ACL without FUNCTION), or without ``functions`` (falling back to the script on
+    NOSCRIPT)."""
 
-    def __init__(self, client: Any, functions: bool = False) -> None:
+    def __init__(self, client: Any, functions: bool = True) -> None:
         self.client = client
         self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
         self.library, self._code = library()
@@ -541,65 +543,62 @@ class Scripts:
         self.wire = Wire(client) if Wire.serves(client) else None
 
     def run(self, call: Call) -> Any:
-        wire = self.wire
-        if wire is not None and wire.usable():
-            return self._run_wire(wire, call)
-        if self.functions is False:
-            return self._scripts[call.script](keys=call.keys, args=call.args)
         if self._async:
             return self._run_async(call)
-        name = f"{self.library}_{call.script}"
-        try:
-            reply = self.client.fcall(name, len(call.keys), *call.keys, *call.args)
-        except redis.RedisError as exc:
-            way = self._recover(exc)
-            if way is None:
-                raise
-            if way == "evalsha":
-                return self.run(call)
-            self.client.function_load(self._code, replace=True)
-            reply = self.client.fcall(name, len(call.keys), *call.keys, *call.args)
-        self.functions = True
-        return reply
-
-    def _run_wire(self, wire: Wire, call: Call) -> Any:
-        if self.functions is False:
-            script = self._scripts[call.script]
+        wire = self.wire
+        lean = wire is not None and wire.usable()
+        if self.functions is not False:
+            send = wire.execute if lean else self.client.execute_command  # type: ignore[union-attr]
+            fcall = ("FCALL", f"{self.library}_{call.script}", len(call.keys), *call.keys,
+                     *call.args)
             try:
-                return wire.execute("EVALSHA", script.sha, len(call.keys), *call.keys,
-                                    *call.args)
-            except NoScriptError:  # not run: load it, then call again
-                self.client.script_load(script.script)
-                return wire.execute("EVALSHA", script.sha, len(call.keys), *call.keys,
-                                    *call.args)
-        name = f"{self.library}_{call.script}"
+                reply = send(*fcall)
+            except redis.RedisError as exc:
+                way = self._recover(exc)
+                if way == "load":
+                    try:
+                        self.client.function_load(self._code, replace=True)
+                    except redis.RedisError as refused:
+                        way = self._refused(refused)
+                if way is None:
+                    raise
+                if way == "load":
+                    reply = send(*fcall)
+                else:
+                    return self.run(call)  # by EVALSHA from now on
+            self.functions = True
+            return reply
+        script = self._scripts[call.script]
+        if not lean:
+            return script(keys=call.keys, args=call.args)
+        evalsha = ("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
         try:
-            reply = wire.execute("FCALL", name, len(call.keys), *call.keys, *call.args)
-        except redis.RedisError as exc:
-            way = self._recover(exc)
-            if way is None:
-                raise
-            if way == "evalsha":
-                return self._run_wire(wire, call)
-            self.client.function_load(self._code, replace=True)
-            reply = wire.execute("FCALL", name, len(call.keys), *call.keys, *call.args)
-        self.functions = True
-        return reply
+            return wire.execute(*evalsha)  # type: ignore[union-attr]
+        except NoScriptError:  # not run: load it, then call again
+            self.client.script_load(script.script)
+            return wire.execute(*evalsha)  # type: ignore[union-attr]
 
     async def _run_async(self, call: Call) -> Any:
-        name = f"{self.library}_{call.script}"
-        try:
-            reply = await self.client.fcall(name, len(call.keys), *call.keys, *call.args)
-        except redis.RedisError as exc:
-            way = self._recover(exc)
-            if way is None:
-                raise
-            if way == "evalsha":
-                return await self._scripts[call.script](keys=call.keys, args=call.args)
-            await self.client.function_load(self._code, replace=True)
-            reply = await self.client.fcall(name, len(call.keys), *call.keys, *call.args)
-        self.functions = True
-        return reply
+        if self.functions is not False:
+            fcall = (f"{self.library}_{call.script}", len(call.keys), *call.keys, *call.args)
+            try:
+                reply = await self.client.fcall(*fcall)
+            except redis.RedisError as exc:
+                way = self._recover(exc)
+                if way == "load":
+                    try:
+                        await self.client.function_load(self._code, replace=True)
+                    except redis.RedisError as refused:
+                        way = self._refused(refused)
+                if way is None:
+                    raise
+                if way == "load":
+                    reply = await self.client.fcall(*fcall)
+                else:
+                    return await self._run_async(call)  # by EVALSHA from now on
+            self.functions = True
+            return reply
+        return await self._scripts[call.script](keys=call.keys, args=call.args)
 
     def _recover(self, exc: Exception) -> str | None:
         """How to get past an FCALL error: "evalsha" (no FCALL on this server: EVALSHA
@@ -607,11 +606,47 @@ class Scripts:
         None (a real error)."""
         text = str(exc).lower()
         unknown = ("unknown command" in text  # the server's answer; a Cluster client's:
-                   or "command doesn't exist" in text)
-        if unknown and self.functions is None:
+                   or "command doesn't exist" in text or "invalid command" in text)
+        if unknown:  # FCALL did not run (a concurrent first call may have found out first)
             self.functions = False
             return "evalsha"
         return "load" if "function not found" in text else None
+
+    def _loaded(self, exc: Exception | None) -> None:
+        """After loading the library (``exc``: how it failed): FCALL from now on, EVALSHA
+        (a server without FUNCTION, or refusing it), or raise."""
+        if exc is None:
+            self.functions = True
+        elif self._recover(exc) != "evalsha" and self._refused(exc) != "evalsha":
+            raise exc
+
+    def load_library(self) -> None:
+        """Load the FUNCTION library now, where FCALL is wanted: finds out whether the
+        server has it (else EVALSHA from now on)."""
+        if self.functions is not False:
+            try:
+                self.client.function_load(self._code, replace=True)
+            except redis.RedisError as exc:
+                self._loaded(exc)
+                return
+            self._loaded(None)
+
+    async def load_library_async(self) -> None:
+        if self.functions is not False:
+            try:
+                await self.client.function_load(self._code, replace=True)
+            except redis.RedisError as exc:
+                self._loaded(exc)
+                return
+            self._loaded(None)
+
+    def _refused(self, exc: Exception) -> str | None:
+        """The server refused to load the library (an ACL without FUNCTION, a read-only
+        replica...): EVALSHA from now on if FCALL never worked here, else the error."""
+        if self.functions is None and isinstance(exc, redis.ResponseError):
+            self.functions = False
+            return "evalsha"
+        return None
 
     def sources(self) -> list[str]:
         return [source(name) for name in SCRIPT_NAMES]

@@ -127,14 +127,14 @@ def redis_client(make_client: Any) -> Any:
     return make_client()
 
 
-#: Backends whose managers call the scripts as a FUNCTION library (FCALL).
+#: Backends where managers call the scripts as a FUNCTION library (FCALL), as they do by
+#: default wherever the server has FUNCTION; the others (Redis 6.2) fall back to EVALSHA.
 FUNCTIONS = ("fake", "real7")
 
 
 @pytest.fixture
-def mgr(redis_client: Any, backend: str) -> LockManager:
-    return LockManager(redis_client, TYPES, prefix="t", event_maxlen=50, retention=60.0,
-                       functions=backend in FUNCTIONS)
+def mgr(redis_client: Any) -> LockManager:
+    return LockManager(redis_client, TYPES, prefix="t", event_maxlen=50, retention=60.0)
 
 
 def all_keys(client: Any) -> list[str]:
@@ -213,11 +213,10 @@ def app(service_client: Any) -> Any:
     from app import create_app
     from app.catalog import parse_document
 
-    # On fakeredis the APIs run the scripts as a FUNCTION library (FCALL), on the bundled
-    # 6.2 server by EVALSHA: both ways behind every API test.
+    # With the default settings, on fakeredis the APIs run the scripts as a FUNCTION
+    # library (FCALL), on the bundled 6.2 server by EVALSHA: both ways behind every API test.
     application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t",
-                              "VERSAL_TTL": 30.0,
-                              "FUNCTIONS": "fake" in type(service_client).__module__})
+                              "VERSAL_TTL": 30.0})
     services = application.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     return application

@@ -52,8 +52,9 @@ def _answers(port: int) -> bool:
 class Cluster:
     """Three masters, no replicas, slots split evenly, created with redis-cli --cluster."""
 
-    def __init__(self, base: Path, masters: int = 3) -> None:
+    def __init__(self, base: Path, masters: int = 3, executable: str | None = None) -> None:
         self.base = base
+        self.executable = executable or find_binary()
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         for _ in range(masters):
@@ -64,7 +65,7 @@ class Cluster:
             node_dir = self.base / str(port)
             node_dir.mkdir(parents=True)
             self.processes.append(subprocess.Popen(
-                [find_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                [self.executable, "--port", str(port), "--bind", "127.0.0.1",
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "5000", "--appendonly", "no", "--save", "",
                  "--dir", str(node_dir), "--logfile", "redis.log"],

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
-from lockcore import LockConflict, LockNotFound, LockNotOwned, ReplyCode, UnexpectedReply
+from lockcore import LockConflict, LockManager, LockNotFound, LockNotOwned, ReplyCode, UnexpectedReply
 from lockcore.keys import ScopeKeys, directory_key, slot_of_id
 from lockcore.models import Lock
 from lockcore.scripts import SCRIPT_NAMES, Call, Core, lua_dir, source
 
-from .conftest import TYPES
+from .conftest import TYPES, redis7_binary
+from .servers import Cluster
 
 
 def test_reply_codes_mirror_the_lua_constants() -> None:
@@ -165,8 +167,11 @@ def test_scripts_run_as_one_function_library_where_the_server_has_functions(
         mgr: Any, redis_client: Any, backend: str) -> None:
     """Redis 7 (and fakeredis): FCALL of the library, loaded on first use and again after
     the server lost it; Redis 6.2 (the bundled server, the Cluster): EVALSHA."""
-    first = mgr.acquire("fn", "job", "r1", "alice").lock
     functions = backend in ("real7", "fake")
+    loading = LockManager(redis_client, TYPES, prefix="t")
+    loading.load_scripts()  # finds out whether the server has FUNCTION, before any call
+    assert loading._scripts.functions is functions
+    first = mgr.acquire("fn", "job", "r1", "alice").lock
     assert mgr._scripts.functions is functions
     if not functions:
         assert mgr.release(first, "alice").id == first.id
@@ -180,6 +185,76 @@ def test_scripts_run_as_one_function_library_where_the_server_has_functions(
     assert mgr.release(first, "alice").id == first.id
     if backend == "real7":
         assert redis_client.info("commandstats")["cmdstat_fcall"]["calls"] >= 3
+
+
+def _script_calls(client: Any) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+            for name in ("fcall", "evalsha")}
+
+
+def test_evalsha_on_redis_7_when_functions_are_off(real7_server: Any) -> None:
+    client = real7_server.client()
+    client.flushall()
+    mgr = LockManager(client, TYPES, prefix="t", functions=False)
+    mgr.release(mgr.acquire("fn", "job", "r0", "alice").lock, "alice")  # scripts loaded
+    client.config_resetstat()
+    mgr.release(mgr.acquire("fn", "job", "r1", "alice").lock, "alice")
+    assert mgr._scripts.functions is False
+    assert _script_calls(client) == {"fcall": 0, "evalsha": 2}
+
+
+def test_a_server_that_refuses_function_load_gets_evalsha(real7_server: Any) -> None:
+    """An ACL that allows scripts but not FUNCTION (managed services do this): the first
+    call finds no library, loading it is refused, and the manager goes on by EVALSHA."""
+    admin = real7_server.client()
+    admin.flushall()
+    admin.function_flush()
+    admin.acl_setuser("nofunction", enabled=True, passwords=["+pw"], keys=["*"],
+                      channels=["*"], commands=["+@all", "-function"])
+    try:
+        client = redis.Redis(unix_socket_path=str(real7_server.socket_path),
+                             username="nofunction", password="pw")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.function_load("#!lua name=probe\nredis.register_function('p', "
+                                 "function() return 1 end)")
+        admin.config_resetstat()
+        mgr = LockManager(client, TYPES, prefix="t")
+        lock = mgr.acquire("fn", "job", "r1", "alice").lock
+        assert mgr._scripts.functions is False
+        assert mgr.release(lock, "alice").id == lock.id
+        assert _script_calls(admin)["evalsha"] == 2
+        client.close()
+    finally:
+        admin.acl_deluser("nofunction")
+
+
+def test_functions_on_a_redis_7_cluster(tmp_path: Path) -> None:
+    """The default on a Redis 7 Cluster: FCALL on every master, each loading the library
+    on first use and again after losing it."""
+    nodes = Cluster(tmp_path / "cluster", executable=redis7_binary(tmp_path)).start()
+    try:
+        client = nodes.client()
+        assert client.info("server")  # every node answers
+        versions = {info["redis_version"][0] for info in client.info(
+            "server", target_nodes=client.PRIMARIES).values()}
+        assert versions == {"7"}
+        mgr = LockManager(client, TYPES, prefix="t")
+        locks = [mgr.acquire(f"scope-{n}", "job", "r", "alice").lock for n in range(12)]
+        assert mgr._scripts.functions is True
+        masters = {client.get_node_from_key(mgr.keys(lk.scope).locks).name for lk in locks}
+        assert len(masters) == 3  # the scopes fall on every master
+        for node in client.get_primaries():
+            calls = _script_calls(client.get_redis_connection(node))
+            assert calls["fcall"] >= 1 and calls["evalsha"] == 0, (node.name, calls)
+        for node in client.get_primaries():  # masters restarted without their functions
+            client.get_redis_connection(node).function_flush()
+        for lock in locks:
+            assert mgr.release(lock, "alice").id == lock.id
+        assert [lk.owner for lk in mgr.list("scope-0").locks] == []
+        client.close()
+    finally:
+        nodes.stop()
 
 
 def test_the_dumped_library_loads_and_runs_with_plain_fcall(tmp_path: Path,

@@ -66,6 +66,7 @@ def test_a_waiter_wakes_at_the_release_without_polling(make_client: Any) -> None
     waiter_client = make_client()
     waiter = manager(waiter_client)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    waiter.list(SCOPE)  # its first call finds out whether the server has FCALL
     counting = Counting(waiter_client)
     got: dict[str, Any] = {}
 
