@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,16 @@ def redis7_binary(folder: Path) -> str:
     link = folder / "redis-server"
     link.symlink_to(found)
     return str(link)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A server of the test's own (tests that pause it: SIGSTOP, resumed at the end)."""
+    own = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    yield own
+    assert own.process is not None
+    os.kill(own.process.pid, signal.SIGCONT)  # never leave it stopped
+    own.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import redis
 
-from lockcore import LockConflict, LockManager, LockNotFound, LockNotOwned, ReplyCode, UnexpectedReply
+from lockcore import (
+    LockConflict,
+    LockManager,
+    LockNotFound,
+    LockNotOwned,
+    ReplyCode,
+    UnexpectedReply,
+)
 from lockcore.keys import ScopeKeys, directory_key, slot_of_id
 from lockcore.models import Lock
 from lockcore.scripts import SCRIPT_NAMES, Call, Core, lua_dir, source

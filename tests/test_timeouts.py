@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +19,6 @@ from .conftest import CATALOG, KEYS
 from .test_vidispine import ALICE, JSON, future
 
 TIMEOUT = 1.0  # LOCKCORE_REDIS_TIMEOUT of the app under test
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    redis_server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
-    yield redis_server
-    assert redis_server.process is not None
-    os.kill(redis_server.process.pid, signal.SIGCONT)  # never leave it stopped
-    redis_server.stop()
 
 
 @pytest.fixture

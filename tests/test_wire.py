@@ -10,8 +10,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -23,16 +21,6 @@ from lockcore import EmbeddedRedis, LockManager, LockNotFound
 from lockcore.wire import Wire, pack
 
 from .conftest import TYPES
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A server of the test's own (some tests pause it)."""
-    own = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
-    yield own
-    assert own.process is not None
-    os.kill(own.process.pid, signal.SIGCONT)  # never leave it stopped
-    own.stop()
 
 
 def manager(client: Any) -> LockManager:
