@@ -136,16 +136,9 @@ class AsyncLockManager(Common):
         if not wait:
             raw = await _shielded(self._run(call), undo)
             return self.core.acquired(raw, call, self.expired_noticed)
-        _positive(wait, "wait")
-        # Most waits find the lock free: the first try is a plain acquire (the scripts'
-        # common case); only a conflict makes the caller a waiter in line.
-        raw = await _shielded(self._run(call), undo)
-        try:
-            return self.core.acquired(raw, call, self.expired_noticed)
-        except LockConflict as conflict:
-            first = conflict
+        # The first try already carries the ticket: a conflict puts the caller in line in
+        # the same call (a free lock is taken as by a plain acquire).
         waiter = Waiter(self, call, wait)
-        waiter.conflicted(first)
         try:
             while True:
                 attempt = waiter.call()
@@ -156,7 +149,11 @@ class AsyncLockManager(Common):
                     waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
                         raise
-                await self.client.blpop([waiter.signal], timeout=waiter.pause())
+                signal = await self.client.blpop([waiter.signal], timeout=waiter.pause())
+                if signal is not None:
+                    granted = self.core.granted(signal[1], call)
+                    if granted is not None:
+                        return granted
                 _raise_if_cancelled()
         except BaseException as exc:
             await _shielded(self._leave_quietly(waiter))

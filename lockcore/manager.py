@@ -177,15 +177,9 @@ class LockManager(Common):
                                  expires_at=expires_at, request_id=request_id)
         if not wait:
             return self.core.acquired(self._run(call), call, self.expired_noticed)
-        _positive(wait, "wait")
-        # Most waits find the lock free: the first try is a plain acquire (the scripts'
-        # common case); only a conflict makes the caller a waiter in line.
-        try:
-            return self.core.acquired(self._run(call), call, self.expired_noticed)
-        except LockConflict as conflict:
-            first = conflict
+        # The first try already carries the ticket: a conflict puts the caller in line in
+        # the same call (a free lock is taken as by a plain acquire).
         waiter = Waiter(self, call, wait)
-        waiter.conflicted(first)
         try:
             while True:
                 try:
@@ -198,7 +192,11 @@ class LockManager(Common):
                         raise
                     if cancel is not None and cancel():
                         raise WaitCancelled("the wait was cancelled", scope=scope) from None
-                self.client.blpop([waiter.signal], timeout=waiter.pause())
+                signal = self.client.blpop([waiter.signal], timeout=waiter.pause())
+                if signal is not None:
+                    granted = self.core.granted(signal[1], call)
+                    if granted is not None:
+                        return granted
         except BaseException:
             try:
                 self._run(waiter.leave_call)

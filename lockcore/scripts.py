@@ -322,7 +322,22 @@ class Core:
             replaced=replaced, created=bool(int(created)))
 
     def leave(self, call: Call, ticket: str) -> Call:
-        return Call("leave", call.keys[:1], [call.args[0], ticket, self.handoff_ms], call.scope)
+        args = [call.args[0], ticket, self.handoff_ms]
+        idp = call.args[9] if len(call.args) > 9 else ""
+        if idp:  # events: the id prefix and the stream's length, for a released grant
+            args += [idp, call.args[10] if len(call.args) > 10 else _ACQUIRE_DEFAULTS[10]]
+        return Call("leave", call.keys[:1], args, call.scope)
+
+    def granted(self, signal: Any, call: Call) -> AcquireResult | None:
+        """The lock a waiter's wake-up signal grants it (``g <token> <now ms> <record>``,
+        made by the release; see wake() in lua/_lib.lua), or None for a plain wake-up."""
+        text = _text(signal)
+        if not text.startswith("g "):
+            return None
+        _, token, now, record = text.split(" ", 3)
+        scope = call.scope or ""
+        lock = Lock.from_record(token, record, scope, int(now), self.keys(scope).id_prefix)
+        return AcquireResult(lock=lock, replaced=None, created=True)
 
     def requested_key(self, scope: str, request_id: str) -> str:
         return self.keys(scope).request(check_request_id(request_id))

@@ -201,12 +201,68 @@ local function never_gone()
 end
 
 -- Waiting, for exclusive types: <p>:{S}:q:<type>:<res> LIST of waiter tickets in arrival
--- order; <p>:{S}:a:<ticket> STRING, the ms the waiter started waiting, alive while it
--- tries again (PX); <p>:{S}:s:<ticket> LIST, its wake-up signal for BLPOP (PX).
+-- order; <p>:{S}:a:<ticket> STRING, "<ms the waiter started waiting>" then, for a waiter
+-- the lock can be granted to, " <ttl> <max ttl> <flags> <owner> <id prefix> <event
+-- stream length> <retention> <metadata>" (its request), alive while it tries again (PX);
+-- <p>:{S}:s:<ticket> LIST, its wake-up signal for BLPOP.
 -- A resource that becomes free wakes the first live waiter. If that one has waited
--- HANDOFF ms or more, the resource is kept for it (the field holds "r<ticket> <until>");
--- else the resource is free for anyone, the woken waiter included (barging keeps the
--- lock busy; the hand-off bounds how long anyone waits).
+-- HANDOFF ms or more, the lock is granted to it: made here, as its own acquire would
+-- have made it (plus flag g), its signal carries "g <token> <now ms> <record>", so the
+-- woken waiter has the lock without asking again (one process wake-up per hand-off),
+-- and the field !g<token> of the scope's hash holds "<ticket> <ms granted>" while the
+-- lock lives. A grant still in the signal list RESERVE ms later was never taken (its
+-- waiter died): the lock counts as expired (unclaimed()), and leave.lua releases a grant
+-- its waiter gives up. Where a grant cannot be made here (the waiter's request has no
+-- template, the owner holds another lock of a one-per-owner type, a new block of
+-- tokens or a sweep is due), the resource is kept for the waiter instead (the field
+-- holds "r<ticket> <until>") and the waiter takes it itself. A waiter that has not
+-- waited HANDOFF ms is only woken: the resource is free for anyone, the woken waiter
+-- included (barging keeps the lock busy; the hand-off bounds how long anyone waits).
+
+-- The lock for waiter `t` (the head of line `q`, which it leaves), from its request
+-- `req`: false if it cannot be made here.
+local function grant(field, q, t, a, s, req)
+  local ttls, maxs, flags, owner, idp, maxlen, retain, meta = match(req,
+    '^(%d+) (%d+) (%S+) (%S+) (%S*) (%d+) (%d+) (.*)$')
+  if not ttls then
+    return false
+  end
+  local ofield = find(flags, 'o', 2, true) and ('!o' .. type_of(field) .. ':' .. owner)
+  local got = redis.call('HMGET', L, '!b', '!x', ofield or '!b')
+  local tok = tonumber(got[1])
+  if not tok or tok % 64 == 0 or tok % 1000 == 0 or (ofield and got[3]) then
+    return false
+  end
+  local toks = got[1]
+  redis.call('LPOP', q)
+  if redis.call('LLEN', q) > 0 then
+    flags = flags .. 'w'
+  end
+  local exp = NOW + tonumber(ttls)
+  local exps = fmt('%d', exp)
+  local raw = build({flags = flags .. 'g', x = exps, owner = owner, field = field,
+                     acq = NOWS, upd = '0', ttl = ttls, max = maxs, meta = meta})
+  local nexts, mark = fmt('%d', tok + 1), t .. ' ' .. NOWS
+  if ofield then
+    redis.call('HSET', L, toks, raw, field, toks, '!b', nexts, '!g' .. toks, mark,
+               ofield, toks)
+  else
+    redis.call('HSET', L, toks, raw, field, toks, '!b', nexts, '!g' .. toks, mark)
+  end
+  local was_retain, was_idp, was_maxlen = RETAIN, IDP, MAXLEN
+  RETAIN, IDP, MAXLEN = tonumber(retain), idp, maxlen
+  extend(exp, got[2])
+  if find(flags, 'e', 2, true) then
+    announce('acquired', tok, owner, field, exps, 'replaced', '')
+  end
+  RETAIN, IDP, MAXLEN = was_retain, was_idp, was_maxlen
+  redis.call('DEL', a)
+  redis.call('LPUSH', s, 'g ' .. toks .. ' ' .. NOWS .. ' ' .. raw)
+  -- Kept until taken (BLPOP empties it) or the lock is gone (drop() deletes it).
+  redis.call('PEXPIRE', s, tonumber(ttls) + RESERVE)
+  return true
+end
+
 local function wake(field)
   local q = B .. 'q:' .. field
   while true do
@@ -214,12 +270,16 @@ local function wake(field)
     if not t then
       return
     end
-    local since = redis.call('GET', B .. 'a:' .. t)
+    local a = B .. 'a:' .. t
+    local since, req = match(redis.call('GET', a) or '', '^(%d+) ?(.*)$')
     if since then
+      local s = B .. 's:' .. t
       if NOW - tonumber(since) >= HANDOFF then
+        if req ~= '' and grant(field, q, t, a, s, req) then
+          return
+        end
         redis.call('HSET', L, field, 'r' .. t .. ' ' .. (NOW + RESERVE))
       end
-      local s = B .. 's:' .. t
       redis.call('LPUSH', s, 1)
       redis.call('PEXPIRE', s, RESERVE)
       return
@@ -227,6 +287,20 @@ local function wake(field)
     redis.call('LPOP', q)
     redis.call('DEL', B .. 's:' .. t)
   end
+end
+
+-- The ticket a live lock (token `tok`, parsed `r`) was granted to, if it was (flag g).
+local function granted_to(tok, r)
+  if find(r.flags, 'g', 2, true) then
+    return match(redis.call('HGET', L, '!g' .. tok) or '', '^(%S+) (%d+)$')
+  end
+end
+
+-- A lock granted to a waiter that never took it (its grant still waits in the signal
+-- list RESERVE ms on): it counts as expired.
+local function unclaimed(tok, r)
+  local t, at = granted_to(tok, r)
+  return t and NOW - tonumber(at) > RESERVE and redis.call('LLEN', B .. 's:' .. t) > 0
 end
 
 -- Removes a lock and what points to it; wakes the resource's waiters.
@@ -249,6 +323,11 @@ local function drop(tok, r)
   end
   if r.exp == 0 then
     never_gone()
+  end
+  local t = granted_to(tok, r)
+  if t then
+    redis.call('HDEL', L, '!g' .. tok)
+    redis.call('DEL', B .. 's:' .. t)
   end
   if find(fl, 'w', 2, true) then
     wake(r.field)
@@ -299,10 +378,11 @@ local function remember(request, tok, created, ms)
 end
 
 -- A waiter joins the resource's line once, and shows it is alive at every try; the
--- holder's record (token `tok`, parsed `r`) gets flag w.
-local function join_line(field, ticket, since, alive, tok, r)
+-- holder's record (token `tok`, parsed `r`) gets flag w. `req`: "" or the waiter's
+-- request for a grant (see wake()), starting with a space.
+local function join_line(field, ticket, since, alive, req, tok, r)
   local q = B .. 'q:' .. field
-  redis.call('SET', B .. 'a:' .. ticket, since ~= '' and since or NOW, 'PX', alive)
+  redis.call('SET', B .. 'a:' .. ticket, (since ~= '' and since or NOWS) .. req, 'PX', alive)
   if not redis.call('LPOS', q, ticket) then
     redis.call('RPUSH', q, ticket)
   end

@@ -24,7 +24,8 @@ ARGV[10] id prefix (slot + 1), for events ("" = none)
 ARGV[11] the event stream's approximate maximum length (default 1000)
 ARGV[12] waiter ticket ("" = not waiting): on a conflict the caller joins the
          resource's line (see wake() in _lib.lua)
-ARGV[13] ms (server clock) the waiter started waiting ("" = now)
+ARGV[13] ms (server clock) the waiter started waiting ("" = now: its first try, which
+         takes a free resource as a plain acquire does, and joins the line on a conflict)
 ARGV[14] ms the waiter counts as alive without trying again
 ARGV[15] request id ("" = none): the first call that gets the lock records
          "<token>:<created 1|0>" at <p>:{<scope>}:i:<request id> for ARGV[16] ms; a
@@ -55,7 +56,7 @@ local got
 local fl = ARGV[4]
 local events = fl == 'xe' or fl == 'xoe'
 if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') == ''
-    and (ARGV[12] or '') == '' and (ARGV[15] or '') == '' then
+    and (ARGV[13] or '') == '' and (ARGV[15] or '') == '' then
   local field = ARGV[1]
   local ofield = fl ~= 'x' and fl ~= 'xe' and ('!o' .. match(field, '^([^:]*)') .. ':' .. ARGV[2])
   if ofield then
@@ -105,6 +106,15 @@ IDP, MAXLEN = ARGV[10] or '', ARGV[11] or 1000
 local ticket, request = ARGV[12] or '', ARGV[15] or ''
 local ttl = tonumber(ttls)
 local exclusive = sub(flags, 1, 1) == 'x'
+-- A waiter's request, kept with it in line so that a release can grant it the lock (see
+-- wake() in _lib.lua): only for what a grant can make (a lock with an expiry, no
+-- absolute one, no request id, a type not indexed by owner).
+local req = ''
+if ticket ~= '' and exclusive and ttl > 0 and ats == '' and request == ''
+    and not find(flags, 'i', 2, true) then
+  req = ' ' .. ttls .. ' ' .. maxs .. ' ' .. flags .. ' ' .. owner .. ' ' .. IDP .. ' '
+    .. MAXLEN .. ' ' .. fmt('%d', RETAIN) .. ' ' .. meta
+end
 
 if request ~= '' then
   local seen = redis.call('GET', B .. 'i:' .. request)
@@ -150,7 +160,7 @@ if exclusive and got[1] then
     local for_ticket, till = match(cur, '^r(%S+) (%d+)$')
     if for_ticket ~= ticket and tonumber(till) > NOW then
       if ticket ~= '' then
-        join_line(field, ticket, ARGV[13], ARGV[14])
+        join_line(field, ticket, ARGV[13], ARGV[14], req)
       end
       return {CONFLICT, NOW, EXPIRED, '', ''}
     end
@@ -158,19 +168,30 @@ if exclusive and got[1] then
     local raw = redis.call('HGET', L, cur)
     if raw then
       local r = parse(raw)
-      if not live(r) then
+      if not live(r) or unclaimed(cur, r) then
         expire(cur, r)
-        -- Its waiters were woken: the resource may now be kept for one of them.
+        -- Its waiters were woken: the resource may now be kept for one of them, or
+        -- granted to the first (this caller, maybe).
         local kept = redis.call('HGET', L, field)
-        if kept and match(kept, '^r(%S+) ') ~= ticket then
+        if kept and sub(kept, 1, 1) ~= 'r' then
+          local kraw = redis.call('HGET', L, kept)
+          if ticket ~= '' and granted_to(kept, parse(kraw)) == ticket then
+            leave_line(field, ticket)  -- the grant is taken here, not from the signal
+            return {OK, NOW, EXPIRED, kept, kraw, 1, '', ''}
+          end
           if ticket ~= '' then
-            join_line(field, ticket, ARGV[13], ARGV[14])
+            join_line(field, ticket, ARGV[13], ARGV[14], req, kept, parse(kraw))
+          end
+          return {CONFLICT, NOW, EXPIRED, kept, kraw}
+        elseif kept and match(kept, '^r(%S+) ') ~= ticket then
+          if ticket ~= '' then
+            join_line(field, ticket, ARGV[13], ARGV[14], req)
           end
           return {CONFLICT, NOW, EXPIRED, '', ''}
         end
       elseif r.owner ~= owner then
         if ticket ~= '' then
-          join_line(field, ticket, ARGV[13], ARGV[14], cur, r)
+          join_line(field, ticket, ARGV[13], ARGV[14], req, cur, r)
         end
         return {CONFLICT, NOW, EXPIRED, cur, raw}
       else

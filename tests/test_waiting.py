@@ -4,6 +4,7 @@ redis-server and a real Cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lockcore import LockConflict, LockManager, WaitCancelled
+from lockcore import LockConflict, LockManager, LockNotFound, WaitCancelled
 
 from .conftest import TYPES, all_keys
 
@@ -83,9 +84,9 @@ def test_a_waiter_wakes_at_the_release_without_polling(make_client: Any) -> None
     thread.join(5)
     assert got["result"].lock.owner == "waiter"
     assert got["at"] - released_at < 0.05
-    # one try, one blocking wait, one try: no polling in between
-    assert script_calls(counting.sent) in (
-        ["script", "BLPOP", "script"], ["script", "script", "BLPOP", "script"])
+    # one try (which puts it in line), one blocking wait that hands it the lock: no
+    # polling, and no second try
+    assert script_calls(counting.sent) == ["script", "BLPOP"]
     assert helper_keys(holder.client) == []
 
 
@@ -129,7 +130,7 @@ def waited_ms(client: Any, mgr: LockManager) -> int:
     if ticket is None:
         return 0
     since = client.get(f"{mgr.keys(SCOPE).base}a:{ticket.decode()}")
-    return server_ms(client) - int(since) if since else 0
+    return server_ms(client) - int(since.split()[0]) if since else 0
 
 
 def test_a_newcomer_does_not_jump_a_waiter_past_the_handoff_time(make_client: Any) -> None:
@@ -158,9 +159,11 @@ def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: 
     # A waiter in line (one try, then it sleeps on its signal).
     call = holder.core.acquire(SCOPE, "job", "r", "waiter", ttl=None, metadata=None,
                                expires_at=None, request_id=None)
-    waiting = holder.core.waiting(call, "w-ticket", None, 30_000)
-    with pytest.raises(LockConflict):
-        holder.core.acquired(holder._run(waiting), waiting)
+    first = holder.core.waiting(call, "w-ticket", None, 30_000)
+    with pytest.raises(LockConflict) as conflict:
+        holder.core.acquired(holder._run(first), first)
+    # in line now: its next tries say since when (as Waiter does)
+    waiting = holder.core.waiting(call, "w-ticket", conflict.value.now_ms, 30_000)
     holder.release(lock, "holder")
     # The waiter was woken; the lock is not kept for it (it has not waited an hour) ...
     assert redis_client.llen(holder.keys(SCOPE).waiter_signal("w-ticket")) == 1
@@ -174,6 +177,97 @@ def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: 
     holder.release(newcomer, "newcomer")
     assert redis_client.llen(holder.keys(SCOPE).waiter_signal("w-ticket")) == 1
     assert holder.core.acquired(holder._run(waiting), waiting).lock.owner == "waiter"
+    assert helper_keys(redis_client) == []
+
+
+def in_line(mgr: LockManager, ticket: str, owner: str = "waiter") -> Any:
+    """A waiter put in line by hand (one try that conflicts): its next call, and its
+    leave call. It never blocks on its signal unless the test does."""
+    call = mgr.core.acquire(SCOPE, "job", "r", owner, ttl=None, metadata=None,
+                            expires_at=None, request_id=None)
+    first = mgr.core.waiting(call, ticket, None, 30_000)
+    with pytest.raises(LockConflict) as conflict:
+        mgr.core.acquired(mgr._run(first), first)
+    return (mgr.core.waiting(call, ticket, conflict.value.now_ms, 30_000),
+            mgr.core.leave(call, ticket))
+
+
+def record_of(client: Any, mgr: LockManager, token: int) -> str:
+    raw = client.hget(mgr.keys(SCOPE).locks, str(token))
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(
+        redis_client: Any) -> None:
+    holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    _, _ = in_line(holder, "w1", "first")
+    _, _ = in_line(holder, "w2", "second")
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    holder.release(lock, "holder")
+    # made by the release: the signal carries it, the scope says whom it was granted to
+    signal = redis_client.lpop(holder.keys(SCOPE).waiter_signal("w1"))
+    granted = holder.core.granted(signal, holder.core.acquire(
+        SCOPE, "job", "r", "first", ttl=None, metadata=None, expires_at=None,
+        request_id=None))
+    assert granted is not None and granted.created
+    got = granted.lock
+    assert got.owner == "first" and got.fencing_token > lock.fencing_token
+    assert dataclasses.replace(holder.get(got.id), as_of=got.as_of) == got
+    assert record_of(redis_client, holder, got.fencing_token).split()[0] == "xwg"
+    assert redis_client.hget(holder.keys(SCOPE).locks, f"!g{got.fencing_token}") is not None
+    assert queue_length(redis_client, holder) == 1  # the second still waits
+    # its release grants it on, and leaves nothing of the grant behind
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    holder.release(got, "first")
+    assert redis_client.hget(holder.keys(SCOPE).locks, f"!g{got.fencing_token}") is None
+    second = holder.list(SCOPE).locks[0]
+    assert second.owner == "second"
+    assert record_of(redis_client, holder, second.fencing_token).split()[0] == "xg"
+    redis_client.delete(holder.keys(SCOPE).waiter_signal("w2"))  # as if taken
+    holder.release(second, "second")
+    assert helper_keys(redis_client) == []
+    assert redis_client.hlen(holder.keys(SCOPE).locks) == len(
+        [f for f in redis_client.hkeys(holder.keys(SCOPE).locks)
+         if (f.decode() if isinstance(f, bytes) else f).startswith("!")])
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["in-its-signal", "popped"])
+def test_a_grant_its_waiter_gives_up_is_released(redis_client: Any, taken: bool) -> None:
+    holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    _, leave = in_line(holder, "w1")
+    _, _ = in_line(holder, "w2", "next")
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    holder.release(lock, "holder")
+    granted = holder.list(SCOPE).locks[0]
+    assert granted.owner == "waiter"
+    if taken:  # its BLPOP took the grant, but the waiter failed before it returned it
+        assert redis_client.lpop(holder.keys(SCOPE).waiter_signal("w1")) is not None
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    left = holder.core.check(holder._run(leave), leave).items
+    assert [int(x) for x in left] == [granted.fencing_token]  # the grant it released
+    # released, and granted on to the next in line
+    locks = holder.list(SCOPE).locks
+    assert [x.owner for x in locks] == ["next"]
+    with pytest.raises(LockNotFound):
+        holder.get(granted.id)
+
+
+def test_a_grant_never_taken_lapses_and_the_next_waiter_gets_the_lock(
+        redis_client: Any) -> None:
+    holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    _, _ = in_line(holder, "ghost-ticket", "ghost")  # it dies in line, its key still alive
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    holder.release(lock, "holder")
+    assert holder.list(SCOPE).locks[0].owner == "ghost"
+    # nobody takes the grant from the signal: a second after it, it counts as expired
+    nxt = LockManager(redis_client, TYPES, prefix="t", handoff=0.001, heartbeat=0.1)
+    got = nxt.acquire(SCOPE, "job", "r", "next", wait=5)
+    assert got.lock.owner == "next" and got.created
+    assert [x.owner for x in holder.list(SCOPE).locks] == ["next"]
+    nxt.release(got.lock, "next")
     assert helper_keys(redis_client) == []
 
 
@@ -234,7 +328,7 @@ def test_a_killed_waiter_process_leaves_no_key_behind(real_server: Any) -> None:
         "from tests.conftest import TYPES\n"
         "import redis\n"
         f"c = redis.Redis(unix_socket_path={str(real_server.socket_path)!r})\n"
-        "LockManager(c, TYPES, prefix='t', heartbeat=0.1).acquire("
+        "LockManager(c, TYPES, prefix='t', heartbeat=5).acquire("
         f"{SCOPE!r}, 'job', 'r', 'doomed', wait=60)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
@@ -244,6 +338,24 @@ def test_a_killed_waiter_process_leaves_no_key_behind(real_server: Any) -> None:
         proc.kill()
         proc.wait()
     assert helper_keys(client) != []
+    # Released while the dead waiter still counts as alive (15 s): granted to it ...
+    wait_until(lambda: waited_ms(client, holder) >= 5)
+    holder.release(lock, "holder")
+    assert [x.owner for x in holder.list(SCOPE).locks] == ["doomed"]
+    # ... which never takes it: a second later the next caller finds it lapsed
+    got = holder.acquire(SCOPE, "job", "r", "next", wait=5).lock
+    assert got.owner == "next"
+    assert helper_keys(client) == []
+    holder.release(got, "next")
+    # and a dead waiter passed over (not alive any more) leaves its keys to expire
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    proc = subprocess.Popen([sys.executable, "-c", code.replace("heartbeat=5", "heartbeat=0.1")])
+    try:
+        wait_until(lambda: queue_length(client, holder) == 1, timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_until(lambda: not [k for k in helper_keys(client) if ":a:" in k], timeout=3)
     holder.release(lock, "holder")
     wait_until(lambda: helper_keys(client) == [], timeout=3)
     assert holder.acquire(SCOPE, "job", "r", "next", wait=2).lock.owner == "next"
