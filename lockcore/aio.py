@@ -24,7 +24,7 @@ from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType
-from .scripts import Call, _positive
+from .scripts import Call
 
 T = TypeVar("T")
 _BACKGROUND: set[asyncio.Task[Any]] = set()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -27,12 +28,20 @@ class Waiter:
     def __init__(self, manager: Common, call: Call, wait: float) -> None:
         _positive(wait, "wait")
         self.manager = manager
-        self.ticket = uuid.uuid4().hex
+        # 96 random bits: the random module reseeds itself in a forked child
+        self.ticket = f"{random.getrandbits(96):024x}"
         self.deadline = time.monotonic() + wait
-        self.signal = manager.keys(call.scope or "").waiter_signal(self.ticket)
         self.since_ms: int | None = None
         self.first = call
-        self.leave_call = manager.core.leave(call, self.ticket)
+
+    # Made only by a waiter that blocks, or leaves (most waits find the lock free).
+    @functools.cached_property
+    def signal(self) -> str:
+        return self.manager.keys(self.first.scope or "").waiter_signal(self.ticket)
+
+    @functools.cached_property
+    def leave_call(self) -> Call:
+        return self.manager.core.leave(self.first, self.ticket)
 
     def call(self) -> Call:
         # The line lives as long as a waiter in it shows signs of life, no longer.
