@@ -515,6 +515,10 @@ def mgr_scope_size(client: redis.Redis, scope: str) -> int:
 # -- 6. growth ----------------------------------------------------------------------------
 
 
+#: Section 6's blocks per server, and the pause between two rounds of blocks (s).
+GROWTH_BLOCKS, GROWTH_PACE = 24, 0.3
+
+
 def growth(sizes: list[int], samples: int, executable: str | None = None,
            spread: int = 5000) -> Section:
     """Acquire, release and list latency in one scope with ``sizes`` locks held in other
@@ -547,15 +551,19 @@ def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread
             mgr.release(mgr.acquire("probe", "job", f"warm{i % 50}", "me").lock, "me")
     kinds = ("acquire", "release", "list", "ping")
     # blocks[server][kind]: one median per block. Blocks alternate between the servers
-    # (order reversed every other round); each figure is the lowest block median: noise on
-    # a shared machine only ever adds, growth would show in every block.
+    # (order reversed every other round), spread over several seconds; each figure is the
+    # lowest block median: noise on a shared machine only ever adds (it comes in spells of
+    # a second or more that slow one process, PING included), growth would show in every
+    # block.
     blocks: list[dict[str, list[float]]] = [{k: [] for k in kinds} for _ in servers]
-    for block in range(6):
+    for block in range(GROWTH_BLOCKS):
+        if block:
+            time.sleep(GROWTH_PACE)
         order = list(range(len(servers)))
         for n in order if block % 2 == 0 else order[::-1]:
             mgr, client = mgrs[n], clients[n]
             values: dict[str, list[float]] = {k: [] for k in kinds}
-            for i in range(max(1, samples // 6)):
+            for i in range(max(1, samples // GROWTH_BLOCKS)):
                 started = time.perf_counter()
                 lock = mgr.acquire("probe", "job", f"r{i % 50}", "me").lock
                 acquired = time.perf_counter()
@@ -609,10 +617,12 @@ def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread
         "6. Growth: one scope's latency with many locks held elsewhere",
         f"One private redis-server per size (the same binary and settings), each holding "
         f"that many other locks spread over {spread:,} scopes, made by {bulk.HOW[how]}; "
-        "the probed scope holds 20 locks. Latency: the servers are measured in turn, 6 "
-        f"blocks of {max(1, samples // 6)} samples each, alternating between the servers "
-        "(so the machine's noise falls on both alike); each figure is the lowest block "
-        "median (noise only adds). Acquire takes a new lock, release returns it (as a "
+        "the probed scope holds 20 locks. Latency: the servers are measured in turn, "
+        f"{GROWTH_BLOCKS} blocks of {max(1, samples // GROWTH_BLOCKS)} samples each, "
+        f"alternating between the servers, {GROWTH_PACE:g} s apart (so the machine's "
+        "noise, which comes in spells of a second or more that slow one process, PING "
+        "included, falls on both alike); each figure is the lowest block median (noise "
+        "only adds). Acquire takes a new lock, release returns it (as a "
         "`Lock`), list reads one page. Redis µs: Redis's own time per operation "
         f"(commandstats) over {samples} operations of each kind.", table, chart, [],
         targets, summary)
