@@ -20,6 +20,11 @@ DEFAULT_PREFIX = "lockcore"
 __all__ = ["DEFAULT_PREFIX", "LockManager", "Waiter", "check_request_id"]
 
 
+#: The shortest BLPOP timeout a waiter sends (s): well above Redis 6.2's 1 ms, below which
+#: a timeout is read as 0 (no timeout).
+MIN_PAUSE = 0.01
+
+
 class Waiter:
     """One caller waiting in line for a lock: its ticket, its signal key, its deadline.
     Deadlines are the caller's own patience, so its monotonic clock; lock expiry stays
@@ -57,8 +62,10 @@ class Waiter:
 
     def pause(self) -> float:
         """How long to block on the signal: until woken, the deadline, or the next sign of
-        life (a waiter that stops trying is taken for gone)."""
-        return max(0.001, min(self.remaining(), self.manager.heartbeat))
+        life (a waiter that stops trying is taken for gone). Never under ``MIN_PAUSE``:
+        Redis 6.2 reads a BLPOP timeout as whole ms, rounding down, and 0 blocks forever
+        (``0.001`` reads as 0.999… ms: it never returned)."""
+        return max(MIN_PAUSE, min(self.remaining(), self.manager.heartbeat))
 
 
 class Common:

@@ -61,10 +61,13 @@ def lua_dir() -> Path:
 def source(name: str) -> str:
     """One script, ready for EVAL/EVALSHA (see the header of ``lua/_lib.lua``): the state
     part of ``_lib.lua``, ``begin()``, then the script's body with the helpers part of
-    ``_lib.lua`` at its ``--!helpers`` line (or at its start)."""
+    ``_lib.lua`` at its ``--!helpers`` line (or at its start), and the helpers' first part
+    (the hand-off's, down to ``--!waking-end``) at any ``--!waking`` line."""
     folder = lua_dir()
     state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
-    body = [line for line in (folder / f"{name}.lua").read_text().splitlines()
+    waking = helpers.split("--!waking-end\n", 1)[0]
+    body = [waking if line.strip() == "--!waking" else line
+            for line in (folder / f"{name}.lua").read_text().splitlines()
             if not line.startswith("--!include ")]
     before: list[str] = []
     if "--!helpers" in body:
@@ -529,7 +532,8 @@ def library() -> tuple[str, str]:
     state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
     bodies = {name: "\n".join(
         line for line in (folder / f"{name}.lua").read_text().splitlines()
-        if not line.startswith("--!include ") and line != "--!helpers")
+        if not line.startswith("--!include ") and line.strip() not in ("--!helpers",
+                                                                         "--!waking"))
         for name in SCRIPT_NAMES}
     digest = hashlib.sha1("\0".join([state, helpers, *bodies.values()]).encode())
     name = f"lockcore_{digest.hexdigest()[:12]}"

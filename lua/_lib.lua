@@ -13,7 +13,10 @@ What it costs: EVALSHA runs the whole script at every call, and making its Lua f
 So this file has two parts: the state, open() and begin(), which every script starts
 with; and the helpers, below the line `--!helpers`, which go where a script has that
 line (else at its start). acquire.lua and release.lua do their common case first and
-make the helpers only when they go on to the general case.
+make the helpers only when they go on to the general case. The helpers' first part,
+down to `--!waking-end`, is what a hand-off to a waiter needs: a script may also put a
+copy of it alone where it has the line `--!waking` (release.lua's common case, when the
+lock has waiters). A Redis 7 library makes all of them once (lockcore.scripts.library).
 
 A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
 everything in one hash, <p>:{S}:L, whose fields are:
@@ -63,8 +66,9 @@ local RESERVE = 1000
 local find, sub, match, fmt
 
 -- Per call: how many expired locks it removed; the event stream's cap and the id
--- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention.
-local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN
+-- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention; whether
+-- a hand-off may grant a lock now (not while the script holds a token it is about to use).
+local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN, GRANTS
 
 local function open(key)
   L = key
@@ -79,7 +83,7 @@ local function begin()
   -- Text built from text: turning numbers into text is what costs most in a script.
   NOWS = t[1] .. sub('000000' .. t[2], -6, -4)
   NOW = tonumber(NOWS)
-  EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN = 0, 1000, '', 5, 604800000
+  EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN, GRANTS = 0, 1000, '', 5, 604800000, true
   SCOPE = ''
 end
 
@@ -106,22 +110,9 @@ end
 
 --!helpers
 
-local function int(n)
-  return string.format('%d', n)
-end
-
--- A record in either form: full (nine words), or short (five: acquired = expires - ttl,
--- never updated, no max ttl, no metadata).
-local function parse(v)
-  local f, x, o, fld, a, u, t, m, md = match(v,
-    '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
-  if not f then
-    f, x, o, fld, t = match(v, '^(%S+) (%d+) (%S+) (%S+) (%d+)$')
-    a, u, m, md = fmt('%d', tonumber(x) - tonumber(t)), '0', '0', ''
-  end
-  return {flags = f, exp = tonumber(x), x = x, owner = o, field = fld, acq = a, upd = u,
-          ttl = t, max = m, meta = md}
-end
+-- The hand-off: what a release needs to wake or grant the next waiter. A script may put
+-- a copy of this part alone in a block where it hands off before making the rest of the
+-- helpers (the line --!waking; see release.lua).
 
 -- The short form whenever it says the same.
 local function build(r)
@@ -133,19 +124,8 @@ local function build(r)
     .. r.upd .. ' ' .. r.ttl .. ' ' .. r.max .. ' ' .. r.meta
 end
 
-local function live(r)
-  return r.exp == 0 or r.exp > NOW
-end
-
 local function type_of(field)
   return match(field, '^([^:]*)')
-end
-
--- The event of a lock (parsed record `r`), if its type has events.
-local function emit(event, tok, r, k, v)
-  if find(r.flags, 'e', 2, true) then
-    announce(event, tok, r.owner, r.field, r.x, k, v)
-  end
 end
 
 -- Key lifetimes: every key of the scope lives RETAIN past the latest expiry among its
@@ -177,26 +157,6 @@ local function extend(exp, applied)
   redis.call('HSET', L, '!x', target)
   if not redis.call('HGET', L, '!n') then
     apply(target)
-  end
-end
-
--- An index key (R, X, O) was just written: it lives as long as the scope's hash.
-local function index_lifetime(keys)
-  local x = redis.call('HGET', L, '!x')
-  if x and not redis.call('HGET', L, '!n') then
-    for _, k in ipairs(keys) do
-      if redis.call('PTTL', k) == -1 then
-        redis.call('PEXPIREAT', k, x)
-      end
-    end
-  end
-end
-
--- A lock without expiry went away.
-local function never_gone()
-  if redis.call('HINCRBY', L, '!n', -1) <= 0 then
-    redis.call('HDEL', L, '!n')
-    apply(redis.call('HGET', L, '!x') or NOW + RETAIN)
   end
 end
 
@@ -275,7 +235,7 @@ local function wake(field)
     if since then
       local s = B .. 's:' .. t
       if NOW - tonumber(since) >= HANDOFF then
-        if req ~= '' and grant(field, q, t, a, s, req) then
+        if req ~= '' and GRANTS and grant(field, q, t, a, s, req) then
           return
         end
         redis.call('HSET', L, field, 'r' .. t .. ' ' .. (NOW + RESERVE))
@@ -286,6 +246,56 @@ local function wake(field)
     end
     redis.call('LPOP', q)
     redis.call('DEL', B .. 's:' .. t)
+  end
+end
+
+--!waking-end
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- A record in either form: full (nine words), or short (five: acquired = expires - ttl,
+-- never updated, no max ttl, no metadata).
+local function parse(v)
+  local f, x, o, fld, a, u, t, m, md = match(v,
+    '^(%S+) (%d+) (%S+) (%S+) (%d+) (%d+) (%d+) (%d+) (.*)$')
+  if not f then
+    f, x, o, fld, t = match(v, '^(%S+) (%d+) (%S+) (%S+) (%d+)$')
+    a, u, m, md = fmt('%d', tonumber(x) - tonumber(t)), '0', '0', ''
+  end
+  return {flags = f, exp = tonumber(x), x = x, owner = o, field = fld, acq = a, upd = u,
+          ttl = t, max = m, meta = md}
+end
+
+local function live(r)
+  return r.exp == 0 or r.exp > NOW
+end
+
+-- The event of a lock (parsed record `r`), if its type has events.
+local function emit(event, tok, r, k, v)
+  if find(r.flags, 'e', 2, true) then
+    announce(event, tok, r.owner, r.field, r.x, k, v)
+  end
+end
+
+-- An index key (R, X, O) was just written: it lives as long as the scope's hash.
+local function index_lifetime(keys)
+  local x = redis.call('HGET', L, '!x')
+  if x and not redis.call('HGET', L, '!n') then
+    for _, k in ipairs(keys) do
+      if redis.call('PTTL', k) == -1 then
+        redis.call('PEXPIREAT', k, x)
+      end
+    end
+  end
+end
+
+-- A lock without expiry went away.
+local function never_gone()
+  if redis.call('HINCRBY', L, '!n', -1) <= 0 then
+    redis.call('HDEL', L, '!n')
+    apply(redis.call('HGET', L, '!x') or NOW + RETAIN)
   end
 end
 
@@ -303,8 +313,9 @@ local function unclaimed(tok, r)
   return t and NOW - tonumber(at) > RESERVE and redis.call('LLEN', B .. 's:' .. t) > 0
 end
 
--- Removes a lock and what points to it; wakes the resource's waiters.
-local function drop(tok, r)
+-- Removes a lock and what points to it, announces `event` (if given, with `k`, `v`), then
+-- wakes the resource's waiters (so a grant's event follows the release's).
+local function drop(tok, r, event, k, v)
   local fl = r.flags
   local t = type_of(r.field)
   local fields = {tok}
@@ -329,14 +340,16 @@ local function drop(tok, r)
     redis.call('HDEL', L, '!g' .. tok)
     redis.call('DEL', B .. 's:' .. t)
   end
+  if event then
+    emit(event, tok, r, k, v)
+  end
   if find(fl, 'w', 2, true) then
     wake(r.field)
   end
 end
 
 local function expire(tok, r)
-  drop(tok, r)
-  emit('expired', tok, r)
+  drop(tok, r, 'expired')
   EXPIRED = EXPIRED + 1
 end
 

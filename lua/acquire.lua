@@ -240,14 +240,15 @@ if ofield and got[4] then
   if rraw then
     rtok = got[4]
     local old = parse(rraw)
-    drop(rtok, old)
+    GRANTS = false  -- a grant would take the token this lock is about to get
     if live(old) then
-      emit('replaced', rtok, old, 'by', IDP .. fmt('%014d', tok))
+      drop(rtok, old, 'replaced', 'by', IDP .. fmt('%014d', tok))
     else
-      emit('expired', rtok, old)
+      drop(rtok, old, 'expired')
       EXPIRED = EXPIRED + 1
       rtok, rraw = '', ''
     end
+    GRANTS = true
   else
     rraw = ''
   end

@@ -32,8 +32,7 @@ elseif kept then
   local raw = redis.call('HGET', L, kept)
   local r = raw and parse(raw)
   if r and granted_to(kept, r) == ticket then
-    drop(kept, r)
-    emit('released', kept, r, 'by', r.owner)
+    drop(kept, r, 'released', 'by', r.owner)
     return {OK, NOW, 0, kept}
   end
 end

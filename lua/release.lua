@@ -18,9 +18,9 @@ Returns:
   {2 NOT_FOUND, now, expired}                 unknown or expired
   {3 NOT_OWNED, now, expired, token, record, scope}  another owner's, and not forced
 
-The common case (a live lock of an exclusive type not indexed by owner, with an expiry,
-no waiters) is
-done first, before the helpers are made (see the note at the top of _lib.lua).
+The common case (a live lock of an exclusive type not indexed by owner, with an expiry)
+is done first, before the helpers are made (see the note at the top of _lib.lua); if it
+has waiters, only the hand-off's helpers are made (the line --!waking).
 ]]
 --!include _lib.lua
 
@@ -47,15 +47,28 @@ if not raw then
   return {NOT_FOUND, NOW, 0}
 end
 local fl, x, holder, field = match(raw, '^(%S+) (%d+) (%S+) (%S+) ')
-if (fl == 'x' or fl == 'xe' or fl == 'xo' or fl == 'xoe') and x ~= '0' and tonumber(x) > NOW
-    and (holder == owner or ARGV[4] == '1') then
-  if fl == 'xo' or fl == 'xoe' then
+local kind, more = match(fl or '', '^(xo?e?)([wg]*)$')
+if kind and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
+  if more ~= '' and find(more, 'g', 1, true) then
+    -- granted to a waiter: its grant's bookkeeping goes too
+    local g = redis.call('HGET', L, '!g' .. tok)
+    if g then
+      redis.call('HDEL', L, '!g' .. tok)
+      redis.call('DEL', B .. 's:' .. match(g, '^(%S+)'))
+    end
+  end
+  if kind == 'xo' or kind == 'xoe' then
     redis.call('HDEL', L, tok, field, '!o' .. match(field, '^([^:]*)') .. ':' .. holder)
   else
     redis.call('HDEL', L, tok, field)
   end
-  if fl == 'xe' or fl == 'xoe' then
+  if kind == 'xe' or kind == 'xoe' then
     announce('released', tok, holder, field, x, 'by', owner)
+  end
+  if more ~= '' and find(more, 'w', 1, true) then
+    -- Waiters: the hand-off's helpers only, not all of them.
+    --!waking
+    wake(field)
   end
   return {OK, NOW, 0, tok, raw, SCOPE}
 end
@@ -67,6 +80,5 @@ local r, got = claim(tok, owner, ARGV[4] == '1')
 if not r then
   return got
 end
-drop(tok, r)
-emit('released', tok, r, 'by', owner)
+drop(tok, r, 'released', 'by', owner)
 return {OK, NOW, EXPIRED, tok, raw, SCOPE}

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lockcore import LockConflict, LockManager, LockNotFound, WaitCancelled
+from lockcore import LockConflict, LockManager, LockNotFound, LockType, WaitCancelled
+from lockcore.manager import Waiter
 
 from .conftest import TYPES, all_keys
 
@@ -124,9 +125,9 @@ def server_ms(client: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def waited_ms(client: Any, mgr: LockManager) -> int:
+def waited_ms(client: Any, mgr: LockManager, field: str = "job:r") -> int:
     """How long the first waiter in line has waited, by the server's clock (0: none)."""
-    ticket = client.lindex(f"{mgr.keys(SCOPE).base}q:job:r", 0)
+    ticket = client.lindex(f"{mgr.keys(SCOPE).base}q:{field}", 0)
     if ticket is None:
         return 0
     since = client.get(f"{mgr.keys(SCOPE).base}a:{ticket.decode()}")
@@ -269,6 +270,78 @@ def test_a_grant_never_taken_lapses_and_the_next_waiter_gets_the_lock(
     assert [x.owner for x in holder.list(SCOPE).locks] == ["next"]
     nxt.release(got.lock, "next")
     assert helper_keys(redis_client) == []
+
+
+def test_a_grant_is_announced_after_the_release_that_made_it(redis_client: Any) -> None:
+    types = [LockType("job", default_ttl=10.0, events=True)]
+    holder = LockManager(redis_client, types, prefix="t", handoff=0.001)
+    lock = holder.acquire(SCOPE, "job", "r", "holder").lock
+    in_line(holder, "w1", "waiter")
+    wait_until(lambda: waited_ms(redis_client, holder) >= 2)
+    holder.release(lock, "holder")
+    granted = holder.list(SCOPE).locks[0]
+    assert granted.owner == "waiter"
+    entries = [{(k.decode() if isinstance(k, bytes) else k):
+                (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
+               for _, fields in redis_client.xrange(holder.keys(SCOPE).events)]
+    # a consumer that follows the stream sees the holder go, then the waiter come
+    assert [(e["event"], e["owner"], e["id"]) for e in entries] == [
+        ("acquired", "holder", lock.id), ("released", "holder", lock.id),
+        ("acquired", "waiter", granted.id)]
+    # the same where the holder expires: the waiter's next try finds it gone and is
+    # granted the lock in that call
+    holder.release(granted, "waiter")
+    brief = holder.acquire(SCOPE, "job", "r2", "holder", ttl=0.05).lock
+    call = holder.core.acquire(SCOPE, "job", "r2", "waiter", ttl=None, metadata=None,
+                               expires_at=None, request_id=None)
+    attempt = holder.core.waiting(call, "w2", None, 30_000)
+    with pytest.raises(LockConflict) as conflict:
+        holder.core.acquired(holder._run(attempt), attempt)
+    attempt = holder.core.waiting(call, "w2", conflict.value.now_ms, 30_000)
+    wait_until(lambda: server_ms(redis_client) > brief.expires_at * 1000 + 5)
+    after = holder.core.acquired(holder._run(attempt), attempt).lock
+    assert after.owner == "waiter"
+    entries = [{(k.decode() if isinstance(k, bytes) else k):
+                (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
+               for _, fields in redis_client.xrange(holder.keys(SCOPE).events)]
+    assert [(e["event"], e["owner"], e["id"]) for e in entries[-3:]] == [
+        ("acquired", "holder", brief.id), ("expired", "holder", brief.id),
+        ("acquired", "waiter", after.id)]
+
+
+def test_a_replaced_lock_hands_its_resource_on_without_sharing_a_token(
+        redis_client: Any) -> None:
+    holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
+    first = holder.acquire(SCOPE, "gadget", "g1", "owner").lock
+    call = holder.core.acquire(SCOPE, "gadget", "g1", "waiter", ttl=None, metadata=None,
+                               expires_at=None, request_id=None)
+    attempt = holder.core.waiting(call, "w1", None, 30_000)
+    with pytest.raises(LockConflict) as conflict:
+        holder.core.acquired(holder._run(attempt), attempt)
+    attempt = holder.core.waiting(call, "w1", conflict.value.now_ms, 30_000)
+    wait_until(lambda: waited_ms(redis_client, holder, "gadget:g1") >= 2)
+    # the owner's next gadget replaces the first, whose waiter is next for g1
+    second = holder.acquire(SCOPE, "gadget", "g2", "owner")
+    assert second.replaced is not None and second.replaced.id == first.id
+    got = holder.core.acquired(holder._run(attempt), attempt).lock
+    assert got.owner == "waiter" and got.resource == "g1"
+    assert got.fencing_token != second.lock.fencing_token
+    assert {x.id for x in holder.list(SCOPE).locks} == {second.lock.id, got.id}
+    assert holder.get(second.lock.id).resource == "g2"
+
+
+def test_the_shortest_pause_still_ends_on_redis_6(real_server: Any) -> None:
+    # Redis 6.2 reads a BLPOP timeout in whole ms, rounding down, and 0 is no timeout:
+    # "0.001" (0.999... ms) blocked for good. A waiter's last pause, its deadline all but
+    # passed, must still come back (the socket timeout bounds the test).
+    client = real_server.client(socket_timeout=3)
+    mgr = manager(client)
+    call = mgr.core.acquire(SCOPE, "job", "r", "w", ttl=None, metadata=None,
+                            expires_at=None, request_id=None)
+    waiter = Waiter(mgr, call, 0.000_001)
+    assert waiter.remaining() < 0.001
+    assert client.blpop([waiter.signal], timeout=waiter.pause()) is None
+    client.close()
 
 
 def test_a_timed_out_wait_leaves_nothing_behind(redis_client: Any) -> None:
