@@ -79,3 +79,52 @@ def test_no_two_holders_ever_overlap_and_tokens_increase(mgr: LockManager) -> No
     assert sum(conflicts) > 0  # they really did contend
     assert sum(len(t) for t in store.tokens.values()) + sum(conflicts) == THREADS * ATTEMPTS
     assert mgr.list("fight").locks == ()
+
+
+def test_waiters_handed_the_lock_never_overlap_either(redis_client: object) -> None:
+    """The same fight with every worker waiting in line: most acquisitions are grants made
+    by the release before (hand-off time 0), so the grant path is what is checked here."""
+    from .conftest import TYPES
+
+    mgr = LockManager(redis_client, TYPES, prefix="t", handoff=0.0, heartbeat=0.2)
+    store = FencedStore()
+    granted = [0]
+    errors: list[BaseException] = []
+    plain_granted = mgr.core.granted
+
+    def counting(signal: object, call: object) -> object:
+        result = plain_granted(signal, call)  # type: ignore[arg-type]
+        if result is not None:
+            granted[0] += 1
+        return result
+
+    mgr.core.granted = counting  # type: ignore[method-assign]
+
+    def worker(n: int) -> None:
+        who = f"worker-{n}"
+        try:
+            for attempt in range(ATTEMPTS // 5):
+                resource = RESOURCES[(attempt * 7 + n) % 2]
+                lock = mgr.acquire("fight", "job", resource, who, wait=30).lock
+                store.enter(resource, who, lock.fencing_token)
+                time.sleep(0.0002)
+                store.leave(resource, who)
+                mgr.release(lock, who)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert store.overlaps == []
+    assert store.stale == []
+    for resource in RESOURCES[:2]:
+        tokens = store.tokens[resource]
+        assert tokens == sorted(set(tokens))
+    assert sum(len(t) for t in store.tokens.values()) == THREADS * (ATTEMPTS // 5)
+    assert granted[0] > 0  # the releases did hand the lock on
+    assert mgr.list("fight").locks == ()
