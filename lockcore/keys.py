@@ -36,7 +36,11 @@ def encode(name: str) -> str:
 
 
 def decode(text: str) -> str:
-    return unquote(text) if "%" in text else text
+    return _unquoted(text) if "%" in text else text
+
+
+# Listings decode the same owners and metadata again and again; unquote is slow.
+_unquoted = lru_cache(maxsize=8192)(unquote)
 
 
 def slot_of(scope: str, prefix: str) -> int:

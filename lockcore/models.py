@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from .keys import decode
 
@@ -97,19 +97,19 @@ class Lock:
         else:
             _flags, expires, owner, field, acquired, updated, _ttl, _max, meta = words
         type_, resource = field.split(":", 1)
-        expires_ms = int(expires)
+        expires_ms, acquired_ms, seq = int(expires), int(acquired), int(token)
         return cls(
-            id=f"{id_prefix}{int(token):014d}",
+            id=f"{id_prefix}{seq:014d}",
             scope=scope,
             type=decode(type_),
             resource=decode(resource),
             owner=decode(owner),
-            fencing_token=int(token),
-            acquired_at=int(acquired) / 1000,
+            fencing_token=seq,
+            acquired_at=acquired_ms / 1000,
             expires_at=expires_ms / 1000 if expires_ms else None,
-            metadata=MappingProxyType(decode_metadata(meta)),
+            metadata=MappingProxyType(decode_metadata(meta) if meta else {}),
             as_of=now_ms / 1000,
-            updated_at=(int(acquired) + int(updated)) / 1000,
+            updated_at=(acquired_ms + int(updated)) / 1000,
         )
 
 
@@ -127,7 +127,7 @@ def decode_metadata(text: str) -> dict[str, str]:
     out = {}
     for item in text.split("&"):
         key, _, value = item.partition("=")
-        out[unquote(key)] = unquote(value)
+        out[decode(key)] = decode(value)
     return out
 
 

@@ -61,8 +61,9 @@ def lua_dir() -> Path:
 def source(name: str) -> str:
     """One script, ready for EVAL/EVALSHA (see the header of ``lua/_lib.lua``): the state
     part of ``_lib.lua``, ``begin()``, then the script's body with the helpers part of
-    ``_lib.lua`` at its ``--!helpers`` line (or at its start), and the helpers' first part
-    (the hand-off's, down to ``--!waking-end``) at any ``--!waking`` line."""
+    ``_lib.lua`` at its ``--!helpers`` line (or at its start; not at all with a line
+    ``--!no-helpers``), and the helpers' first part (the hand-off's, down to
+    ``--!waking-end``) at any ``--!waking`` line."""
     folder = lua_dir()
     state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
     waking = helpers.split("--!waking-end\n", 1)[0]
@@ -70,7 +71,9 @@ def source(name: str) -> str:
             for line in (folder / f"{name}.lua").read_text().splitlines()
             if not line.startswith("--!include ")]
     before: list[str] = []
-    if "--!helpers" in body:
+    if any(line.startswith("--!no-helpers") for line in body):
+        helpers = ""
+    elif "--!helpers" in body:
         at = body.index("--!helpers")
         before, body = body[:at], body[at + 1:]
     return "\n".join([state, "begin()", *before, helpers, *body, ""])

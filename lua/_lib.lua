@@ -16,7 +16,7 @@ line (else at its start). acquire.lua and release.lua do their common case first
 make the helpers only when they go on to the general case. The helpers' first part,
 down to `--!waking-end`, is what a hand-off to a waiter needs: a script may also put a
 copy of it alone where it has the line `--!waking` (release.lua's common case, when the
-lock has waiters). A Redis 7 library makes all of them once (lockcore.scripts.library).
+lock has waiters); a script with the line `--!no-helpers` gets none (list.lua). A Redis 7 library makes all of them once (lockcore.scripts.library).
 
 A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
 everything in one hash, <p>:{S}:L, whose fields are:
