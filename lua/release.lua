@@ -47,7 +47,10 @@ if not raw then
   return {NOT_FOUND, NOW, 0}
 end
 local fl, x, holder, field = match(raw, '^(%S+) (%d+) (%S+) (%S+) ')
-local kind, more = match(fl or '', '^(xo?e?)([wg]*)$')
+local kind, more = fl, ''
+if fl ~= 'x' and fl ~= 'xe' and fl ~= 'xo' and fl ~= 'xoe' then
+  kind, more = match(fl or '', '^(xo?e?)([wg]*)$')  -- with waiters, or granted
+end
 if kind and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
   if more ~= '' and find(more, 'g', 1, true) then
     -- granted to a waiter: its grant's bookkeeping goes too
