@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
-from lockcore import LockConflict, LockManager
+from lockcore import Lock, LockConflict, LockManager
 
 THREADS = 8
 ATTEMPTS = 500
@@ -41,20 +42,20 @@ class FencedStore:
                 self.inside[resource] = None
 
 
-def test_no_two_holders_ever_overlap_and_tokens_increase(mgr: LockManager) -> None:
-    store = FencedStore()
-    conflicts = [0] * THREADS
+def fight(mgr: LockManager, store: FencedStore, take: Callable[[int, str, str], Lock | None],
+          attempts: int, resources: int) -> list[BaseException]:
+    """THREADS workers, each ``attempts`` times: take a lock on one of the first
+    ``resources`` (``take`` returns None when it did not get it), hold it a moment inside
+    the store, release it. Returns the workers' errors."""
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
         who = f"worker-{n}"
         try:
-            for attempt in range(ATTEMPTS):
-                resource = RESOURCES[(attempt * 7 + n) % len(RESOURCES)]
-                try:
-                    lock = mgr.acquire("fight", "job", resource, who).lock
-                except LockConflict:
-                    conflicts[n] += 1
+            for attempt in range(attempts):
+                resource = RESOURCES[(attempt * 7 + n) % resources]
+                lock = take(n, resource, who)
+                if lock is None:
                     continue
                 store.enter(resource, who, lock.fencing_token)
                 time.sleep(0.0002)  # hold it a moment, so an overlap would show
@@ -68,8 +69,21 @@ def test_no_two_holders_ever_overlap_and_tokens_increase(mgr: LockManager) -> No
         t.start()
     for t in threads:
         t.join()
+    return errors
 
-    assert errors == []
+
+def test_no_two_holders_ever_overlap_and_tokens_increase(mgr: LockManager) -> None:
+    store = FencedStore()
+    conflicts = [0] * THREADS
+
+    def take(n: int, resource: str, who: str) -> Lock | None:
+        try:
+            return mgr.acquire("fight", "job", resource, who).lock
+        except LockConflict:
+            conflicts[n] += 1
+            return None
+
+    assert fight(mgr, store, take, ATTEMPTS, len(RESOURCES)) == []
     assert store.overlaps == []
     assert store.stale == []
     for resource in RESOURCES:
@@ -89,7 +103,6 @@ def test_waiters_handed_the_lock_never_overlap_either(redis_client: object) -> N
     mgr = LockManager(redis_client, TYPES, prefix="t", handoff=0.0, heartbeat=0.2)
     store = FencedStore()
     granted = [0]
-    errors: list[BaseException] = []
     plain_granted = mgr.core.granted
 
     def counting(signal: object, call: object) -> object:
@@ -100,26 +113,10 @@ def test_waiters_handed_the_lock_never_overlap_either(redis_client: object) -> N
 
     mgr.core.granted = counting  # type: ignore[method-assign]
 
-    def worker(n: int) -> None:
-        who = f"worker-{n}"
-        try:
-            for attempt in range(ATTEMPTS // 5):
-                resource = RESOURCES[(attempt * 7 + n) % 2]
-                lock = mgr.acquire("fight", "job", resource, who, wait=30).lock
-                store.enter(resource, who, lock.fencing_token)
-                time.sleep(0.0002)
-                store.leave(resource, who)
-                mgr.release(lock, who)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
+    def take(n: int, resource: str, who: str) -> Lock | None:
+        return mgr.acquire("fight", "job", resource, who, wait=30).lock
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
+    assert fight(mgr, store, take, ATTEMPTS // 5, 2) == []
     assert store.overlaps == []
     assert store.stale == []
     for resource in RESOURCES[:2]:

@@ -158,13 +158,7 @@ def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: 
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=3600)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     # A waiter in line (one try, then it sleeps on its signal).
-    call = holder.core.acquire(SCOPE, "job", "r", "waiter", ttl=None, metadata=None,
-                               expires_at=None, request_id=None)
-    first = holder.core.waiting(call, "w-ticket", None, 30_000)
-    with pytest.raises(LockConflict) as conflict:
-        holder.core.acquired(holder._run(first), first)
-    # in line now: its next tries say since when (as Waiter does)
-    waiting = holder.core.waiting(call, "w-ticket", conflict.value.now_ms, 30_000)
+    waiting, _ = in_line(holder, "w-ticket")
     holder.release(lock, "holder")
     # The waiter was woken; the lock is not kept for it (it has not waited an hour) ...
     assert redis_client.llen(holder.keys(SCOPE).waiter_signal("w-ticket")) == 1
@@ -181,16 +175,26 @@ def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: 
     assert helper_keys(redis_client) == []
 
 
-def in_line(mgr: LockManager, ticket: str, owner: str = "waiter") -> Any:
+def in_line(mgr: LockManager, ticket: str, owner: str = "waiter", type_: str = "job",
+            resource: str = "r") -> Any:
     """A waiter put in line by hand (one try that conflicts): its next call, and its
     leave call. It never blocks on its signal unless the test does."""
-    call = mgr.core.acquire(SCOPE, "job", "r", owner, ttl=None, metadata=None,
+    call = mgr.core.acquire(SCOPE, type_, resource, owner, ttl=None, metadata=None,
                             expires_at=None, request_id=None)
     first = mgr.core.waiting(call, ticket, None, 30_000)
     with pytest.raises(LockConflict) as conflict:
         mgr.core.acquired(mgr._run(first), first)
     return (mgr.core.waiting(call, ticket, conflict.value.now_ms, 30_000),
             mgr.core.leave(call, ticket))
+
+
+def stream(client: Any, mgr: LockManager) -> list[dict[str, str]]:
+    """The scope's events, decoded."""
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    return [{text(k): text(v) for k, v in fields.items()}
+            for _, fields in client.xrange(mgr.keys(SCOPE).events)]
 
 
 def record_of(client: Any, mgr: LockManager, token: int) -> str:
@@ -281,9 +285,7 @@ def test_a_grant_is_announced_after_the_release_that_made_it(redis_client: Any) 
     holder.release(lock, "holder")
     granted = holder.list(SCOPE).locks[0]
     assert granted.owner == "waiter"
-    entries = [{(k.decode() if isinstance(k, bytes) else k):
-                (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
-               for _, fields in redis_client.xrange(holder.keys(SCOPE).events)]
+    entries = stream(redis_client, holder)
     # a consumer that follows the stream sees the holder go, then the waiter come
     assert [(e["event"], e["owner"], e["id"]) for e in entries] == [
         ("acquired", "holder", lock.id), ("released", "holder", lock.id),
@@ -292,18 +294,11 @@ def test_a_grant_is_announced_after_the_release_that_made_it(redis_client: Any) 
     # granted the lock in that call
     holder.release(granted, "waiter")
     brief = holder.acquire(SCOPE, "job", "r2", "holder", ttl=0.05).lock
-    call = holder.core.acquire(SCOPE, "job", "r2", "waiter", ttl=None, metadata=None,
-                               expires_at=None, request_id=None)
-    attempt = holder.core.waiting(call, "w2", None, 30_000)
-    with pytest.raises(LockConflict) as conflict:
-        holder.core.acquired(holder._run(attempt), attempt)
-    attempt = holder.core.waiting(call, "w2", conflict.value.now_ms, 30_000)
+    attempt, _ = in_line(holder, "w2", resource="r2")
     wait_until(lambda: server_ms(redis_client) > brief.expires_at * 1000 + 5)
     after = holder.core.acquired(holder._run(attempt), attempt).lock
     assert after.owner == "waiter"
-    entries = [{(k.decode() if isinstance(k, bytes) else k):
-                (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
-               for _, fields in redis_client.xrange(holder.keys(SCOPE).events)]
+    entries = stream(redis_client, holder)
     assert [(e["event"], e["owner"], e["id"]) for e in entries[-3:]] == [
         ("acquired", "holder", brief.id), ("expired", "holder", brief.id),
         ("acquired", "waiter", after.id)]
@@ -313,12 +308,7 @@ def test_a_replaced_lock_hands_its_resource_on_without_sharing_a_token(
         redis_client: Any) -> None:
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
     first = holder.acquire(SCOPE, "gadget", "g1", "owner").lock
-    call = holder.core.acquire(SCOPE, "gadget", "g1", "waiter", ttl=None, metadata=None,
-                               expires_at=None, request_id=None)
-    attempt = holder.core.waiting(call, "w1", None, 30_000)
-    with pytest.raises(LockConflict) as conflict:
-        holder.core.acquired(holder._run(attempt), attempt)
-    attempt = holder.core.waiting(call, "w1", conflict.value.now_ms, 30_000)
+    attempt, _ = in_line(holder, "w1", type_="gadget", resource="g1")
     wait_until(lambda: waited_ms(redis_client, holder, "gadget:g1") >= 2)
     # the owner's next gadget replaces the first, whose waiter is next for g1
     second = holder.acquire(SCOPE, "gadget", "g2", "owner")
