@@ -150,11 +150,13 @@ class AsyncLockManager(Common):
                     if waiter.remaining() <= 0:
                         raise
                 signal = await self.client.blpop([waiter.signal], timeout=waiter.pause())
+                # before a grant is returned: a cancel swallowed in BLPOP leaves the line
+                # below, and leave.lua releases the grant
+                _raise_if_cancelled()
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:
                         return granted
-                _raise_if_cancelled()
         except BaseException as exc:
             await _shielded(self._leave_quietly(waiter))
             if not isinstance(exc, asyncio.CancelledError):

@@ -312,3 +312,42 @@ def test_the_function_library_on_redis_7(make_async_client: Any) -> None:
         await mgr.release(second, "a")
 
     run(make_async_client, body)
+
+
+def test_a_cancel_that_lands_with_a_grant_releases_it(make_async_client: Any) -> None:
+    """A cancel that arrives while BLPOP returns the lock a release granted (some
+    redis-py versions swallow it there): the wait raises CancelledError and the grant is
+    released, not left held by nobody."""
+    async def main() -> None:
+        clients = [make_async_client(), make_async_client()]
+        holder = AsyncLockManager(clients[0], TYPES, prefix="t", handoff=0.0)
+        waiter = AsyncLockManager(clients[1], TYPES, prefix="t", handoff=0.0)
+        try:
+            lock = (await holder.acquire(SCOPE, "job", "r", "holder")).lock
+            real = waiter.client.blpop
+            got: list[Any] = []
+
+            async def blpop_then_cancelled(*args: Any, **kwargs: Any) -> Any:
+                signal = await real(*args, **kwargs)
+                if signal is not None:
+                    got.append(signal)
+                    task.cancel()  # lands now; this call still returns the grant
+                return signal
+
+            waiter.client.blpop = blpop_then_cancelled  # type: ignore[method-assign]
+            task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5))
+            await until(lambda: _is(queue_length(holder), 1))
+            await holder.release(lock, "holder")
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert got and (got[0][1] if isinstance(got[0][1], str)
+                            else got[0][1].decode()).startswith("g ")  # it was a grant
+            await drain()
+            assert (await holder.list(SCOPE)).locks == ()  # and it was released
+            assert await helper_keys(holder) == []
+        finally:
+            await drain()
+            for client in clients:
+                await client.aclose()
+
+    asyncio.run(main())
