@@ -208,7 +208,7 @@ class LockManager(Common):
                         raise
                     if cancel is not None and cancel():
                         raise WaitCancelled("the wait was cancelled", scope=scope) from None
-                signal = self.client.blpop([waiter.signal], timeout=waiter.pause())
+                signal = self._scripts.wait_signal(waiter.signal, waiter.pause())
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:

@@ -61,6 +61,10 @@ class LockType:
             "i" if self.index_owner else "")
 
 
+#: the metadata of every lock that has none (read-only, so one serves all)
+NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class Lock:
     """A lock as the server saw it at ``as_of`` (server clock, seconds since the epoch);
@@ -107,7 +111,7 @@ class Lock:
             fencing_token=seq,
             acquired_at=acquired_ms / 1000,
             expires_at=expires_ms / 1000 if expires_ms else None,
-            metadata=MappingProxyType(decode_metadata(meta) if meta else {}),
+            metadata=MappingProxyType(decode_metadata(meta)) if meta else NO_METADATA,
             as_of=now_ms / 1000,
             updated_at=(acquired_ms + int(updated)) / 1000,
         )

@@ -35,6 +35,7 @@ from .exceptions import (
 )
 from .keys import SEQ_DIGITS, ScopeKeys, check_prefix, decode, directory_key, encode, slot_of_id
 from .models import (
+    NO_METADATA,
     AcquireResult,
     Lock,
     LockPage,
@@ -309,17 +310,7 @@ class Core:
         reply = self.check(raw, call, on_expired)
         prefix = self.keys(scope).id_prefix
         if len(reply.items) == 1:
-            # A new lock made exactly as asked: its record is the call's arguments.
-            type_, resource, owner = call.asked  # type: ignore[misc]
-            token, now, ttl_ms = int(reply.items[0]), reply.now_ms, int(call.args[2])
-            meta = call.args[4] if len(call.args) > 4 else ""
-            lock = Lock(id=f"{prefix}{token:0{SEQ_DIGITS}d}", scope=scope, type=type_,
-                        resource=resource, owner=owner, fencing_token=token,
-                        acquired_at=now / 1000,
-                        expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
-                        metadata=MappingProxyType(decode_metadata(meta) if meta else {}),
-                        as_of=now / 1000, updated_at=now / 1000)
-            return AcquireResult(lock=lock, replaced=None, created=True)
+            return self._made(call, int(reply.items[0]), reply.now_ms, prefix)
         token, record, created, rtoken, rrecord = reply.items[:5]
         replaced = (Lock.from_record(rtoken, rrecord, scope, reply.now_ms, prefix)
                     if _text(rtoken) else None)
@@ -340,9 +331,23 @@ class Core:
         text = _text(signal)
         if not text.startswith("g "):
             return None
-        _, token, now, record = text.split(" ", 3)
-        scope = call.scope or ""
-        lock = Lock.from_record(token, record, scope, int(now), self.keys(scope).id_prefix)
+        # Made from the waiter's own request, so exactly as asked: the call says the rest.
+        _, token, now, _record = text.split(" ", 3)
+        return self._made(call, int(token), int(now), self.keys(call.scope or "").id_prefix)
+
+    @staticmethod
+    def _made(call: Call, token: int, now: int, prefix: str) -> AcquireResult:
+        """A new lock made exactly as ``call`` asked (its record is the call's arguments):
+        acquire's short reply, and a grant."""
+        type_, resource, owner = call.asked  # type: ignore[misc]
+        ttl_ms = int(call.args[2])
+        meta = call.args[4] if len(call.args) > 4 else ""
+        lock = Lock(id=f"{prefix}{token:0{SEQ_DIGITS}d}", scope=call.scope or "", type=type_,
+                    resource=resource, owner=owner, fencing_token=token,
+                    acquired_at=now / 1000,
+                    expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
+                    metadata=MappingProxyType(decode_metadata(meta)) if meta else NO_METADATA,
+                    as_of=now / 1000, updated_at=now / 1000)
         return AcquireResult(lock=lock, replaced=None, created=True)
 
     def requested_key(self, scope: str, request_id: str) -> str:
@@ -599,6 +604,14 @@ class Scripts:
         except NoScriptError:  # not run: load it, then call again
             self.client.script_load(script.script)
             return wire.execute(*evalsha)  # type: ignore[union-attr]
+
+    def wait_signal(self, key: str, timeout: float) -> Any:
+        """BLPOP one waiter's signal list (sync clients): the lean path where the script
+        calls take it (a woken waiter's first work is on the hand-off's critical path)."""
+        wire = self.wire
+        if wire is not None and wire.usable():
+            return wire.execute("BLPOP", key, f"{timeout:.3f}")
+        return self.client.blpop([key], timeout=timeout)
 
     async def _run_async(self, call: Call) -> Any:
         if self.functions is not False:

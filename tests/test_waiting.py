@@ -202,6 +202,28 @@ def record_of(client: Any, mgr: LockManager, token: int) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+def test_a_granted_lock_is_the_one_the_waiter_asked_for(make_client: Any) -> None:
+    """The waiter builds its granted lock from its own request (the signal carries only
+    the token and the time): ttl, metadata and names as stored."""
+    holder = LockManager(make_client(), TYPES, prefix="t", handoff=0)
+    waiter = LockManager(make_client(), TYPES, prefix="t", handoff=0)
+    lock = holder.acquire(SCOPE, "job", "r/ü", "holder").lock
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.acquire(
+        SCOPE, "job", "r/ü", "the waiter", ttl=7.5, metadata={"a b": "c&d=e", "k": ""},
+        wait=10)))
+    thread.start()
+    wait_until(lambda: queue_length(holder.client, holder, "r%2F%C3%BC") == 1)
+    holder.release(lock, "holder")
+    thread.join(10)
+    assert got and got[0].created
+    granted = got[0].lock
+    assert record_of(holder.client, holder, granted.fencing_token).split()[0] == "xg"
+    assert granted.metadata == {"a b": "c&d=e", "k": ""}
+    assert granted.expires_at == pytest.approx(granted.acquired_at + 7.5)
+    assert dataclasses.replace(holder.get(granted.id), as_of=granted.as_of) == granted
+
+
 def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(
         redis_client: Any) -> None:
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
@@ -353,7 +375,7 @@ def test_a_failed_wait_leaves_nothing_behind(redis_client: Any,
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(redis_client, "blpop", interrupted)
+    monkeypatch.setattr(mgr._scripts, "wait_signal", interrupted)
     with pytest.raises(KeyboardInterrupt):
         mgr.acquire(SCOPE, "job", "r", "waiter", wait=5)
     assert helper_keys(redis_client) == []

@@ -69,6 +69,34 @@ def test_a_warm_manager_takes_no_connection_from_the_pool_per_call(server: Embed
     other.close()
 
 
+def test_a_waiter_blocks_on_its_signal_the_short_way_too(server: EmbeddedRedis) -> None:
+    """A woken waiter's first work is on the hand-off's critical path: its BLPOP takes
+    its connection as the script calls do, not through redis-py's per-command path."""
+    holder, waiter_client = manager(server.client()), server.client()
+    waiter = LockManager(waiter_client, TYPES, prefix="w", handoff=0)
+
+    def wait_once() -> None:
+        lock = holder.acquire("s", "job", "r", "holder").lock
+        got: list[Any] = []
+        thread = threading.Thread(target=lambda: got.append(
+            waiter.acquire("s", "job", "r", "waiter", wait=10).lock))
+        thread.start()
+        line = "w:{s}:q:job:r"
+        deadline = time.monotonic() + 10
+        while not holder.client.exists(line):  # in line: it blocks on its signal
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        holder.release(lock, "holder")
+        thread.join(10)
+        assert got and got[0].owner == "waiter"
+        waiter.release(got[0], "waiter")
+
+    wait_once()  # warm: the waiter's connection is made
+    pool = PoolCalls(waiter_client)
+    wait_once()
+    assert pool.count == 0
+
+
 def test_a_wrapped_client_sees_every_script_call(server: EmbeddedRedis) -> None:
     client = server.client()
     mgr = manager(client)
