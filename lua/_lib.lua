@@ -179,9 +179,9 @@ end
 -- waited HANDOFF ms is only woken: the resource is free for anyone, the woken waiter
 -- included (barging keeps the lock busy; the hand-off bounds how long anyone waits).
 
--- The lock for waiter `t` (the head of line `q`, which it leaves), from its request
--- `req`: false if it cannot be made here.
-local function grant(field, q, t, a, s, req)
+-- The lock for waiter `t` (the head of line `q`, which it leaves; `more`: whether
+-- someone waits behind it), from its request `req`: false if it cannot be made here.
+local function grant(field, q, t, more, a, s, req)
   local ttls, maxs, flags, owner, idp, maxlen, retain, meta = match(req,
     '^(%d+) (%d+) (%S+) (%S+) (%S*) (%d+) (%d+) (.*)$')
   if not ttls then
@@ -195,7 +195,7 @@ local function grant(field, q, t, a, s, req)
   end
   local toks = got[1]
   redis.call('LPOP', q)
-  if redis.call('LLEN', q) > 0 then
+  if more then
     flags = flags .. 'w'
   end
   local exp = NOW + tonumber(ttls)
@@ -226,7 +226,9 @@ end
 local function wake(field)
   local q = B .. 'q:' .. field
   while true do
-    local t = redis.call('LINDEX', q, 0)
+    -- the first in line, and whether anyone is behind it
+    local two = redis.call('LRANGE', q, 0, 1)
+    local t = two[1]
     if not t then
       return
     end
@@ -235,7 +237,7 @@ local function wake(field)
     if since then
       local s = B .. 's:' .. t
       if NOW - tonumber(since) >= HANDOFF then
-        if req ~= '' and GRANTS and grant(field, q, t, a, s, req) then
+        if req ~= '' and GRANTS and grant(field, q, t, two[2], a, s, req) then
           return
         end
         redis.call('HSET', L, field, 'r' .. t .. ' ' .. (NOW + RESERVE))
@@ -328,17 +330,17 @@ local function drop(tok, r, event, k, v)
   if find(fl, 'o', 2, true) then
     fields[#fields + 1] = '!o' .. t .. ':' .. r.owner
   end
+  local ticket = granted_to(tok, r)
+  if ticket then  -- a grant never taken from the signal list must not be taken later
+    fields[#fields + 1] = '!g' .. tok
+    redis.call('DEL', B .. 's:' .. ticket)
+  end
   redis.call('HDEL', L, unpack(fields))
   if find(fl, 'i', 2, true) then
     redis.call('ZREM', B .. 'O', r.owner .. ':' .. t .. ':' .. tok)
   end
   if r.exp == 0 then
     never_gone()
-  end
-  local t = granted_to(tok, r)
-  if t then
-    redis.call('HDEL', L, '!g' .. tok)
-    redis.call('DEL', B .. 's:' .. t)
   end
   if event then
     emit(event, tok, r, k, v)

@@ -52,18 +52,20 @@ if fl ~= 'x' and fl ~= 'xe' and fl ~= 'xo' and fl ~= 'xoe' then
   kind, more = match(fl or '', '^(xo?e?)([wg]*)$')  -- with waiters, or granted
 end
 if kind and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1') then
-  if more ~= '' and find(more, 'g', 1, true) then
-    -- granted to a waiter: its grant's bookkeeping goes too
-    local g = redis.call('HGET', L, '!g' .. tok)
-    if g then
-      redis.call('HDEL', L, '!g' .. tok)
-      redis.call('DEL', B .. 's:' .. match(g, '^(%S+)'))
+  -- granted to a waiter: its grant's bookkeeping goes too (a grant never taken from the
+  -- signal list must not be taken later)
+  local g = more ~= '' and find(more, 'g', 1, true) and '!g' .. tok
+  if g then
+    local t = match(redis.call('HGET', L, g) or '', '^(%S+)')
+    if t then
+      redis.call('DEL', B .. 's:' .. t)
     end
   end
   if kind == 'xo' or kind == 'xoe' then
-    redis.call('HDEL', L, tok, field, '!o' .. match(field, '^([^:]*)') .. ':' .. holder)
+    redis.call('HDEL', L, tok, field, '!o' .. match(field, '^([^:]*)') .. ':' .. holder,
+               g or tok)
   else
-    redis.call('HDEL', L, tok, field)
+    redis.call('HDEL', L, tok, field, g or tok)
   end
   if kind == 'xe' or kind == 'xoe' then
     announce('released', tok, holder, field, x, 'by', owner)
