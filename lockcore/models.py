@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
 
-from .keys import decode
+from .keys import _quote, decode
 
 #: Pass as ``ttl`` for a lock that never expires (only where the type allows it).
 FOREVER = math.inf
@@ -121,8 +120,9 @@ def encode_metadata(metadata: Mapping[str, str | None] | None) -> str:
     """``k=v&k=v``, percent-encoded; a None value becomes ``k`` (removed by a merge)."""
     if not metadata:
         return ""
-    return "&".join(quote(k, safe="") if v is None else
-                    f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in metadata.items())
+    # (the same owners' names and e-mails come again and again: quoted once, cached)
+    return "&".join(_quote(k) if v is None else f"{_quote(k)}={_quote(v)}"
+                    for k, v in metadata.items())
 
 
 def decode_metadata(text: str) -> dict[str, str]:

@@ -176,18 +176,19 @@ def _name(label: str, value: Any) -> str:
 def _metadata(metadata: Mapping[str, Any] | None, none_allowed: bool = False) -> str:
     if not metadata:
         return ""
-    clean: dict[str, str | None] = {}
-    for raw_key, value in metadata.items():
-        key = str(raw_key)
-        text = None if (value is None and none_allowed) else str(value)
-        for label, part in (("metadata key", key), (f"metadata[{key!r}]", text or "")):
-            try:
-                part.encode()
-            except UnicodeEncodeError:
-                raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
-                                         f"surrogates), got {part!r}") from None
-        clean[key] = text
-    return encode_metadata(clean)
+    clean = {str(key): None if (value is None and none_allowed) else str(value)
+             for key, value in metadata.items()}
+    try:
+        return encode_metadata(clean)
+    except UnicodeEncodeError:  # say which part cannot be stored
+        for key, text in clean.items():
+            for label, part in (("metadata key", key), (f"metadata[{key!r}]", text or "")):
+                try:
+                    part.encode()
+                except UnicodeEncodeError:
+                    raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
+                                             f"surrogates), got {part!r}") from None
+        raise
 
 
 def _token(lock_id: Any) -> tuple[int, str]:
