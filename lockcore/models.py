@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -110,7 +111,7 @@ class Lock:
             fencing_token=seq,
             acquired_at=acquired_ms / 1000,
             expires_at=expires_ms / 1000 if expires_ms else None,
-            metadata=MappingProxyType(decode_metadata(meta)) if meta else NO_METADATA,
+            metadata=metadata_view(meta) if meta else NO_METADATA,
             as_of=now_ms / 1000,
             updated_at=(acquired_ms + int(updated)) / 1000,
         )
@@ -123,6 +124,13 @@ def encode_metadata(metadata: Mapping[str, str | None] | None) -> str:
     # (the same owners' names and e-mails come again and again: quoted once, cached)
     return "&".join(_quote(k) if v is None else f"{_quote(k)}={_quote(v)}"
                     for k, v in metadata.items())
+
+
+@lru_cache(maxsize=4096)
+def metadata_view(text: str) -> Mapping[str, str]:
+    """Stored metadata as a read-only mapping: one per distinct text (listings read the
+    same owners' metadata again and again), so locks share it."""
+    return MappingProxyType(decode_metadata(text))
 
 
 def decode_metadata(text: str) -> dict[str, str]:

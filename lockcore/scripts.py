@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from functools import cache, lru_cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import redis
@@ -41,8 +40,8 @@ from .models import (
     LockPage,
     LockType,
     Mode,
-    decode_metadata,
     encode_metadata,
+    metadata_view,
 )
 from .wire import Wire
 
@@ -347,7 +346,7 @@ class Core:
                     resource=resource, owner=owner, fencing_token=token,
                     acquired_at=now / 1000,
                     expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
-                    metadata=MappingProxyType(decode_metadata(meta)) if meta else NO_METADATA,
+                    metadata=metadata_view(meta) if meta else NO_METADATA,
                     as_of=now / 1000, updated_at=now / 1000)
         return AcquireResult(lock=lock, replaced=None, created=True)
 
