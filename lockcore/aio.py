@@ -73,6 +73,21 @@ async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]]
         raise
 
 
+async def _interruptible(call: Awaitable[T]) -> T:
+    """Await a blocking call so that a cancel of the awaiting task always wins, at once,
+    whatever the client library does with a cancel that lands in its read (redis-py 8.1
+    can swallow it there, go on reading, and even clear the task's cancel request). The
+    call runs as a task of its own, which the cancel stops waiting for, then cancels; a
+    result it still brings (a grant) is dropped: the waiter's leave releases it."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        _track(task)
+        raise
+
+
 class AsyncLockManager(Common):
     """The asyncio sibling of LockManager, for ``redis.asyncio`` clients (``Redis``,
     ``RedisCluster``): the same methods, awaitable, over the same core."""
@@ -149,10 +164,8 @@ class AsyncLockManager(Common):
                     waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
                         raise
-                signal = await self.client.blpop([waiter.signal], timeout=waiter.pause())
-                # before a grant is returned: a cancel swallowed in BLPOP leaves the line
-                # below, and leave.lua releases the grant
-                _raise_if_cancelled()
+                signal = await _interruptible(
+                    self.client.blpop([waiter.signal], timeout=waiter.pause()))
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:
@@ -170,7 +183,7 @@ class AsyncLockManager(Common):
             pass
 
     async def requested(self, scope: str, request_id: str) -> str | None:
-        raw = await self.client.get(self.core.requested_key(scope, request_id))
+        raw = await _interruptible(self.client.get(self.core.requested_key(scope, request_id)))
         return None if raw is None else self.core.requested_id(scope, raw)
 
     async def scope_of(self, lock_id: str) -> str:
@@ -193,14 +206,14 @@ class AsyncLockManager(Common):
 
     async def get(self, lock_id: str) -> Lock:
         call = self.core.get(lock_id)
-        return self.core.one(await self._run(call), call)
+        return self.core.one(await _interruptible(self._run(call)), call)
 
     async def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
                    resource: str | None = None, cursor: str | None = None,
                    limit: int = 100) -> LockPage:
         call = self.core.list(scope, owner=owner, type=type, resource=resource,
                               cursor=cursor, limit=limit)
-        return self.core.page(await self._run(call), call)
+        return self.core.page(await _interruptible(self._run(call)), call)
 
     async def iter_locks(self, scope: str, **filters: Any) -> AsyncIterator[Lock]:
         cursor = None
@@ -215,14 +228,14 @@ class AsyncLockManager(Common):
     async def count(self, scope: str, *, multi: bool = False, **filters: Any) -> int:
         if multi and not filters:
             call = self.core.count(scope)
-            return int(self.core.check(await self._run(call), call).items[0])
+            return int(self.core.check(await _interruptible(self._run(call)), call).items[0])
         return sum([1 async for _ in self.iter_locks(scope, limit=1000, **filters)])
 
     async def validate(self, scope: str, type: str, resource: str,
                        fencing_token: int) -> bool:
         call = self.core.validate(scope, type, resource, fencing_token)
         try:
-            self.core.check(await self._run(call), call)
+            self.core.check(await _interruptible(self._run(call)), call)
         except (LockNotFound, LockNotOwned):
             return False
         return True

@@ -145,6 +145,76 @@ def test_a_cancelled_wait_leaves_nothing_behind(make_async_client: Any) -> None:
     run(make_async_client, body)
 
 
+def test_a_cancel_the_client_swallows_still_ends_the_wait(make_async_client: Any) -> None:
+    """Some redis-py versions lose a cancel that lands in a blocking read: the read goes
+    on, and the task's cancel request may even be cleared (``uncancel``). Here the
+    client's BLPOP does exactly that, every time; 200 cancels, each landing while the
+    waiter is in it, each end the wait with CancelledError and leave nothing behind."""
+    async def body(manager: Any) -> None:
+        holder, waiter = manager(), manager(heartbeat=0.05)
+        await holder.acquire(SCOPE, "job", "r", "holder")
+        reading = asyncio.Event()
+        waiter.client.blpop = _swallowing(waiter.client.blpop, reading)
+        for _ in range(200):
+            reading.clear()
+            # (a wait that outlives the cancel would end on its own: LockConflict)
+            task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter",
+                                                        wait=3))
+            await reading.wait()
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=10)
+            assert task in done and task.cancelled()
+        await drain()
+        assert await helper_keys(holder) == []
+        assert [lk.owner for lk in (await holder.list(SCOPE)).locks] == ["holder"]
+
+    run(make_async_client, body)
+
+
+def _swallowing(call: Callable[..., Awaitable[Any]], entered: asyncio.Event,
+                pause: float = 0.0) -> Callable[..., Awaitable[Any]]:
+    """``call`` as a client that loses cancels would make it: a cancel landing in it is
+    swallowed (and the task's cancel request cleared, Python 3.11+), the call goes on."""
+    async def swallowing(*args: Any, **kwargs: Any) -> Any:
+        async def slow() -> Any:
+            await asyncio.sleep(pause)
+            return await call(*args, **kwargs)
+
+        inner = asyncio.ensure_future(slow())
+        entered.set()
+        while True:
+            try:
+                return await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if hasattr(me, "uncancel"):
+                    me.uncancel()
+
+    return swallowing
+
+
+@pytest.mark.parametrize("read", ["get", "list", "count", "validate", "requested"])
+def test_a_read_the_client_would_finish_is_cancelled_at_once(make_async_client: Any,
+                                                              read: str) -> None:
+    async def body(manager: Any) -> None:
+        mgr = manager()
+        lock = (await mgr.acquire(SCOPE, "job", "r", "a")).lock
+        entered = asyncio.Event()
+        mgr._scripts.run = _swallowing(mgr._scripts.run, entered, pause=0.2)
+        mgr.client.get = _swallowing(mgr.client.get, entered, pause=0.2)
+        calls = {"get": lambda: mgr.get(lock.id), "list": lambda: mgr.list(SCOPE),
+                 "count": lambda: mgr.count(SCOPE, multi=True),
+                 "validate": lambda: mgr.validate(SCOPE, "job", "r", lock.fencing_token),
+                 "requested": lambda: mgr.requested(SCOPE, "req-1")}
+        task = asyncio.ensure_future(calls[read]())
+        await entered.wait()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert task in done and task.cancelled()
+
+    run(make_async_client, body)
+
+
 async def _none(keys: Awaitable[list[str]]) -> bool:
     return await keys == []
 
