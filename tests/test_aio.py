@@ -77,7 +77,8 @@ def test_acquire_conflict_release(make_async_client: Any) -> None:
 
 def test_a_waiter_wakes_at_the_release_without_polling(make_async_client: Any) -> None:
     async def body(manager: Any) -> None:
-        holder, waiter = manager(), manager()
+        # (no sign-of-life try in the test's time, however slow the machine)
+        holder, waiter = manager(), manager(heartbeat=30.0)
         lock = (await holder.acquire(SCOPE, "job", "r", "holder")).lock
         await waiter.list(SCOPE)  # its first call finds out whether the server has FCALL
         sent: list[str] = []
@@ -88,19 +89,36 @@ def test_a_waiter_wakes_at_the_release_without_polling(make_async_client: Any) -
             return await original(*args, **kwargs)
 
         waiter.client.execute_command = counting
-        task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5))
-        await until(lambda: _is(queue_length(holder), 1))
-        await asyncio.sleep(0.3)
-        released = time.monotonic()
+        task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter", wait=30))
+        # in line, on its signal, and past the hand-off time (so the release grants)
+        await until(lambda: _in_line_past_handoff(holder, sent))
         await holder.release(lock, "holder")
         result = await task
-        assert time.monotonic() - released < 0.05
         assert result.lock.owner == "waiter"
-        # one try (which puts it in line), one blocking wait that hands it the lock
+        # one try (which puts it in line), one blocking wait that the release ended with
+        # the lock: no polling, and no second try (a wait ended any other way sends one)
         assert script_calls(sent) == ["script", "BLPOP"]
         assert await helper_keys(holder) == []
 
     run(make_async_client, body)
+
+
+async def _in_line_past_handoff(mgr: AsyncLockManager, sent: list[str]) -> bool:
+    """The first waiter sent its BLPOP and has waited over the hand-off time (5 ms), by
+    the server's clock."""
+    if "BLPOP" not in sent:
+        return False
+    base = mgr.keys(SCOPE).base
+    ticket = await mgr.client.lindex(f"{base}q:job:r", 0)
+    since = ticket and await mgr.client.get(f"{base}a:{_text(ticket)}")
+    if not since:
+        return False
+    seconds, micros = await mgr.client.time()
+    return int(seconds) * 1000 + int(micros) // 1000 - int(_text(since).split()[0]) > 5
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
@@ -230,23 +248,36 @@ def test_a_timed_out_wait_leaves_nothing_behind(make_async_client: Any) -> None:
     run(make_async_client, body)
 
 
-@pytest.mark.parametrize("delay", [0, 0.0005, 0.002])
+@pytest.mark.parametrize("when", ["before it starts", "while its script runs",
+                                  "once its script has run"])
 def test_cancelling_an_acquire_in_flight_leaves_no_lock(make_async_client: Any,
-                                                        delay: float) -> None:
+                                                        when: str) -> None:
+    """A cancel at each point of an acquire (found by events, not by timing): the caller
+    gets CancelledError, and a lock the script made is released, not left to nobody."""
     async def body(manager: Any) -> None:
         mgr = manager()
+        real = mgr._scripts.run
+        sent, ran = asyncio.Event(), asyncio.Event()
+
+        async def run(call: Any) -> Any:
+            sent.set()
+            reply = await real(call)
+            ran.set()
+            return reply
+
+        mgr._scripts.run = run
         task = asyncio.ensure_future(mgr.acquire(SCOPE, "job", "r", "worker"))
-        await asyncio.sleep(delay)
+        if when == "while its script runs":
+            await sent.wait()
+        elif when == "once its script has run":
+            await ran.wait()  # made the lock; the caller has not read the reply yet
         task.cancel()
-        try:
+        with pytest.raises(asyncio.CancelledError):
             await task
-            acquired = True
-        except asyncio.CancelledError:
-            acquired = False
-        if not acquired:  # whatever the script did, nobody is left holding it
-            await drain()
-            assert await _empty(mgr)
-            assert (await mgr.acquire(SCOPE, "job", "r", "other")).created
+        await drain()
+        assert sent.is_set() == (when != "before it starts")
+        assert await _empty(mgr)
+        assert (await mgr.acquire(SCOPE, "job", "r", "other")).created
 
     run(make_async_client, body)
 

@@ -432,11 +432,13 @@ def test_refresh_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
 
 
 def test_refresh_keeps_an_expiring_lock_alive(mgr: LockManager) -> None:
-    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.2).lock
-    for _ in range(5):
-        time.sleep(0.06)
-        mgr.refresh(lock, "alice", 0.2)
-    # 0.3 s went by: without the refreshes the 0.2 s lease would be over
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.5).lock
+    assert lock.expires_at is not None
+    # refreshed every 0.05 s (a stall of up to a lease is tolerated) until the server's
+    # clock is half a lease past the first lease's end
+    while server_now(mgr.client) < lock.expires_at + 0.25:
+        time.sleep(0.05)
+        mgr.refresh(lock, "alice", 0.5)
     assert mgr.get(lock.id).owner == "alice"
 
 
@@ -451,12 +453,31 @@ def test_time_comes_from_the_server_not_the_client(
     assert lock.remaining == pytest.approx(2, abs=0.01)
 
 
+def server_now(client: Any) -> float:
+    """The Redis server's clock (what expiry follows), in seconds."""
+    seconds, micros = client.time()
+    return int(seconds) + int(micros) / 1e6
+
+
+def until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def until_server_past(client: Any, instant: float | None) -> None:
+    """Until the server's clock is past ``instant`` (a lock's expiry)."""
+    assert instant is not None
+    until(lambda: server_now(client) > instant)
+
+
 # --- expiry ------------------------------------------------------------------------------
 
 def test_expired_lock_is_gone_from_get_and_list_before_any_cleanup(mgr: LockManager) -> None:
-    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.1).lock
+    lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.5).lock
     assert [lk.id for lk in mgr.list(SCOPE).locks] == [lock.id]
-    time.sleep(0.15)
+    until_server_past(mgr.client, lock.expires_at)
     assert mgr.list(SCOPE).locks == ()
     assert mgr.list(SCOPE, owner="alice").locks == ()
     with pytest.raises(LockNotFound):
@@ -522,13 +543,13 @@ def test_expired_locks_nobody_meets_are_swept(redis_client: Any) -> None:
 def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
     redis_client: Any
 ) -> None:
-    short = LockManager(redis_client, EVENT_TYPES, prefix="t", retention=0.05)
-    short.acquire(SCOPE, "job", "j1", "alice", ttl=0.03)
-    short.acquire(SCOPE, "deletion", "d1", "alice", ttl=0.03)
+    # (lifetimes of a few tenths of a second: the first check has that much room)
+    short = LockManager(redis_client, EVENT_TYPES, prefix="t", retention=0.3)
+    short.acquire(SCOPE, "job", "j1", "alice", ttl=0.3)
+    short.acquire(SCOPE, "deletion", "d1", "alice", ttl=0.3)
     assert len(scope_keys(redis_client, short)) == 5
-    time.sleep(0.2)
     # only the slot's directory, which keeps the fencing tokens growing, stays
-    assert all_keys(redis_client) == [short.keys(SCOPE).directory]
+    until(lambda: all_keys(redis_client) == [short.keys(SCOPE).directory])
 
 
 # --- listing -----------------------------------------------------------------------------
@@ -717,11 +738,11 @@ def test_refresh_merges_replaces_and_removes_metadata(mgr: LockManager) -> None:
 
 def test_count_sees_only_live_locks(mgr: LockManager) -> None:
     assert mgr.count(SCOPE) == 0
-    mgr.acquire(SCOPE, "deletion", "a", "alice", ttl=0.03)
+    brief = mgr.acquire(SCOPE, "deletion", "a", "alice", ttl=0.5).lock
     for n in range(3):
         mgr.acquire(SCOPE, "deletion", "b", f"user{n}")
     assert mgr.count(SCOPE) == 4
-    time.sleep(0.06)
+    until_server_past(mgr.client, brief.expires_at)
     assert mgr.count(SCOPE) == 3
 
 
