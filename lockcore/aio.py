@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from .connect import connect_async
 from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
-from .hold import Lease, LockLost
+from .hold import Lease, LockLost, check_at_risk
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Call
@@ -242,35 +242,48 @@ class AsyncLockManager(Common):
 
     def hold(self, scope: str, type: str, resource: str, owner: str, *, ttl: float = 30.0,
              wait: float | None = None, metadata: Mapping[str, str] | None = None,
-             on_lost: Callable[[AsyncHeld], Any] | None = None) -> AsyncHold:
-        return AsyncHold(self, (scope, type, resource, owner), ttl, wait, metadata, on_lost)
+             on_lost: Callable[[AsyncHeld], Any] | None = None, at_risk: float = 0.5,
+             on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> AsyncHold:
+        """As ``LockManager.hold``: ``async with amgr.hold(...) as held``."""
+        return AsyncHold(self, (scope, type, resource, owner), ttl, wait, metadata, on_lost,
+                         check_at_risk(at_risk), on_at_risk)
 
 
 class AsyncHeld(Lease):
     """A lock held by an ``async with`` block, renewed by a background task."""
 
     def __init__(self, manager: AsyncLockManager, lock: Lock, ttl: float,
-                 on_lost: Callable[[AsyncHeld], Any] | None) -> None:
+                 on_lost: Callable[[AsyncHeld], Any] | None, at_risk: float = 0.5,
+                 on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> None:
         self.manager = manager
         self.lock = lock
         self.ttl = ttl
         self.on_lost = on_lost
+        self.at_risk_after = check_at_risk(at_risk)
+        self.on_at_risk = on_at_risk
         self.lost = asyncio.Event()
+        self.at_risk = asyncio.Event()
         self.reason = ""
         self._lease_end = time.monotonic() + ttl
         self._timer: asyncio.TimerHandle | None = None
+        self._risk_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
     def _lost(self) -> bool:
         return self.lost.is_set()
 
+    def _risk_flag(self) -> asyncio.Event:
+        return self.at_risk
+
     def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._risk_timer):
+            if timer is not None:
+                timer.cancel()
+        loop = asyncio.get_running_loop()
         delay = max(0.0, self._lease_end - time.monotonic())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._lose,
-                                                            "the lease ran out")
+        self._timer = loop.call_later(delay, self._lose, "the lease ran out")
+        self._risk_timer = loop.call_later(self._risk_delay(), self._endanger)
 
     def _lose(self, reason: str) -> None:
         if self._stopped or self.lost.is_set():
@@ -281,11 +294,15 @@ class AsyncHeld(Lease):
             self.on_lost(self)
 
     async def _renew(self) -> None:
+        # every ttl/3 from the last try's start, so a try that timed out is retried at once
+        next_try = time.monotonic() + self.ttl / 3
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(max(0.0, next_try - time.monotonic()))
             sent = time.monotonic()
+            next_try = sent + self.ttl / 3
             try:
-                self.lock = await self.manager.refresh(self.lock, self.lock.owner, self.ttl)
+                self.lock = await asyncio.wait_for(self.manager.refresh(
+                    self.lock, self.lock.owner, self.ttl), self.call_timeout)
             except (LockNotFound, LockNotOwned) as exc:
                 self._lose(f"the lock is gone: {exc}")
                 return
@@ -303,8 +320,9 @@ class AsyncHeld(Lease):
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._risk_timer):
+            if timer is not None:
+                timer.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -316,19 +334,23 @@ class AsyncHeld(Lease):
 class AsyncHold:
     def __init__(self, manager: AsyncLockManager, args: tuple[str, str, str, str],
                  ttl: float, wait: float | None, metadata: Mapping[str, str] | None,
-                 on_lost: Callable[[AsyncHeld], Any] | None) -> None:
+                 on_lost: Callable[[AsyncHeld], Any] | None, at_risk: float = 0.5,
+                 on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> None:
         self.manager = manager
         self.args = args
         self.ttl = ttl
         self.wait = wait
         self.metadata = metadata
         self.on_lost = on_lost
+        self.at_risk = at_risk
+        self.on_at_risk = on_at_risk
         self.held: AsyncHeld | None = None
 
     async def __aenter__(self) -> AsyncHeld:
         result = await self.manager.acquire(*self.args, ttl=self.ttl, wait=self.wait,
                                             metadata=self.metadata)
-        self.held = AsyncHeld(self.manager, result.lock, self.ttl, self.on_lost).start()
+        self.held = AsyncHeld(self.manager, result.lock, self.ttl, self.on_lost,
+                              self.at_risk, self.on_at_risk).start()
         return self.held
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -339,9 +361,14 @@ class AsyncHold:
         await held.stop()
         if not was_lost:
             try:
-                await self.manager.release(held.lock, held.lock.owner)
+                await asyncio.wait_for(self.manager.release(held.lock, held.lock.owner),
+                                       held.call_timeout)
+                held.released = True
                 return
             except (LockNotFound, LockNotOwned) as gone:
                 held.reason = held.reason or f"the lock was gone at release: {gone}"
+            except asyncio.TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
+                held.released = False
+                return
         raise LockLost(f"lock {held.lock.id} on {held.lock.resource!r} was lost: "
                        f"{held.reason}", holder=held.lock) from exc

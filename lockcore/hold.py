@@ -9,6 +9,14 @@
 Loss is noticed three ways: a renewal answered that the lock is gone or someone else's;
 renewals failed (Redis unreachable) until the lease, counted from before the last good
 renewal was sent, ran out; or a renewal was late past the lease (a paused process).
+
+Trouble is told before the lease ends: when ``at_risk`` of the lease (half, by default)
+has gone by since the last good renewal was sent without a new one (renewals failing or
+hanging), ``held.at_risk`` is set and ``on_at_risk(held)`` called; a good renewal clears
+it. Every call the hold makes (each renewal, the release at the end) is waited for at most
+a third of the lease (``call_timeout``): a Redis that hangs neither stalls the renewals
+nor keeps the block from being left. A release that did not answer in time leaves the
+lock to its lease (``held.released`` is False).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from math import isfinite
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -30,19 +39,41 @@ class LockLost(LockError):
     """The lock was lost while held: expired, taken over, or unreachable past its lease."""
 
 
+def check_at_risk(at_risk: float) -> float:
+    if not (isinstance(at_risk, (int, float)) and isfinite(at_risk) and 0 < at_risk < 1):
+        raise ValueError(f"at_risk is a part of the lease, over 0 and under 1, got {at_risk!r}")
+    return float(at_risk)
+
+
 class Lease:
     """The bookkeeping of a held lock's lease, whatever renews it (a thread or a task):
-    when it was last renewed, whether it is lost and why. The lease end is counted by the
-    client from before each renewal was sent, so it is never later than the server's."""
+    when it was last renewed, whether it is at risk or lost and why. The lease end is
+    counted by the client from before each renewal was sent, so it is never later than
+    the server's."""
 
     lock: Lock
     ttl: float
     reason: str
+    #: the part of the lease after which a lease not renewed since is at risk
+    at_risk_after: float
+    on_at_risk: Callable[[Any], Any] | None
+    #: whether the release at the end of the block was answered (None: not yet tried)
+    released: bool | None = None
     _lease_end: float
 
     @property
     def fencing_token(self) -> int:
         return self.lock.fencing_token
+
+    @property
+    def call_timeout(self) -> float:
+        """How long the hold waits for any one of its calls to Redis."""
+        return self.ttl / 3
+
+    def _risk_delay(self) -> float:
+        """Seconds until the lease is at risk, if no renewal lands first."""
+        return max(0.0, self._lease_end - (1 - self.at_risk_after) * self.ttl
+                   - time.monotonic())
 
     def _lost(self) -> bool:
         raise NotImplementedError
@@ -53,6 +84,17 @@ class Lease:
     def _arm(self) -> None:
         raise NotImplementedError
 
+    def _risk_flag(self) -> Any:
+        raise NotImplementedError
+
+    def _endanger(self) -> None:
+        """The lease went ``at_risk_after`` of its length without a good renewal."""
+        if self._lost() or self._risk_flag().is_set():
+            return
+        self._risk_flag().set()
+        if self.on_at_risk is not None:
+            self.on_at_risk(self)
+
     def _renewed(self, sent: float) -> bool:
         """After a renewal sent at ``sent`` succeeded: carry on (True), or not (False,
         the lock counts as lost: already, or because we were paused past the lease)."""
@@ -62,6 +104,7 @@ class Lease:
             self._lose("a renewal came after the lease had run out")
             return False
         self._lease_end = sent + self.ttl
+        self._risk_flag().clear()
         self._arm()
         return True
 
@@ -75,30 +118,65 @@ class Held(Lease):
         lock: Lock,
         ttl: float,
         on_lost: Callable[[Held], Any] | None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[Held], Any] | None = None,
     ) -> None:
         self.manager = manager
         self.lock = lock
         self.ttl = ttl
         self.on_lost = on_lost
+        self.at_risk_after = check_at_risk(at_risk)
+        self.on_at_risk = on_at_risk
         self.lost = threading.Event()
+        self.at_risk = threading.Event()
         self.reason = ""
         self._stop = threading.Event()
         self._lease_end = time.monotonic() + ttl  # conservative: counted by the client
         self._timer: threading.Timer | None = None
+        self._risk_timer: threading.Timer | None = None
         self._thread = threading.Thread(target=self._renew, name=f"lockcore-renew-{lock.id}",
                                         daemon=True)
 
     def _lost(self) -> bool:
         return self.lost.is_set()
 
+    def _risk_flag(self) -> threading.Event:
+        return self.at_risk
+
     def _arm(self) -> None:
-        """Mark the lock lost when the lease runs out, unless a renewal lands first."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Mark the lock at risk, then lost, as the lease runs out, unless a renewal lands
+        first."""
+        for timer in (self._timer, self._risk_timer):
+            if timer is not None:
+                timer.cancel()
         delay = max(0.0, self._lease_end - time.monotonic())
         self._timer = threading.Timer(delay, self._lose, args=("the lease ran out",))
-        self._timer.daemon = True
-        self._timer.start()
+        self._risk_timer = threading.Timer(self._risk_delay(), self._endanger)
+        for timer in (self._timer, self._risk_timer):
+            timer.daemon = True
+            timer.start()
+
+    def _bounded(self, call: Callable[[], Lock]) -> Lock:
+        """``call()`` in a thread of its own, waited for at most ``call_timeout``: its
+        result, or TimeoutError (the call goes on there; what it brings is dropped)."""
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append((False, exc))
+            done.set()
+
+        threading.Thread(target=run, name=f"lockcore-call-{self.lock.id}",
+                         daemon=True).start()
+        if not done.wait(self.call_timeout):
+            raise TimeoutError(f"Redis did not answer within {self.call_timeout:g} s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def _lose(self, reason: str) -> None:
         if self._stop.is_set() or self.lost.is_set():
@@ -109,11 +187,15 @@ class Held(Lease):
             self.on_lost(self)
 
     def _renew(self) -> None:
+        # every ttl/3 from the last try's start, so a try that timed out is retried at once
         interval = self.ttl / 3
-        while not self._stop.wait(interval):
+        next_try = time.monotonic() + interval
+        while not self._stop.wait(max(0.0, next_try - time.monotonic())):
             sent = time.monotonic()
+            next_try = sent + interval
             try:
-                self.lock = self.manager.refresh(self.lock, self.lock.owner, self.ttl)
+                self.lock = self._bounded(lambda: self.manager.refresh(
+                    self.lock, self.lock.owner, self.ttl))
             except (LockNotFound, LockNotOwned) as exc:
                 self._lose(f"the lock is gone: {exc}")
                 return
@@ -130,8 +212,9 @@ class Held(Lease):
     def stop(self) -> None:
         """Stop renewing (before the release: a renewal never outlives the block)."""
         self._stop.set()
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._risk_timer):
+            if timer is not None:
+                timer.cancel()
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
@@ -142,19 +225,23 @@ class Hold:
     def __init__(self, manager: LockManager, scope: str, type: str, resource: str,
                  owner: str, ttl: float, wait: float | None,
                  metadata: Mapping[str, str] | None,
-                 on_lost: Callable[[Held], Any] | None) -> None:
+                 on_lost: Callable[[Held], Any] | None, at_risk: float = 0.5,
+                 on_at_risk: Callable[[Held], Any] | None = None) -> None:
         self.manager = manager
         self.args = (scope, type, resource, owner)
         self.ttl = ttl
         self.wait = wait
         self.metadata = metadata
         self.on_lost = on_lost
+        self.at_risk = check_at_risk(at_risk)
+        self.on_at_risk = on_at_risk
         self.held: Held | None = None
 
     def __enter__(self) -> Held:
         lock = self.manager.acquire(*self.args, ttl=self.ttl, wait=self.wait,
                                     metadata=self.metadata).lock
-        self.held = Held(self.manager, lock, self.ttl, self.on_lost).start()
+        self.held = Held(self.manager, lock, self.ttl, self.on_lost, self.at_risk,
+                         self.on_at_risk).start()
         return self.held
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -164,9 +251,13 @@ class Hold:
         held.stop()
         if not held.lost.is_set():
             try:
-                self.manager.release(held.lock, held.lock.owner)
+                held._bounded(lambda: self.manager.release(held.lock, held.lock.owner))
+                held.released = True
                 return
             except (LockNotFound, LockNotOwned) as gone:
                 held._lose(f"the lock was gone at release: {gone}")
+            except TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
+                held.released = False
+                return
         raise LockLost(f"lock {held.lock.id} on {held.lock.resource!r} was lost: "
                        f"{held.reason}", holder=held.lock) from exc

@@ -237,12 +237,20 @@ class LockManager(Common):
         wait: float | None = None,
         metadata: Mapping[str, str] | None = None,
         on_lost: Callable[[Held], Any] | None = None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[Held], Any] | None = None,
     ) -> Hold:
         """``with mgr.hold(...) as held:`` — acquire (waiting up to ``wait``), renew every
         ``ttl``/3 in the background until the block exits, then release. If the lock is
         lost meanwhile, ``held.lost`` is set at once, ``on_lost(held)`` is called, and
-        leaving the block raises LockLost."""
-        return Hold(self, scope, type, resource, owner, ttl, wait, metadata, on_lost)
+        leaving the block raises LockLost. Before that, when ``at_risk`` of the lease (a
+        part, 0-1) went by without a good renewal, ``held.at_risk`` is set and
+        ``on_at_risk(held)`` called (cleared by the next good renewal). Each call the hold
+        makes is waited for at most ``ttl``/3: leaving the block never waits longer for
+        Redis (a release not answered in time leaves the lock to its lease,
+        ``held.released`` False)."""
+        return Hold(self, scope, type, resource, owner, ttl, wait, metadata, on_lost,
+                    at_risk, on_at_risk)
 
     def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
         """The fencing check, for a guarded resource before a write: is this token a

@@ -4,13 +4,15 @@ at every await; on fakeredis, a real redis-server and a real Cluster."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from lockcore import AsyncLockManager, LockConflict, LockLost, LockNotFound
+from lockcore import AsyncLockManager, EmbeddedRedis, LockConflict, LockLost, LockNotFound
 from lockcore.aio import drain
 
 from .conftest import FUNCTIONS, TYPES
@@ -450,5 +452,43 @@ def test_a_cancel_that_lands_with_a_grant_releases_it(make_async_client: Any) ->
             await drain()
             for client in clients:
                 await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_async_hold_is_warned_and_left_while_redis_hangs(server: EmbeddedRedis) -> None:
+    """Redis paused under an ``async with`` hold, the client waiting for it as long as it
+    takes: the holder hears "at risk" before "lost", and leaving the block (once lost,
+    and once only at risk) does not wait for Redis."""
+    import redis.asyncio
+
+    assert server.process is not None
+    pid = server.process.pid
+
+    async def main() -> None:
+        client = redis.asyncio.Redis(unix_socket_path=str(server.socket_path),
+                                     socket_timeout=None)
+        mgr = AsyncLockManager(client, TYPES, prefix="t")
+        heard: list[str] = []
+        try:
+            lost = mgr.hold(SCOPE, "job", "r1", "worker", ttl=1.5,
+                            on_at_risk=lambda held: heard.append("at risk"),
+                            on_lost=lambda held: heard.append("lost"))
+            held = await lost.__aenter__()
+            risky = mgr.hold(SCOPE, "job", "r2", "worker", ttl=6)
+            other = await risky.__aenter__()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.wait_for(held.lost.wait(), 30)
+                assert heard == ["at risk", "lost"] and held.at_risk.is_set()
+                with pytest.raises(LockLost):
+                    await asyncio.wait_for(lost.__aexit__(None, None, None), 30)
+                await asyncio.wait_for(risky.__aexit__(None, None, None), 30)
+                assert other.released is False and not other.lost.is_set()
+            finally:
+                os.kill(pid, signal.SIGCONT)
+        finally:
+            await drain()
+            await client.aclose()
 
     asyncio.run(main())

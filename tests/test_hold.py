@@ -3,13 +3,17 @@ real redis-server and a real Cluster."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from lockcore import LockConflict, LockLost, LockManager, LockNotFound
+from lockcore import EmbeddedRedis, LockConflict, LockLost, LockManager, LockNotFound
 
 from .conftest import TYPES
 
@@ -148,3 +152,87 @@ def test_redis_unreachable_past_the_lease_is_a_loss(mgr: LockManager,
             wait_for(held.lost.is_set, 2.0)
             monkeypatch.undo()
     assert reasons == ["the lease ran out"]
+
+
+# --- a Redis that hangs (a server of the test's own, paused with SIGSTOP) -----------------
+
+@contextmanager
+def paused(server: EmbeddedRedis) -> Iterator[None]:
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+def finishes(step: Callable[[], Any], patience: float = 30.0) -> list[Any]:
+    """Runs ``step`` in a thread: what it returned or raised, once it is done. A step
+    still running after ``patience`` (only a hang takes that long) fails the test."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(step())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(patience)
+    assert not thread.is_alive(), "it waited on the paused Redis"
+    return outcome
+
+
+def forever_client(server: EmbeddedRedis) -> Any:
+    """A client that waits for Redis as long as it takes (no socket timeout): only the
+    hold's own bounds can keep it from hanging."""
+    return server.client(socket_timeout=None)
+
+
+def test_a_hanging_redis_warns_the_holder_before_the_lease_ends(server: EmbeddedRedis
+                                                                ) -> None:
+    mgr = LockManager(forever_client(server), TYPES, prefix="t")
+    heard: list[str] = []
+    hold = mgr.hold(SCOPE, "job", "r", "worker", ttl=1.5,
+                    on_at_risk=lambda held: heard.append("at risk"),
+                    on_lost=lambda held: heard.append("lost"))
+    held = hold.__enter__()
+    with paused(server):
+        assert held.lost.wait(30)
+        assert heard == ["at risk", "lost"] and held.at_risk.is_set()
+        # leaving the block does not wait for the paused Redis (a renewal hangs there)
+        [left] = finishes(lambda: hold.__exit__(None, None, None))
+        assert isinstance(left, LockLost)
+
+
+def test_leaving_the_block_while_redis_hangs_leaves_the_lock_to_its_lease(
+        server: EmbeddedRedis) -> None:
+    mgr = LockManager(forever_client(server), TYPES, prefix="t")
+    hold = mgr.hold(SCOPE, "job", "r", "worker", ttl=6)
+    held = hold.__enter__()
+    with paused(server):
+        [left] = finishes(lambda: hold.__exit__(None, None, None))
+        assert left is None and held.released is False  # not lost: not answered
+    # once Redis is back the lock is gone: the release that waited there, or its lease
+    observer = server.client()
+    deadline = time.monotonic() + 30
+    while LockManager(observer, TYPES, prefix="t").list(SCOPE).locks:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_good_renewal_clears_the_warning(server: EmbeddedRedis) -> None:
+    mgr = LockManager(forever_client(server), TYPES, prefix="t")
+    with mgr.hold(SCOPE, "job", "r", "worker", ttl=6) as held:
+        with paused(server):
+            assert held.at_risk.wait(30)
+        wait_for(lambda: not held.at_risk.is_set(), 30)
+        assert not held.lost.is_set()
+    assert held.released is True
+
+
+def test_at_risk_is_a_part_of_the_lease(mgr: LockManager) -> None:
+    for bad in (0, 1, 1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="at_risk"):
+            mgr.hold(SCOPE, "job", "r", "worker", at_risk=bad)
