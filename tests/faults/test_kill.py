@@ -35,7 +35,7 @@ def _holder(url: str, log: str, stop_at: float) -> None:
         except LockConflict:
             continue
         os.write(fd, f"enter {resource} {lock.fencing_token} {time.monotonic()!r}\n".encode())
-        time.sleep(rng.uniform(0.001, 0.03))
+        time.sleep(rng.uniform(0.005, 0.05))
         os.write(fd, f"exit {resource} {lock.fencing_token} {time.monotonic()!r}\n".encode())
         mgr.release(lock, f"p{os.getpid()}")
 
