@@ -9,18 +9,33 @@ from typing import Any
 
 from lockcore.embedded import appendfsync_policy
 
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
 #: name -> (default, parser). Each is read from the environment as LOCKCORE_<name>.
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "REDIS_URL": ("", str),  # empty: the embedded redis-server in DATA_DIR
     "DATA_DIR": ("lockcore-data", str),
     "APPENDFSYNC": ("everysec", appendfsync_policy),  # embedded Redis: everysec | always
     "KEY_PREFIX": ("lockcore", str),
-    "EVENTS": (True, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
+    "EVENTS": (True, _flag),
     "EVENT_MAXLEN": (1000, int),
     # Redis 7+: the scripts as one FUNCTION library (FCALL), cheaper per call than EVALSHA;
     # EVALSHA where the server has no FUNCTION or refuses FUNCTION LOAD, or when false
-    "FUNCTIONS": (True, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on")),
+    "FUNCTIONS": (True, _flag),
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
+    # Durable locks, per API: acquire, refresh and release answer only once DURABLE_REPLICAS
+    # replicas have the change (WAIT, up to DURABLE_TIMEOUT seconds), else a 503 (an
+    # acquire's lock released again). Needs a primary with replicas (Sentinel, Cluster).
+    "VERSAL_DURABLE": (False, _flag),
+    "EDX_DURABLE": (False, _flag),
+    "DOCSPACE_DURABLE": (False, _flag),
+    "VIDISPINE_DURABLE": (False, _flag),
+    "V1_DURABLE": (False, _flag),
+    "DURABLE_REPLICAS": (1, int),
+    "DURABLE_TIMEOUT": (1.0, float),
     "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)
     "VERSAL_MAX_TTL": (3600.0, float),
     "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked

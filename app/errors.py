@@ -10,7 +10,7 @@ import redis
 from flask import Blueprint, Response, jsonify, make_response
 from werkzeug.exceptions import HTTPException
 
-from lockcore import LockError
+from lockcore import LockError, LockNotDurable
 
 
 class ApiError(Exception):
@@ -42,6 +42,14 @@ def register_envelope(bp: Blueprint, envelope: Envelope,
 
     @bp.errorhandler(redis.RedisError)
     def _redis(exc: redis.RedisError) -> tuple[Any, int]:
+        from .observability import log_exception
+
+        log_exception(exc)
+        return envelope(ApiError(503, UNAVAILABLE, kind="Service Unavailable"))
+
+    @bp.errorhandler(LockNotDurable)
+    def _not_durable(exc: LockNotDurable) -> tuple[Any, int]:
+        # the replicas did not confirm in time: as unavailable as Redis itself
         from .observability import log_exception
 
         log_exception(exc)

@@ -99,22 +99,27 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
     """The lock types of the four APIs. Every change is an event unless LOCKCORE_EVENTS
     is off (the CLI's ``locks watch`` and Redis-native consumers follow them)."""
     events = bool(config.get("EVENTS", True))
+
+    def durable(api: str) -> bool:
+        return bool(config.get(f"{api}_DURABLE", False))
+
     return [
         LockType("gadget", one_per_owner=True, default_ttl=config["VERSAL_TTL"],
-                 max_ttl=config["VERSAL_MAX_TTL"], events=events),
+                 max_ttl=config["VERSAL_MAX_TTL"], events=events, durable=durable("VERSAL")),
         LockType("workspace", default_ttl=config["EDX_TTL"] or None,
-                 allow_no_expiry=not config["EDX_TTL"], events=events),
+                 allow_no_expiry=not config["EDX_TTL"], events=events, durable=durable("EDX")),
         LockType("file", default_ttl=config["DOCSPACE_TTL"] or None,
-                 allow_no_expiry=not config["DOCSPACE_TTL"], events=events),
+                 allow_no_expiry=not config["DOCSPACE_TTL"], events=events,
+                 durable=durable("DOCSPACE")),
         # Vidispine deletion locks: many per entity, one lock type per entity type, so a
         # listing by entity type is a range of one index; indexed by owner for the
         # username filter.
         *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0,
-                   index_owner=True, events=events)
+                   index_owner=True, events=events, durable=durable("VIDISPINE"))
           for etype in ("item", "collection", "library", "file")),
         # /v1, for workers in any language: exclusive leases, listed by owner too.
         LockType("job", default_ttl=config["V1_TTL"], max_ttl=config["V1_MAX_TTL"],
-                 index_owner=True, events=events),
+                 index_owner=True, events=events, durable=durable("V1")),
     ]
 
 
@@ -147,7 +152,9 @@ def build(config: dict[str, Any]) -> Services:
         retention=config["RETENTION"],
         # A waiter's BLPOP must end before the socket timeout counts it as a failure.
         heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2),
-        request_ttl=config["IDEMPOTENCY_TTL"], functions=bool(config.get("FUNCTIONS", True)))
+        request_ttl=config["IDEMPOTENCY_TTL"], functions=bool(config.get("FUNCTIONS", True)),
+        durable_replicas=config.get("DURABLE_REPLICAS", 1),
+        durable_timeout=config.get("DURABLE_TIMEOUT", 1.0))
     return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
 
 

@@ -24,7 +24,7 @@ from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost, check_at_risk
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType
-from .scripts import Call
+from .scripts import Call, _ms
 
 T = TypeVar("T")
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -135,8 +135,37 @@ class AsyncLockManager(Common):
         expires_at: float | None = None,
         wait: float | None = None,
         request_id: str | None = None,
+        durable: bool | None = None,
     ) -> AcquireResult:
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
+        result = await self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
+                                  expires_at=expires_at, wait=wait, request_id=request_id)
+        if self._durable(durable, result.lock):
+            try:
+                acked = await _interruptible(self._scripts.confirm_async(
+                    self.keys(scope).locks, self.durable_replicas,
+                    _ms(self.durable_timeout)))
+            except BaseException:  # cancelled (or failed) before it was confirmed
+                if result.created:
+                    _in_background(self._release_quietly(result.lock, owner))
+                raise
+            error = self._not_durable(acked, "the acquire", result.lock)
+            if error is not None:
+                if result.created:
+                    await _shielded(self._release_quietly(result.lock, owner))
+                raise error
+        return result
+
+    async def _release_quietly(self, lock: Lock, owner: str) -> None:
+        try:
+            await self.release(lock, owner, durable=False)
+        except LockError:  # gone already: nothing to undo
+            pass
+
+    async def _take(self, scope: str, type: str, resource: str, owner: str, *,
+                    ttl: float | None, metadata: Mapping[str, str] | None,
+                    expires_at: float | None, wait: float | None,
+                    request_id: str | None) -> AcquireResult:
         call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
                                  expires_at=expires_at, request_id=request_id)
 
@@ -190,19 +219,33 @@ class AsyncLockManager(Common):
         return (await self.get(lock_id)).scope
 
     async def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                      scope: str | None = None, scope_prefix: str | None = None) -> Lock:
+                      scope: str | None = None, scope_prefix: str | None = None,
+                      durable: bool | None = None) -> Lock:
         call = self.core.release(lock, owner, force, scope, scope_prefix)
         raw = await _shielded(self._run(call))
-        return self.core.one(raw, call, self.expired_noticed)
+        released = self.core.one(raw, call, self.expired_noticed)
+        await self._confirm(durable, "the release", released)
+        return released
+
+    async def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
+        """For a durable change: wait for the replicas, or raise LockNotDurable."""
+        if self._durable(durable, lock):
+            acked = await _interruptible(self._scripts.confirm_async(
+                self.keys(lock.scope).locks, self.durable_replicas, _ms(self.durable_timeout)))
+            error = self._not_durable(acked, what, lock)
+            if error is not None:
+                raise error
 
     async def refresh(self, lock: str | Lock, owner: str, ttl: float | None = None, *,
                       force: bool = False, expires_at: float | None = None,
                       metadata: Mapping[str, str | None] | None = None,
-                      replace_metadata: bool = False) -> Lock:
+                      replace_metadata: bool = False, durable: bool | None = None) -> Lock:
         call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
                                  replace_metadata)
         raw = await _shielded(self._run(call))
-        return self.core.one(raw, call, self.expired_noticed)
+        refreshed = self.core.one(raw, call, self.expired_noticed)
+        await self._confirm(durable, "the refresh", refreshed)
+        return refreshed
 
     async def get(self, lock_id: str) -> Lock:
         call = self.core.get(lock_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import Lock
@@ -50,6 +50,19 @@ class WaitCancelled(LockError):
 
 class InvalidLockRequest(LockError, ValueError):
     """The arguments can't make a lock: unknown type, bad name, or a ttl the type forbids."""
+
+
+class LockNotDurable(LockError):
+    """A durable change was confirmed by fewer replicas than asked within the time allowed
+    (``WAIT``): ``acked`` of ``wanted``. After an acquire the lock it made was released
+    again (an owner's own lock, refreshed, stays as it was); after a refresh or a release
+    the change stands on the primary, unconfirmed. ``holder``: the lock as the primary
+    had it."""
+
+    def __init__(self, message: str, *, acked: int, wanted: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.acked = acked
+        self.wanted = wanted
 
 
 class UnexpectedReply(LockError):

@@ -9,7 +9,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .connect import Connection, connect
-from .exceptions import LockConflict, LockNotFound, LockNotOwned, WaitCancelled
+from .exceptions import (
+    LockConflict,
+    LockError,
+    LockNotDurable,
+    LockNotFound,
+    LockNotOwned,
+    WaitCancelled,
+)
 from .hold import Held, Hold
 from .keys import ScopeKeys
 from .models import AcquireResult, Lock, LockPage, LockType
@@ -84,7 +91,14 @@ class Common:
         request_ttl: float = 86400.0,
         handoff: float = 0.005,
         functions: bool = True,
+        durable_replicas: int = 1,
+        durable_timeout: float = 1.0,
     ) -> None:
+        if not (isinstance(durable_replicas, int) and durable_replicas >= 1):
+            raise ValueError(f"durable_replicas must be 1 or more, got {durable_replicas!r}")
+        _positive(durable_timeout, "durable_timeout")
+        self.durable_replicas = durable_replicas
+        self.durable_timeout = durable_timeout
         self.client = client
         self.core = Core(types, prefix=prefix, event_maxlen=event_maxlen,
                          retention=retention, heartbeat=heartbeat, request_ttl=request_ttl,
@@ -104,6 +118,21 @@ class Common:
 
     def expired_noticed(self, count: int) -> None:
         """Called with the number of expired locks a call removed; a hook for metrics."""
+
+    def _durable(self, asked: bool | None, lock: Lock) -> bool:
+        """Whether a change of ``lock`` waits for replicas: as asked, else as its type."""
+        if asked is not None:
+            return asked
+        lock_type = self.types.get(lock.type)
+        return lock_type is not None and lock_type.durable
+
+    def _not_durable(self, acked: int, what: str, lock: Lock) -> LockNotDurable | None:
+        if acked >= self.durable_replicas:
+            return None
+        return LockNotDurable(
+            f"{what} of lock {lock.id} reached {acked} of {self.durable_replicas} "
+            f"replica(s) within {self.durable_timeout:g} s", acked=acked,
+            wanted=self.durable_replicas, holder=lock)
 
 
 class LockManager(Common):
@@ -169,6 +198,7 @@ class LockManager(Common):
         wait: float | None = None,
         request_id: str | None = None,
         cancel: Callable[[], bool] | None = None,
+        durable: bool | None = None,
     ) -> AcquireResult:
         """Take a lock, or raise LockConflict naming the holder.
 
@@ -188,7 +218,32 @@ class LockManager(Common):
         with the same id returns that lock as it is now instead of acting again, or raises
         LockNotFound if it is gone. Use it when a call may have run without its reply
         arriving (a timeout): the retry cannot make a second lock.
+        ``durable`` (None: as the type says): return only once ``durable_replicas``
+        replicas have the lock (``WAIT``, up to ``durable_timeout``; one more round trip).
+        Short of that, a lock this call made is released again and LockNotDurable raised.
+        Replication stays asynchronous: this narrows the window in which a failover loses
+        an acknowledged lock, it is not consensus (see the README, Failure modes).
         """
+        result = self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
+                            expires_at=expires_at, wait=wait, request_id=request_id,
+                            cancel=cancel)
+        if self._durable(durable, result.lock):
+            acked = self._scripts.confirm(self.keys(scope).locks, self.durable_replicas,
+                                          _ms(self.durable_timeout))
+            error = self._not_durable(acked, "the acquire", result.lock)
+            if error is not None:
+                if result.created:
+                    try:
+                        self.release(result.lock, owner, durable=False)
+                    except LockError:  # gone already: nothing to undo
+                        pass
+                raise error
+        return result
+
+    def _take(self, scope: str, type: str, resource: str, owner: str, *,
+              ttl: float | None, metadata: Mapping[str, str] | None,
+              expires_at: float | None, wait: float | None, request_id: str | None,
+              cancel: Callable[[], bool] | None) -> AcquireResult:
         call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
                                  expires_at=expires_at, request_id=request_id)
         if not wait:
@@ -267,16 +322,29 @@ class LockManager(Common):
         return self.get(lock_id).scope
 
     def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                scope: str | None = None, scope_prefix: str | None = None) -> Lock:
+                scope: str | None = None, scope_prefix: str | None = None,
+                durable: bool | None = None) -> Lock:
         """Release a lock (by id, or the Lock itself); one round trip either way.
 
         Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
         unknown or expired lock, LockNotOwned for another owner's. Returns the lock.
         ``scope``: the lock must be in that scope; ``scope_prefix``: in a scope whose name
         starts with it (an API that owns a family of scopes), else LockNotFound.
+        ``durable`` (None: as the lock's type says): see ``acquire``.
         """
         call = self.core.release(lock, owner, force, scope, scope_prefix)
-        return self.core.one(self._run(call), call, self.expired_noticed)
+        released = self.core.one(self._run(call), call, self.expired_noticed)
+        self._confirm(durable, "the release", released)
+        return released
+
+    def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
+        """For a durable change: wait for the replicas, or raise LockNotDurable."""
+        if self._durable(durable, lock):
+            acked = self._scripts.confirm(self.keys(lock.scope).locks, self.durable_replicas,
+                                          _ms(self.durable_timeout))
+            error = self._not_durable(acked, what, lock)
+            if error is not None:
+                raise error
 
     def refresh(
         self,
@@ -288,15 +356,18 @@ class LockManager(Common):
         expires_at: float | None = None,
         metadata: Mapping[str, str | None] | None = None,
         replace_metadata: bool = False,
+        durable: bool | None = None,
     ) -> Lock:
         """Extend a lock's lease to ``ttl`` seconds from now (None: its own lease length),
         or to ``expires_at`` (seconds since the epoch), capped at its type's maximum TTL.
         ``metadata``: keys to set (None values remove a key), or the whole new map with
         ``replace_metadata``; with metadata and neither ``ttl`` nor ``expires_at``, the
-        expiry stays as it is. Same errors as release."""
+        expiry stays as it is. Same errors as release; ``durable``: see ``acquire``."""
         call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
                                  replace_metadata)
-        return self.core.one(self._run(call), call, self.expired_noticed)
+        refreshed = self.core.one(self._run(call), call, self.expired_noticed)
+        self._confirm(durable, "the refresh", refreshed)
+        return refreshed
 
     def get(self, lock_id: str) -> Lock:
         """The live lock with this id, or LockNotFound."""

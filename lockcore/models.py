@@ -31,6 +31,9 @@ class LockType:
     and announced (costs Redis time and a stream per scope; off by default).
     ``index_owner``: keep an index by owner, so that listing by owner costs what the
     owner holds, not what the scope holds (costs memory per lock; off by default).
+    ``durable``: acquire, refresh and release of this type return only once the
+    manager's ``durable_replicas`` replicas confirmed the change (``WAIT``), else raise
+    LockNotDurable (off by default; each call may say otherwise).
     """
 
     name: str
@@ -41,6 +44,7 @@ class LockType:
     allow_no_expiry: bool = False
     events: bool = False
     index_owner: bool = False
+    durable: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))

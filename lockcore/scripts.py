@@ -613,6 +613,29 @@ class Scripts:
             return wire.execute("BLPOP", key, f"{timeout:.3f}")
         return self.client.blpop([key], timeout=timeout)
 
+    def confirm(self, key: str, replicas: int, timeout_ms: int) -> int:
+        """How many replicas have every write the primary of ``key`` made so far (``WAIT``,
+        up to ``timeout_ms``). ``PING`` first, on the same connection: Redis counts a
+        connection's WAIT from its last command, whichever connection made the writes."""
+        client = self.client
+        if isinstance(client, redis.RedisCluster):  # the primary of the key's slot
+            client = client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+        pipe = client.pipeline(transaction=False)
+        pipe.ping()
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        return int(pipe.execute()[1])
+
+    async def confirm_async(self, key: str, replicas: int, timeout_ms: int) -> int:
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+        if isinstance(self.client, AsyncCluster):
+            raise InvalidLockRequest("durable changes need a standalone or Sentinel client "
+                                     "with asyncio (a Cluster: use the sync manager)")
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.ping()
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            return int((await pipe.execute())[1])
+
     async def _run_async(self, call: Call) -> Any:
         if self.functions is not False:
             fcall = (f"{self.library}_{call.script}", len(call.keys), *call.keys, *call.args)

@@ -6,6 +6,7 @@ server needs to be installed or running beforehand.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -155,3 +156,53 @@ class SentinelSetup:
             proc.terminate()
         for proc in self.processes:
             proc.wait(timeout=10)
+
+
+class Replicated:
+    """A primary and one replica of it (TCP on loopback), for durability: ``pause()``
+    stops the replica (SIGSTOP) so it confirms nothing, ``resume()`` lets it catch up."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.replica_port = free_port({self.port})
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _server(self, port: int, name: str, *extra: str) -> None:
+        folder = self.base / name
+        folder.mkdir(parents=True)
+        self.processes.append(subprocess.Popen(
+            [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(folder), *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _wait(lambda: _answers(port), name)
+
+    def start(self) -> Replicated:
+        self._server(self.port, "primary")
+        self._server(self.replica_port, "replica", "--replicaof", "127.0.0.1",
+                     str(self.port))
+
+        def online() -> bool:
+            with redis.Redis(port=self.port) as primary:
+                info = primary.info("replication")
+            return info.get("slave0", {}).get("state") == "online"
+
+        _wait(online, "the replica to catch up")
+        return self
+
+    def pause(self) -> None:
+        self.processes[1].send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.processes[1].send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()  # never leave it stopped
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
