@@ -38,10 +38,11 @@ from lockcore import EmbeddedRedis
 from . import common
 from .clients import contention, single_client
 from .common import ROOT, Paths, Section, Target, machine
+from .durable import durable
 from .http import KINDS, http, waiting
 from .server_side import growth, memory, redis_time, round_trips
 
-SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8")
+SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -110,6 +111,7 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
                            warm_up=("floor", "acquire") if q else KINDS,
                            warm_up_s=1 if q else 2)),
         ("8", lambda: waiting(url, 50 if q else 400)),
+        ("9", lambda: durable(args.redis_server, 100 if q else 500, 1 if q else 3)),
     ]
 
 
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"),
                         help="the report (default: BENCHMARKS.md)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, metavar="N",
-                        help="run only these sections (1-8)")
+                        help="run only these sections (1-9)")
     parser.add_argument("--charts", default=str(Paths.charts), help="where the PNG charts go")
     parser.add_argument("--memory-count", type=int, default=None,
                         help="locks per layout in section 3 (default 100,000; quick 3,000)")

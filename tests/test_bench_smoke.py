@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("## 1. Redis time per operation", "## 2. Round trips per operation",
             "## 3. Memory per held lock", "## 4. One client, uncontended",
             "## 5. Contention", "## 6. Growth", "## 7. HTTP under wrk",
-            "## 8. Waiting costs no worker")
+            "## 8. Waiting costs no worker", "## 9. Durable locks")
 
 #: Every target's row, as the summary table at the top names it.
 TARGETS = (
@@ -45,12 +45,12 @@ TARGETS = (
 ROWS = ("`SET key val NX PX 30000` (the baseline)", "redis-py Lock release (Lua), a peer",
         "| python-redis-lock |", "pottery", "PING (round-trip floor)",
         "trivial Flask `POST /ping` (the floor)", "switch gadget",
-        "50 of 50 waiters answered 503")
+        "50 of 50 waiters answered 503", "durable (both changes wait for the replica)")
 
 SUMMARY_KEYS = ('"redis_time_acquire"', '"redis_time_acquire_events"', '"round_trips_get"',
                 '"memory_ratio_1x3000"', '"single_ratio"', '"contention_16_1"',
                 '"contention_fairness_8_16"', '"growth_list"', '"http_release_ratio"',
-                '"healthz_p99_ms_waiters"')
+                '"healthz_p99_ms_waiters"', '"durable_ratio"')
 
 
 @pytest.mark.slow
