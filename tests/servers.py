@@ -162,25 +162,28 @@ class Replicated:
     """A primary and one replica of it (TCP on loopback), for durability: ``pause()``
     stops the replica (SIGSTOP) so it confirms nothing, ``resume()`` lets it catch up."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, replica_clock: int = 0) -> None:
         self.base = base
         self.port = free_port()
         self.replica_port = free_port({self.port})
+        #: seconds the replica's clock is off (libfaketime's ``faketime``; 0: none)
+        self.replica_clock = replica_clock
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _server(self, port: int, name: str, *extra: str) -> None:
+    def _server(self, port: int, name: str, *extra: str, clock: int = 0) -> None:
         folder = self.base / name
         folder.mkdir(parents=True)
+        skew = ["faketime", "-f", f"{clock:+d}"] if clock else []
         self.processes.append(subprocess.Popen(
-            [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder), *extra],
+            [*skew, find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
+             "", "--appendonly", "no", "--dir", str(folder), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         _wait(lambda: _answers(port), name)
 
     def start(self) -> Replicated:
         self._server(self.port, "primary")
         self._server(self.replica_port, "replica", "--replicaof", "127.0.0.1",
-                     str(self.port))
+                     str(self.port), clock=self.replica_clock)
 
         def online() -> bool:
             with redis.Redis(port=self.port) as primary:
