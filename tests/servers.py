@@ -42,6 +42,18 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process, then reap each (killed if it would not stop)."""
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _answers(port: int) -> bool:
     try:
         with redis.Redis(port=port, socket_timeout=0.5) as probe:
@@ -97,13 +109,7 @@ class Cluster:
         )
 
     def stop(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(self.processes)
 
 
 class SentinelSetup:
@@ -152,10 +158,7 @@ class SentinelSetup:
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.SERVICE}"
 
     def stop(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            proc.wait(timeout=10)
+        stop_all(self.processes)
 
 
 class Replicated:
@@ -201,11 +204,4 @@ class Replicated:
 
     def stop(self) -> None:
         self.resume()  # never leave it stopped
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.processes)

@@ -17,7 +17,7 @@ from redis.sentinel import Sentinel
 
 from lockcore import LockManager, LockNotFound, LockType, connect
 
-from ..servers import Replicated, _wait, find_binary, free_port
+from ..servers import Replicated, _wait, find_binary, free_port, stop_all
 
 SCOPE = "jobs"
 TYPES = [LockType("job", default_ttl=300)]
@@ -81,8 +81,7 @@ class WithSentinel:
 
     def stop(self) -> None:
         if self.sentinel is not None:
-            self.sentinel.terminate()
-            self.sentinel.wait(10)
+            stop_all([self.sentinel])
         self.pair.stop()
 
 
