@@ -138,6 +138,9 @@ class AsyncLockManager(Common):
         durable: bool | None = None,
     ) -> AcquireResult:
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
+        lock_type = self.types.get(type) if isinstance(type, str) else None
+        if durable or (durable is None and lock_type is not None and lock_type.durable):
+            self._scripts.check_durable_async()  # before any lock is made
         result = await self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
                                   expires_at=expires_at, wait=wait, request_id=request_id)
         if self._durable(durable, result.lock):

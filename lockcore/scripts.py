@@ -625,12 +625,16 @@ class Scripts:
         pipe.execute_command("WAIT", replicas, timeout_ms)
         return int(pipe.execute()[1])
 
-    async def confirm_async(self, key: str, replicas: int, timeout_ms: int) -> int:
+    def check_durable_async(self) -> None:
+        """Durable changes with asyncio need a client whose pipeline is one connection."""
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
 
         if isinstance(self.client, AsyncCluster):
             raise InvalidLockRequest("durable changes need a standalone or Sentinel client "
                                      "with asyncio (a Cluster: use the sync manager)")
+
+    async def confirm_async(self, key: str, replicas: int, timeout_ms: int) -> int:
+        self.check_durable_async()
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.ping()
             pipe.execute_command("WAIT", replicas, timeout_ms)

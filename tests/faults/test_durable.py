@@ -17,7 +17,13 @@ import pytest
 import redis
 import redis.asyncio
 
-from lockcore import AsyncLockManager, LockManager, LockNotDurable, LockType
+from lockcore import (
+    AsyncLockManager,
+    InvalidLockRequest,
+    LockManager,
+    LockNotDurable,
+    LockType,
+)
 
 from ..servers import Replicated
 
@@ -191,3 +197,21 @@ def test_the_service_answers_503_in_the_apis_envelope_when_replicas_lag(
         assert (versal.status_code, v1.status_code) == (201, 201)
     if services.connection is not None:
         services.connection.close()
+
+
+def test_an_asyncio_cluster_client_is_told_durable_changes_need_another(cluster: Any
+                                                                      ) -> None:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    async def main() -> None:
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
+                                             for p in cluster.ports])
+        mgr = AsyncLockManager(client, TYPES, prefix="d")
+        try:
+            with pytest.raises(InvalidLockRequest, match="durable"):
+                await mgr.acquire(SCOPE, "ledger", "r", "alice")  # a durable type
+            assert (await mgr.list(SCOPE)).locks == ()  # refused before any lock
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
