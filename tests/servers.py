@@ -6,6 +6,8 @@ server needs to be installed or running beforehand.
 
 from __future__ import annotations
 
+import glob
+import os
 import signal
 import socket
 import subprocess
@@ -40,6 +42,14 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def libfaketime() -> str:
+    """Debian's libfaketime (package faketime, which .ci/run installs)."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        raise RuntimeError("libfaketime is missing: apt-get install faketime (.ci/run does)")
+    return found[0]
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -176,11 +186,13 @@ class Replicated:
     def _server(self, port: int, name: str, *extra: str, clock: int = 0) -> None:
         folder = self.base / name
         folder.mkdir(parents=True)
-        skew = ["faketime", "-f", f"{clock:+d}"] if clock else []
+        env = None
+        if clock:  # libfaketime preloaded into the server itself (no wrapper process)
+            env = {**os.environ, "LD_PRELOAD": libfaketime(), "FAKETIME": f"{clock:+d}"}
         self.processes.append(subprocess.Popen(
-            [*skew, find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
-             "", "--appendonly", "no", "--dir", str(folder), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(folder), *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
         _wait(lambda: _answers(port), name)
 
     def start(self) -> Replicated:
