@@ -138,12 +138,11 @@ class AsyncLockManager(Common):
         durable: bool | None = None,
     ) -> AcquireResult:
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
-        lock_type = self.types.get(type) if isinstance(type, str) else None
-        if durable or (durable is None and lock_type is not None and lock_type.durable):
+        if self._durable(durable, type):
             self._scripts.check_durable_async()  # before any lock is made
         result = await self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
                                   expires_at=expires_at, wait=wait, request_id=request_id)
-        if self._durable(durable, result.lock):
+        if self._durable(durable, result.lock.type):
             try:
                 acked = await _interruptible(self._scripts.confirm_async(
                     self.keys(scope).locks, self.durable_replicas,
@@ -232,7 +231,7 @@ class AsyncLockManager(Common):
 
     async def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
         """For a durable change: wait for the replicas, or raise LockNotDurable."""
-        if self._durable(durable, lock):
+        if self._durable(durable, lock.type):
             acked = await _interruptible(self._scripts.confirm_async(
                 self.keys(lock.scope).locks, self.durable_replicas, _ms(self.durable_timeout)))
             error = self._not_durable(acked, what, lock)
@@ -323,9 +322,7 @@ class AsyncHeld(Lease):
         return self.at_risk
 
     def _arm(self) -> None:
-        for timer in (self._timer, self._risk_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         loop = asyncio.get_running_loop()
         delay = max(0.0, self._lease_end - time.monotonic())
         self._timer = loop.call_later(delay, self._lose, "the lease ran out")
@@ -366,9 +363,7 @@ class AsyncHeld(Lease):
 
     async def stop(self) -> None:
         self._stopped = True
-        for timer in (self._timer, self._risk_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         if self._task is not None:
             self._task.cancel()
             try:

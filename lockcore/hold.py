@@ -60,6 +60,8 @@ class Lease:
     #: whether the release at the end of the block was answered (None: not yet tried)
     released: bool | None = None
     _lease_end: float
+    _timer: Any
+    _risk_timer: Any
 
     @property
     def fencing_token(self) -> int:
@@ -86,6 +88,12 @@ class Lease:
 
     def _risk_flag(self) -> Any:
         raise NotImplementedError
+
+    def _cancel_timers(self) -> None:
+        """Cancel the pending at-risk and lost timers (threading.Timer or TimerHandle)."""
+        for timer in (self._timer, self._risk_timer):
+            if timer is not None:
+                timer.cancel()
 
     def _endanger(self) -> None:
         """The lease went ``at_risk_after`` of its length without a good renewal."""
@@ -146,9 +154,7 @@ class Held(Lease):
     def _arm(self) -> None:
         """Mark the lock at risk, then lost, as the lease runs out, unless a renewal lands
         first."""
-        for timer in (self._timer, self._risk_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         delay = max(0.0, self._lease_end - time.monotonic())
         self._timer = threading.Timer(delay, self._lose, args=("the lease ran out",))
         self._risk_timer = threading.Timer(self._risk_delay(), self._endanger)
@@ -212,9 +218,7 @@ class Held(Lease):
     def stop(self) -> None:
         """Stop renewing (before the release: a renewal never outlives the block)."""
         self._stop.set()
-        for timer in (self._timer, self._risk_timer):
-            if timer is not None:
-                timer.cancel()
+        self._cancel_timers()
         if threading.current_thread() is not self._thread:
             self._thread.join()
 

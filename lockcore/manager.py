@@ -119,11 +119,12 @@ class Common:
     def expired_noticed(self, count: int) -> None:
         """Called with the number of expired locks a call removed; a hook for metrics."""
 
-    def _durable(self, asked: bool | None, lock: Lock) -> bool:
-        """Whether a change of ``lock`` waits for replicas: as asked, else as its type."""
+    def _durable(self, asked: bool | None, type: Any) -> bool:
+        """Whether a change of a lock of this type waits for replicas: as asked, else as
+        the type says."""
         if asked is not None:
             return asked
-        lock_type = self.types.get(lock.type)
+        lock_type = self.types.get(type) if isinstance(type, str) else None
         return lock_type is not None and lock_type.durable
 
     def _not_durable(self, acked: int, what: str, lock: Lock) -> LockNotDurable | None:
@@ -227,7 +228,7 @@ class LockManager(Common):
         result = self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
                             expires_at=expires_at, wait=wait, request_id=request_id,
                             cancel=cancel)
-        if self._durable(durable, result.lock):
+        if self._durable(durable, result.lock.type):
             acked = self._scripts.confirm(self.keys(scope).locks, self.durable_replicas,
                                           _ms(self.durable_timeout))
             error = self._not_durable(acked, "the acquire", result.lock)
@@ -339,7 +340,7 @@ class LockManager(Common):
 
     def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
         """For a durable change: wait for the replicas, or raise LockNotDurable."""
-        if self._durable(durable, lock):
+        if self._durable(durable, lock.type):
             acked = self._scripts.confirm(self.keys(lock.scope).locks, self.durable_replicas,
                                           _ms(self.durable_timeout))
             error = self._not_durable(acked, what, lock)
