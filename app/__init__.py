@@ -66,8 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limits.init_app(app, app.extensions["lockcore"].client)
     openapi.init_app(app)
 
-    for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp, docspace.bp, vidispine.bp,
-                      native.bp):
+    for blueprint in (ops.bp, admin.bp, versal.bp, edx.bp, docspace.bp, vidispine.bp, native.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

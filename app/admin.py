@@ -46,13 +46,15 @@ class UserSchema(Schema):
     name = fields.String(required=True)
     email = fields.String(required=True)
     roles = fields.List(fields.String(), required=True)
-    key_ids = fields.List(fields.String(), required=True,
-                          metadata={"description": "ids of the user's API keys"})
+    key_ids = fields.List(
+        fields.String(), required=True, metadata={"description": "ids of the user's API keys"}
+    )
 
 
 class RevokedSchema(Schema):
-    revoked = fields.List(fields.String(), required=True,
-                          metadata={"description": "ids of the keys revoked"})
+    revoked = fields.List(
+        fields.String(), required=True, metadata={"description": "ids of the keys revoked"}
+    )
 
 
 class ErrorBodySchema(Schema):
@@ -67,16 +69,17 @@ class ErrorSchema(Schema):
 
 #: Answers any admin call may get.
 ERRORS: dict[int, tuple[str, Any]] = {
-    401: ("No valid key", ErrorSchema), 403: ("Not a sysadmin", ErrorSchema),
-    503: ("Lock store unavailable", ErrorSchema)}
+    401: ("No valid key", ErrorSchema),
+    403: ("Not a sysadmin", ErrorSchema),
+    503: ("Lock store unavailable", ErrorSchema),
+}
 NO_USER = {404: ("No such user", ErrorSchema)}
 
 
 @bp.before_request
 def require_sysadmin() -> None:
     header = request.headers.get("Authorization", "")
-    key = header[7:] if header.lower().startswith("bearer ") else request.headers.get(
-        "X-API-Key")
+    key = header[7:] if header.lower().startswith("bearer ") else request.headers.get("X-API-Key")
     user = user_for_key(key)
     if user is None:
         raise ApiError(401, "A sysadmin's API key is required (Authorization: Bearer <key>)")
@@ -91,17 +94,30 @@ def json_body() -> Any:
     return data
 
 
-@route(bp, "/catalog", "GET", summary="The whole catalog", tag=TAG, security=SECURITY,
-       responses={200: ("Catalog, by kind and id", None), **ERRORS})
+@route(
+    bp,
+    "/catalog",
+    "GET",
+    summary="The whole catalog",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("Catalog, by kind and id", None), **ERRORS},
+)
 def get_catalog() -> Any:
     return jsonify(services().catalog.dump())
 
 
-@route(bp, "/catalog", "PUT", summary="Replace the whole catalog (same document as "
-       "`lockcore catalog load`)", tag=TAG, security=SECURITY, body=CatalogSchema,
-       body_media=("application/json", "application/yaml"),
-       responses={200: ("Counts by kind", None), 400: ("Invalid document", ErrorSchema),
-                  **ERRORS})
+@route(
+    bp,
+    "/catalog",
+    "PUT",
+    summary="Replace the whole catalog (same document as `lockcore catalog load`)",
+    tag=TAG,
+    security=SECURITY,
+    body=CatalogSchema,
+    body_media=("application/json", "application/yaml"),
+    responses={200: ("Counts by kind", None), 400: ("Invalid document", ErrorSchema), **ERRORS},
+)
 def put_catalog() -> Any:
     try:
         doc = parse_document(request.get_data(as_text=True))
@@ -116,12 +132,25 @@ def kind_schema(kind: str) -> tuple[type[Schema], str]:
     return KINDS[kind]
 
 
-@route(bp, "/catalog/<kind>/<entity_id>", "PUT", summary="Create or replace one entity",
-       tag=TAG, security=SECURITY,
-       body={"type": "object", "description": "The entity, with its kind's fields as in the "
-             "catalog document (the id comes from the URL)"},
-       responses={200: ("The entity", None), 400: ("Invalid entity", ErrorSchema),
-                  404: ("Unknown kind", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/catalog/<kind>/<entity_id>",
+    "PUT",
+    summary="Create or replace one entity",
+    tag=TAG,
+    security=SECURITY,
+    body={
+        "type": "object",
+        "description": "The entity, with its kind's fields as in the "
+        "catalog document (the id comes from the URL)",
+    },
+    responses={
+        200: ("The entity", None),
+        400: ("Invalid entity", ErrorSchema),
+        404: ("Unknown kind", ErrorSchema),
+        **ERRORS,
+    },
+)
 def put_entity(kind: str, entity_id: str) -> Any:
     schema, id_field = kind_schema(kind)
     data = json_body()
@@ -135,9 +164,15 @@ def put_entity(kind: str, entity_id: str) -> Any:
     return jsonify(entity)
 
 
-@route(bp, "/catalog/<kind>/<entity_id>", "DELETE", summary="Remove one entity", tag=TAG,
-       security=SECURITY, responses={204: ("Removed", None),
-                                     404: ("Unknown kind or entity", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/catalog/<kind>/<entity_id>",
+    "DELETE",
+    summary="Remove one entity",
+    tag=TAG,
+    security=SECURITY,
+    responses={204: ("Removed", None), 404: ("Unknown kind or entity", ErrorSchema), **ERRORS},
+)
 def delete_entity(kind: str, entity_id: str) -> Any:
     kind_schema(kind)
     if not services().catalog.delete_entity(kind, entity_id):
@@ -147,8 +182,13 @@ def delete_entity(kind: str, entity_id: str) -> Any:
 
 def user_json(record: UserRecord) -> dict[str, Any]:
     u = record.user
-    return {"id": u.id, "name": u.name, "email": u.email, "roles": sorted(u.roles),
-            "key_ids": list(record.key_ids)}
+    return {
+        "id": u.id,
+        "name": u.name,
+        "email": u.email,
+        "roles": sorted(u.roles),
+        "key_ids": list(record.key_ids),
+    }
 
 
 def issued(key: IssuedKey) -> Response:
@@ -159,20 +199,36 @@ def issued(key: IssuedKey) -> Response:
     return response
 
 
-@route(bp, "/users", "GET", summary="Every user, with the ids of their API keys (never "
-       "the keys)", tag=TAG, security=SECURITY,
-       responses={200: ("Users by id", UserSchema(many=True)), **ERRORS})
+@route(
+    bp,
+    "/users",
+    "GET",
+    summary="Every user, with the ids of their API keys (never the keys)",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("Users by id", UserSchema(many=True)), **ERRORS},
+)
 def list_users() -> Any:
     return jsonify([user_json(record) for record in services().users.records()])
 
 
-@route(bp, "/users", "POST", summary="Create a user and issue their first API key", tag=TAG,
-       security=SECURITY, body=NewUserSchema,
-       parameters=[idempotency.PARAMETER],
-       responses={201: ("The key, shown only now", IssuedKeySchema),
-                  400: ("Invalid user", ErrorSchema),
-                  409: ("The id is taken (nothing changed)", ErrorSchema),
-                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/users",
+    "POST",
+    summary="Create a user and issue their first API key",
+    tag=TAG,
+    security=SECURITY,
+    body=NewUserSchema,
+    parameters=[idempotency.PARAMETER],
+    responses={
+        201: ("The key, shown only now", IssuedKeySchema),
+        400: ("Invalid user", ErrorSchema),
+        409: ("The id is taken (nothing changed)", ErrorSchema),
+        422: ("Idempotency-Key reused for another request", ErrorSchema),
+        **ERRORS,
+    },
+)
 @idempotency.idempotent
 def create_user() -> Any:
     try:
@@ -183,13 +239,20 @@ def create_user() -> Any:
     try:
         return issued(services().users.create(user))
     except UserExists as exc:
-        raise ApiError(409, f"User {user.id!r} already exists; add a key with POST "
-                            f"/admin/users/<id>/keys") from exc
+        raise ApiError(
+            409, f"User {user.id!r} already exists; add a key with POST /admin/users/<id>/keys"
+        ) from exc
 
 
-@route(bp, "/users/<user_id>", "GET", summary="One user, with the ids of their API keys",
-       tag=TAG, security=SECURITY,
-       responses={200: ("The user", UserSchema), **NO_USER, **ERRORS})
+@route(
+    bp,
+    "/users/<user_id>",
+    "GET",
+    summary="One user, with the ids of their API keys",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("The user", UserSchema), **NO_USER, **ERRORS},
+)
 def get_user(user_id: str) -> Any:
     record = services().users.record(user_id)
     if record is None:
@@ -197,10 +260,21 @@ def get_user(user_id: str) -> Any:
     return jsonify(user_json(record))
 
 
-@route(bp, "/users/<user_id>/keys", "POST", summary="Issue another API key to a user",
-       tag=TAG, security=SECURITY, parameters=[idempotency.PARAMETER],
-       responses={201: ("The key, shown only now", IssuedKeySchema), **NO_USER,
-                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/users/<user_id>/keys",
+    "POST",
+    summary="Issue another API key to a user",
+    tag=TAG,
+    security=SECURITY,
+    parameters=[idempotency.PARAMETER],
+    responses={
+        201: ("The key, shown only now", IssuedKeySchema),
+        **NO_USER,
+        422: ("Idempotency-Key reused for another request", ErrorSchema),
+        **ERRORS,
+    },
+)
 @idempotency.idempotent
 def issue_key(user_id: str) -> Any:
     try:
@@ -209,10 +283,19 @@ def issue_key(user_id: str) -> Any:
         raise ApiError(404, f"No user {user_id!r}") from exc
 
 
-@route(bp, "/users/<user_id>/keys/<key_id>", "DELETE", summary="Revoke one API key (by "
-       "its id); it stops working at once", tag=TAG, security=SECURITY,
-       responses={204: ("Revoked", None),
-                  404: ("No such user, or no such key of theirs", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/users/<user_id>/keys/<key_id>",
+    "DELETE",
+    summary="Revoke one API key (by its id); it stops working at once",
+    tag=TAG,
+    security=SECURITY,
+    responses={
+        204: ("Revoked", None),
+        404: ("No such user, or no such key of theirs", ErrorSchema),
+        **ERRORS,
+    },
+)
 def revoke_key(user_id: str, key_id: str) -> Any:
     try:
         services().users.revoke(user_id, key_id=key_id)
@@ -223,9 +306,15 @@ def revoke_key(user_id: str, key_id: str) -> Any:
     return "", 204
 
 
-@route(bp, "/users/<user_id>/keys", "DELETE", summary="Revoke every API key of a user",
-       tag=TAG, security=SECURITY,
-       responses={200: ("The ids of the keys revoked", RevokedSchema), **NO_USER, **ERRORS})
+@route(
+    bp,
+    "/users/<user_id>/keys",
+    "DELETE",
+    summary="Revoke every API key of a user",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("The ids of the keys revoked", RevokedSchema), **NO_USER, **ERRORS},
+)
 def revoke_keys(user_id: str) -> Any:
     try:
         return jsonify({"revoked": services().users.revoke(user_id, every=True)})

@@ -24,11 +24,17 @@ from .identity import User, Users
 from .memo import Memo
 
 COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: lock too
-DOCSPACE_ACCESS = ("RoomManager", "ContentCreator", "Editor", "Reviewer", "Commenter",
-                   "FormFiller", "Viewer")
+DOCSPACE_ACCESS = (
+    "RoomManager",
+    "ContentCreator",
+    "Editor",
+    "Reviewer",
+    "Commenter",
+    "FormFiller",
+    "Viewer",
+)
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
 T = TypeVar("T")
-
 
 
 def _name() -> fields.String:
@@ -48,8 +54,11 @@ class CourseSchema(Schema):
     key = _name()
     title = fields.String(load_default="")
     gadgets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
-    roles = fields.Dict(keys=fields.String(), values=fields.String(
-        validate=validate.OneOf(COURSE_ROLES)), load_default=dict)
+    roles = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(COURSE_ROLES)),
+        load_default=dict,
+    )
 
 
 class WorkspaceSchema(Schema):
@@ -67,8 +76,11 @@ class FileSchema(Schema):
 class RoomSchema(Schema):
     id = _name()
     title = fields.String(load_default="")
-    access = fields.Dict(keys=fields.String(), values=fields.String(
-        validate=validate.OneOf(DOCSPACE_ACCESS)), load_default=dict)
+    access = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(DOCSPACE_ACCESS)),
+        load_default=dict,
+    )
     files = fields.List(fields.Nested(FileSchema), load_default=list)
 
 
@@ -131,8 +143,13 @@ def parse_document(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CatalogError({"_document": ["a catalog is a mapping"]})
     if not _encodable(data):
-        raise CatalogError({"_document": ["a string is not valid Unicode (a lone surrogate "
-                                          "escape such as \\ud800)"]})
+        raise CatalogError(
+            {
+                "_document": [
+                    "a string is not valid Unicode (a lone surrogate escape such as \\ud800)"
+                ]
+            }
+        )
     try:
         return CatalogSchema().load(data)
     except ValidationError as exc:
@@ -192,8 +209,14 @@ class Catalog:
     ``cache_ttl`` seconds, one made through this object at once. Nothing not found is
     remembered."""
 
-    def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        *,
+        cache_ttl: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.cache_ttl = cache_ttl
@@ -206,8 +229,7 @@ class Catalog:
 
     def _remembered(self, kind: str, entity_id: str, read: Callable[[], T | None]) -> T | None:
         """``read()``, or what it returned for this entity within ``cache_ttl``."""
-        return self._memo.fetch((kind, entity_id), read, self.cache_ttl,
-                                self.clock)
+        return self._memo.fetch((kind, entity_id), read, self.cache_ttl, self.clock)
 
     def key(self, kind: str) -> str:
         return f"{self.prefix}:{{catalog}}:{kind}"
@@ -245,7 +267,8 @@ class Catalog:
                 out[kind][container["id"]] = container
                 for item in container["items"]:
                     entry = out["items"].setdefault(
-                        item, {"id": item, "collections": [], "libraries": []})
+                        item, {"id": item, "collections": [], "libraries": []}
+                    )
                     entry[kind].append(container["id"])
         for f in vs.get("files", []):
             out["vfiles"][f["id"]] = f
@@ -265,10 +288,10 @@ class Catalog:
             self.forget()
         if users is not None:
             for u in doc["users"]:
-                users.put(User(u["id"], u["name"], u["email"], frozenset(u["roles"])),
-                          u.get("api_key"))
-        counts = {kind: len(by_id) for kind, by_id in entities.items()
-                  if kind != "workspace_names"}
+                users.put(
+                    User(u["id"], u["name"], u["email"], frozenset(u["roles"])), u.get("api_key")
+                )
+        counts = {kind: len(by_id) for kind, by_id in entities.items() if kind != "workspace_names"}
         return counts | {"users": len(doc["users"])}
 
     def dump(self) -> dict[str, dict[str, Any]]:
@@ -290,12 +313,14 @@ class Catalog:
             self._contain(kind, entity["id"], set(entity.get("items", [])))
         if kind == "items":  # an item's containers are derived from theirs
             old = self._get("items", entity["id"]) or {}
-            entity = {"id": entity["id"], "collections": old.get("collections", []),
-                      "libraries": old.get("libraries", [])}
+            entity = {
+                "id": entity["id"],
+                "collections": old.get("collections", []),
+                "libraries": old.get("libraries", []),
+            }
         self.client.hset(self.key(kind), entity[id_field], json.dumps(entity))
         if kind == "workspaces" and entity.get("name"):
-            self.client.hset(self.key("workspace_names"), entity["name"],
-                             json.dumps(entity["id"]))
+            self.client.hset(self.key("workspace_names"), entity["name"], json.dumps(entity["id"]))
 
     def delete_entity(self, kind: str, entity_id: str) -> bool:
         try:
@@ -310,8 +335,11 @@ class Catalog:
         the container's new list of items."""
         old = set((self._get(kind, container) or {}).get("items", []))
         for item_id in old ^ items:
-            item = self._get("items", item_id) or {"id": item_id, "collections": [],
-                                                   "libraries": []}
+            item = self._get("items", item_id) or {
+                "id": item_id,
+                "collections": [],
+                "libraries": [],
+            }
             members = [c for c in item.get(kind, []) if c != container]
             if item_id in items:
                 members.append(container)
@@ -327,8 +355,9 @@ class Catalog:
         c = self._get("courses", key)
         if c is None:
             return None
-        return Course(c["key"], c.get("title", ""), frozenset(c.get("gadgets", [])),
-                      dict(c.get("roles", {})))
+        return Course(
+            c["key"], c.get("title", ""), frozenset(c.get("gadgets", [])), dict(c.get("roles", {}))
+        )
 
     def workspace(self, ws_id: str) -> Workspace | None:
         """A workspace by id, or else by name (EDX accepts either)."""
@@ -341,13 +370,21 @@ class Catalog:
             w = self._get("workspaces", by_name) if isinstance(by_name, str) else None
         if w is None:
             return None
-        return Workspace(w["id"], w.get("name", ""), frozenset(w.get("admins", [])),
-                         frozenset(w.get("members", [])))
+        return Workspace(
+            w["id"],
+            w.get("name", ""),
+            frozenset(w.get("admins", [])),
+            frozenset(w.get("members", [])),
+        )
 
     def vidispine_entity(self, etype: str, entity_id: str) -> dict[str, Any] | None:
         """A Vidispine entity (item, collection, library or file), or None."""
-        kind = {"item": "items", "collection": "collections", "library": "libraries",
-                "file": "vfiles"}[etype]
+        kind = {
+            "item": "items",
+            "collection": "collections",
+            "library": "libraries",
+            "file": "vfiles",
+        }[etype]
         return self._get(kind, entity_id)
 
     def docfile(self, file_id: str) -> DocFile | None:

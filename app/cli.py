@@ -46,8 +46,10 @@ lockcore is serving on http://{host}:{port}  ({workers} workers, Redis: {redis})
 The demo catalog was loaded; its users' API keys (demo only):
 {keys}
 """
-FIRST_USER_HINT = ("No users yet: create the first sysadmin with "
-                   "`lockcore users add ID --name NAME --role sysadmin` (it prints their key).")
+FIRST_USER_HINT = (
+    "No users yet: create the first sysadmin with "
+    "`lockcore users add ID --name NAME --role sysadmin` (it prints their key)."
+)
 
 
 class CliError(Exception):
@@ -139,8 +141,7 @@ def serve(args: argparse.Namespace) -> int:
 
         setup_logging(settings["LOG_LEVEL"])  # the supervisor's restarts, as JSON lines
         if not url:
-            embedded = EmbeddedRedis(_data_dir(args),
-                                     appendfsync=settings["APPENDFSYNC"]).start()
+            embedded = EmbeddedRedis(_data_dir(args), appendfsync=settings["APPENDFSYNC"]).start()
             url = embedded.url
             supervisor = Supervisor(embedded).start()
         os.environ["LOCKCORE_REDIS_URL"] = url
@@ -150,8 +151,7 @@ def serve(args: argparse.Namespace) -> int:
             if demo_allowed(args.demo, embedded=embedded is not None, host=args.host):
                 demo = load_demo_if_empty(connection.client)
                 if demo is None and args.demo:
-                    print("The store is not empty: the demo catalog was not loaded.",
-                          flush=True)
+                    print("The store is not empty: the demo catalog was not loaded.", flush=True)
             try:
                 no_users = not _stores(connection.client)[0].exist()
             except redis.RedisError:  # only for a hint; the service copes with an outage
@@ -161,11 +161,22 @@ def serve(args: argparse.Namespace) -> int:
 
         if demo:
             keys = "\n".join(f"  {uid:8} {name:22} {key}" for uid, name, key in demo)
-            print(DEMO_BANNER.format(host=args.host, port=args.port, workers=args.workers,
-                                     redis=redacted(url), keys=keys), flush=True)
+            print(
+                DEMO_BANNER.format(
+                    host=args.host,
+                    port=args.port,
+                    workers=args.workers,
+                    redis=redacted(url),
+                    keys=keys,
+                ),
+                flush=True,
+            )
         else:
-            print(f"lockcore is serving on http://{args.host}:{args.port} "
-                  f"({args.workers} workers, Redis: {redacted(url)})", flush=True)
+            print(
+                f"lockcore is serving on http://{args.host}:{args.port} "
+                f"({args.workers} workers, Redis: {redacted(url)})",
+                flush=True,
+            )
             if no_users:
                 print(FIRST_USER_HINT, flush=True)
         from .server import run
@@ -220,14 +231,36 @@ def users_add(args: argparse.Namespace) -> int:
 def users_list(args: argparse.Namespace) -> int:
     def run(users: Any) -> int:
         records = users.records()
-        rows = [{"id": r.user.id, "name": r.user.name, "email": r.user.email,
-                 "roles": sorted(r.user.roles), "key_ids": list(r.key_ids)} for r in records]
+        rows = [
+            {
+                "id": r.user.id,
+                "name": r.user.name,
+                "email": r.user.email,
+                "roles": sorted(r.user.roles),
+                "key_ids": list(r.key_ids),
+            }
+            for r in records
+        ]
         if args.json:
             print(json.dumps(rows, indent=2))
         elif rows:
-            print(_table([["ID", "NAME", "EMAIL", "ROLES", "KEY IDS"],
-                          *([r["id"], r["name"], r["email"], ",".join(r["roles"]),
-                             ",".join(r["key_ids"])] for r in rows)]))
+            print(
+                _table(
+                    [
+                        ["ID", "NAME", "EMAIL", "ROLES", "KEY IDS"],
+                        *(
+                            [
+                                r["id"],
+                                r["name"],
+                                r["email"],
+                                ",".join(r["roles"]),
+                                ",".join(r["key_ids"]),
+                            ]
+                            for r in rows
+                        ),
+                    ]
+                )
+            )
         else:
             print(FIRST_USER_HINT)
         return 0
@@ -250,8 +283,10 @@ def users_revoke_key(args: argparse.Namespace) -> int:
 
     def run(users: Any) -> int:
         revoked = users.revoke(args.id, key_id=args.key_id, key=key, every=args.all)
-        print(f"revoked {len(revoked)} key(s) of {args.id}"
-              + (f": {', '.join(revoked)}" if revoked else ""))
+        print(
+            f"revoked {len(revoked)} key(s) of {args.id}"
+            + (f": {', '.join(revoked)}" if revoked else "")
+        )
         return 0
 
     return _with_users(args, run)
@@ -291,16 +326,26 @@ def _manager(client: Any) -> Any:
 
 
 def _lock_json(lock: Any) -> dict[str, Any]:
-    return {"id": lock.id, "scope": lock.scope, "type": lock.type, "resource": lock.resource,
-            "owner": lock.owner, "fencing_token": lock.fencing_token,
-            "acquired_at": lock.acquired_at, "expires_at": lock.expires_at,
-            "expires_in": lock.remaining, "metadata": dict(lock.metadata)}
+    return {
+        "id": lock.id,
+        "scope": lock.scope,
+        "type": lock.type,
+        "resource": lock.resource,
+        "owner": lock.owner,
+        "fencing_token": lock.fencing_token,
+        "acquired_at": lock.acquired_at,
+        "expires_at": lock.expires_at,
+        "expires_in": lock.remaining,
+        "metadata": dict(lock.metadata),
+    }
 
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def _lock_row(lock: Any) -> list[str]:
@@ -324,8 +369,11 @@ def _with_manager(args: argparse.Namespace, action: Any) -> int:
 
 def locks_list(args: argparse.Namespace) -> int:
     def run(mgr: Any, _client: Any) -> int:
-        locks = list(mgr.iter_locks(args.scope, owner=args.owner, type=args.type,
-                                    resource=args.resource, limit=500))
+        locks = list(
+            mgr.iter_locks(
+                args.scope, owner=args.owner, type=args.type, resource=args.resource, limit=500
+            )
+        )
         if args.json:
             print(json.dumps([_lock_json(lock) for lock in locks], indent=2))
         elif locks:
@@ -364,8 +412,9 @@ def locks_release(args: argparse.Namespace) -> int:
         except (LockNotFound, LockNotOwned) as exc:
             print(f"lockcore: {exc}", file=sys.stderr)
             return 1
-        print(f"released {lock.id} ({lock.type} {lock.resource!r} of {lock.owner} "
-              f"in {lock.scope!r})")
+        print(
+            f"released {lock.id} ({lock.type} {lock.resource!r} of {lock.owner} in {lock.scope!r})"
+        )
         return 0
 
     return _with_manager(args, run)
@@ -373,9 +422,11 @@ def locks_release(args: argparse.Namespace) -> int:
 
 def _event_line(event: dict[str, str]) -> str:
     at = time.strftime("%H:%M:%S", time.gmtime(int(event.get("at", "0")) / 1000))
-    return (f"{at}  {event.get('event', '?'):9}  {event.get('scope', '')}  "
-            f"{event.get('type', '')}  {event.get('resource', '')}  {event.get('owner', '')}  "
-            f"id={event.get('id', '')} token={event.get('token', '')}")
+    return (
+        f"{at}  {event.get('event', '?'):9}  {event.get('scope', '')}  "
+        f"{event.get('type', '')}  {event.get('resource', '')}  {event.get('owner', '')}  "
+        f"id={event.get('id', '')} token={event.get('token', '')}"
+    )
 
 
 def locks_watch(args: argparse.Namespace) -> int:
@@ -429,50 +480,76 @@ def _s(value: Any) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="lockcore", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
-                     help="print the version and exit")
+    top = argparse.ArgumentParser(
+        prog="lockcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_version()}",
+        help="print the version and exit",
+    )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", help="Redis URL (default: $LOCKCORE_REDIS_URL, "
-                        "else the embedded server)")
-    common.add_argument("--data-dir", help="embedded server's data directory "
-                        "(default: $LOCKCORE_DATA_DIR or ./lockcore-data)")
+    common.add_argument(
+        "--redis-url", help="Redis URL (default: $LOCKCORE_REDIS_URL, else the embedded server)"
+    )
+    common.add_argument(
+        "--data-dir",
+        help="embedded server's data directory (default: $LOCKCORE_DATA_DIR or ./lockcore-data)",
+    )
     sub = top.add_subparsers(dest="command", required=True, help="what to do")
 
     p = sub.add_parser("serve", parents=[common], help="run the HTTP service (gunicorn)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    p.add_argument("--threads", type=int, default=128,
-                   help="threads per worker (default 128); /v1 long polls may take all "
-                   "but 32 of them (LOCKCORE_V1_MAX_WAITERS)")
-    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
-                   help="load the demo catalog, with its well-known keys, into an empty "
-                   "store (default: only with embedded Redis bound to loopback)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=128,
+        help="threads per worker (default 128); /v1 long polls may take all "
+        "but 32 of them (LOCKCORE_V1_MAX_WAITERS)",
+    )
+    p.add_argument(
+        "--demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the demo catalog, with its well-known keys, into an empty "
+        "store (default: only with embedded Redis bound to loopback)",
+    )
     p.set_defaults(func=serve)
 
     users = sub.add_parser("users", help="manage users and their API keys").add_subparsers(
-        dest="action", required=True, help="what to do with users")
-    p = users.add_parser("add", parents=[common],
-                         help="add a user and print their first API key")
+        dest="action", required=True, help="what to do with users"
+    )
+    p = users.add_parser("add", parents=[common], help="add a user and print their first API key")
     p.add_argument("id", help="the new user's id (an existing id is refused)")
     p.add_argument("--name", required=True, help="full name, as the APIs show it")
     p.add_argument("--email", default="", help="e-mail address")
-    p.add_argument("--role", action="append", default=[],
-                   help="global role, e.g. sysadmin (repeat for several)")
+    p.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        help="global role, e.g. sysadmin (repeat for several)",
+    )
     p.set_defaults(func=users_add)
-    p = users.add_parser("list", parents=[common],
-                         help="every user: id, name, roles and key ids (never keys)")
+    p = users.add_parser(
+        "list", parents=[common], help="every user: id, name, roles and key ids (never keys)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=users_list)
-    p = users.add_parser("issue-key", parents=[common],
-                         help="issue another API key to a user and print it")
+    p = users.add_parser(
+        "issue-key", parents=[common], help="issue another API key to a user and print it"
+    )
     p.add_argument("id", help="the user's id")
     p.set_defaults(func=users_issue_key)
-    p = users.add_parser("revoke-key", parents=[common],
-                         help="revoke API keys; they stop working at once")
+    p = users.add_parser(
+        "revoke-key", parents=[common], help="revoke API keys; they stop working at once"
+    )
     p.add_argument("id", help="the user's id")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("key_id", nargs="?", help="the key's id, as `users list` shows it")
@@ -481,13 +558,15 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=users_revoke_key)
 
     catalog = sub.add_parser("catalog", help="manage the resource catalog").add_subparsers(
-        dest="action", required=True, help="what to do with the catalog")
+        dest="action", required=True, help="what to do with the catalog"
+    )
     p = catalog.add_parser("load", parents=[common], help="replace the catalog from a file")
     p.add_argument("file", help="a catalog document, YAML or JSON")
     p.set_defaults(func=catalog_load)
 
     locks = sub.add_parser("locks", help="look at and release locks").add_subparsers(
-        dest="action", required=True, help="what to do with locks")
+        dest="action", required=True, help="what to do with locks"
+    )
     p = locks.add_parser("list", parents=[common], help="a scope's live locks")
     p.add_argument("scope", help="e.g. versal:course:course-1, edx:workspace:ws-1, v1:batch")
     p.add_argument("--owner", help="only this owner's locks")
@@ -499,8 +578,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="the lock's id")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=locks_show)
-    p = locks.add_parser("release", parents=[common],
-                         help="release a lock (forced, unless --owner)")
+    p = locks.add_parser(
+        "release", parents=[common], help="release a lock (forced, unless --owner)"
+    )
     p.add_argument("id", help="the lock's id")
     p.add_argument("--owner", help="release as this owner only (no force)")
     p.set_defaults(func=locks_release)

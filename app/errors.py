@@ -29,8 +29,9 @@ UNAVAILABLE = "The lock store (Redis) is unavailable; try again shortly"
 Envelope = Callable[[ApiError], tuple[Any, int]]
 
 
-def register_envelope(bp: Blueprint, envelope: Envelope,
-                      http_messages: dict[int, str] | None = None) -> None:
+def register_envelope(
+    bp: Blueprint, envelope: Envelope, http_messages: dict[int, str] | None = None
+) -> None:
     """Route every error raised in ``bp``'s views through ``envelope``: ApiError as is,
     Redis outages as 503, HTTP errors (404, 405, bad JSON...) with their status, and any
     other exception as a 500 without internals."""
@@ -89,8 +90,7 @@ def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str])
     headers = {name: value for name, value in exc.get_headers() if name in KEPT_HEADERS}
     if isinstance(exc, TooManyFailures):
         wait = exc.retry_after
-        message = (f"Too many failed authentications from this address; try again in {wait} "
-                   "seconds")
+        message = f"Too many failed authentications from this address; try again in {wait} seconds"
         headers["Retry-After"] = str(wait)
     response = make_response(envelope(ApiError(status, message, kind=exc.name)))
     response.headers.update(headers)
@@ -102,8 +102,9 @@ def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str])
 PREFIX_ENVELOPES: list[tuple[str, Envelope, dict[int, str]]] = []
 
 
-def register_prefix(prefix: str, envelope: Envelope,
-                    http_messages: dict[int, str] | None = None) -> None:
+def register_prefix(
+    prefix: str, envelope: Envelope, http_messages: dict[int, str] | None = None
+) -> None:
     PREFIX_ENVELOPES.append((prefix, envelope, http_messages or {}))
 
 

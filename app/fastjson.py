@@ -21,8 +21,10 @@ def json_response(value: Any) -> Response:
     """``jsonify(value)``, faster (see the module docstring for which values)."""
     app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
     provider: Any = app.json
-    if not (getattr(provider, "sort_keys", True) is False and (
-            provider.compact or (provider.compact is None and not app.debug))):
+    if not (
+        getattr(provider, "sort_keys", True) is False
+        and (provider.compact or (provider.compact is None and not app.debug))
+    ):
         return jsonify(value)
     try:
         raw = orjson.dumps(value)

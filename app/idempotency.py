@@ -47,10 +47,13 @@ CREDENTIALS = ("Authorization", "SID", "X-API-Key", "X-CKAN-API-Key", "EDX-API-K
 KEPT_HEADERS = ("Cache-Control", "Location")
 
 #: The header, as an OpenAPI parameter of the views that take it.
-PARAMETER = {"name": HEADER, "in": "header", "required": False,
-             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-             "description": "Send the same value again to get the first outcome, not a "
-                            "second action"}
+PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Send the same value again to get the first outcome, not a second action",
+}
 
 
 def request_id() -> str | None:
@@ -97,22 +100,25 @@ def once(action: Callable[[], Any]) -> Any:
     name = _digest(b"name", material).hex()
     store = f"{services().locks.prefix}:idem:{{{name[:16]}}}:{name}"
     cipher = Fernet(base64.urlsafe_b64encode(_digest(b"cipher", material)))
-    fingerprint = _digest(request.method, request.full_path,
-                          request.get_data(cache=True)).hex()
+    fingerprint = _digest(request.method, request.full_path, request.get_data(cache=True)).hex()
     kept = services().client.get(store)
     if kept is not None:
         return _replay(cipher, kept, fingerprint)
     g.idempotency_request_id = _digest(b"request", material).hex()[:32]
     response = make_response(action())
     if 200 <= response.status_code < 300:
-        entry = {"fingerprint": fingerprint, "status": response.status_code,
-                 "type": response.content_type, "body": response.get_data(as_text=True),
-                 "headers": {h: response.headers[h] for h in KEPT_HEADERS
-                             if h in response.headers}}
+        entry = {
+            "fingerprint": fingerprint,
+            "status": response.status_code,
+            "type": response.content_type,
+            "body": response.get_data(as_text=True),
+            "headers": {h: response.headers[h] for h in KEPT_HEADERS if h in response.headers},
+        }
         ttl_ms = max(1, int(current_app.config["IDEMPOTENCY_TTL"] * 1000))
         try:
-            services().client.set(store, cipher.encrypt(json.dumps(entry).encode()),
-                                  px=ttl_ms, nx=True)
+            services().client.set(
+                store, cipher.encrypt(json.dumps(entry).encode()), px=ttl_ms, nx=True
+            )
         except redis.RedisError:
             pass  # the answer still goes out; a repeat finds the lock by its request id
     return response
@@ -125,7 +131,11 @@ def _replay(cipher: Fernet, kept: bytes, fingerprint: str) -> Response:
         raise ApiError(422, f"This {HEADER} was used for another request") from exc
     if entry["fingerprint"] != fingerprint:
         raise ApiError(422, f"This {HEADER} was used for another request")
-    response = Response(entry["body"], status=entry["status"], content_type=entry["type"],
-                        headers=entry.get("headers", {}))
+    response = Response(
+        entry["body"],
+        status=entry["status"],
+        content_type=entry["type"],
+        headers=entry.get("headers", {}),
+    )
     response.headers["Idempotent-Replayed"] = "true"
     return response

@@ -124,18 +124,25 @@ return 1
 
 
 def _user(record: dict[str, Any]) -> User:
-    return User(record["id"], record["name"], record.get("email", ""),
-                frozenset(record.get("roles", [])))
+    return User(
+        record["id"], record["name"], record.get("email", ""), frozenset(record.get("roles", []))
+    )
 
 
 def _user_record(record: dict[str, Any]) -> UserRecord:
-    return UserRecord(_user(record),
-                      tuple(key_id_of(d) for d in record.get("key_digests", [])))
+    return UserRecord(_user(record), tuple(key_id_of(d) for d in record.get("key_digests", [])))
 
 
 def _record(user: User, digests: list[str]) -> str:
-    return json.dumps({"id": user.id, "name": user.name, "email": user.email,
-                       "roles": sorted(user.roles), "key_digests": digests})
+    return json.dumps(
+        {
+            "id": user.id,
+            "name": user.name,
+            "email": user.email,
+            "roles": sorted(user.roles),
+            "key_digests": digests,
+        }
+    )
 
 
 class Users:
@@ -147,8 +154,14 @@ class Users:
     read from Redis."""
 
     #: Keys remembered at most (then the memory starts again).
-    def __init__(self, client: Any, prefix: str, *, cache_ttl: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        *,
+        cache_ttl: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.users_key = f"{prefix}:{{users}}:users"
         self.keys_key = f"{prefix}:{{users}}:keys"
@@ -162,17 +175,21 @@ class Users:
         """Drop every remembered key (called after each change made here)."""
         self._memo.forget()
 
-    def _change(self, user_id: str,
-                change: Callable[[dict[str, Any] | None], tuple[str, list[str], list[str]]],
-                ) -> None:
+    def _change(
+        self,
+        user_id: str,
+        change: Callable[[dict[str, Any] | None], tuple[str, list[str], list[str]]],
+    ) -> None:
         """Apply ``change`` (record read, or None -> new record, digests to add, digests to
         remove) atomically, reading again whenever someone else changed the user first."""
         while True:
             raw = self.client.hget(self.users_key, user_id)
             current = raw.decode() if isinstance(raw, bytes) else (raw or "")
             record, added, removed = change(json.loads(current) if current else None)
-            if self._swap(keys=[self.users_key, self.keys_key],
-                          args=[user_id, current, record, len(added), *added, *removed]):
+            if self._swap(
+                keys=[self.users_key, self.keys_key],
+                args=[user_id, current, record, len(added), *added, *removed],
+            ):
                 self.forget()
                 return
 
@@ -205,8 +222,7 @@ class Users:
         def change(old: dict[str, Any] | None) -> tuple[str, list[str], list[str]]:
             if old is None:
                 raise UserNotFound(f"no user {user_id!r}")
-            return (_record(_user(old), [*old["key_digests"], digest(key)]),
-                    [digest(key)], [])
+            return (_record(_user(old), [*old["key_digests"], digest(key)]), [digest(key)], [])
 
         self._change(user_id, change)
         return IssuedKey(user_id, key, key_id_of(digest(key)))
@@ -215,8 +231,14 @@ class Users:
         """Issue a new API key to an existing user; the only time it is visible."""
         return self.issue_key(user_id).key
 
-    def revoke(self, user_id: str, *, key_id: str | None = None, key: str | None = None,
-               every: bool = False) -> list[str]:
+    def revoke(
+        self,
+        user_id: str,
+        *,
+        key_id: str | None = None,
+        key: str | None = None,
+        every: bool = False,
+    ) -> list[str]:
         """Revoke one key, named by its id or by the key itself, or ``every`` key of the
         user; returns the ids of the keys revoked. They stop authenticating at once."""
         wanted = digest(key) if key is not None else None
@@ -226,11 +248,16 @@ class Users:
             if old is None:
                 raise UserNotFound(f"no user {user_id!r}")
             digests: list[str] = old["key_digests"]
-            gone = [d for d in digests if every or d == wanted
-                    or (key_id is not None and key_id_of(d) == key_id)]
+            gone = [
+                d
+                for d in digests
+                if every or d == wanted or (key_id is not None and key_id_of(d) == key_id)
+            ]
             if not gone and not every:
-                raise KeyNotFound(f"user {user_id!r} has no key "
-                                  f"{key_id if key_id is not None else '(the one given)'}")
+                raise KeyNotFound(
+                    f"user {user_id!r} has no key "
+                    f"{key_id if key_id is not None else '(the one given)'}"
+                )
             revoked[:] = [key_id_of(d) for d in gone]
             return (_record(_user(old), [d for d in digests if d not in gone]), [], gone)
 
@@ -262,8 +289,7 @@ class Users:
         if not key:
             return None
         wanted = digest(key)
-        return self._memo.fetch(wanted, lambda: self._lookup(wanted), self.cache_ttl,
-                                self.clock)
+        return self._memo.fetch(wanted, lambda: self._lookup(wanted), self.cache_ttl, self.clock)
 
     def _lookup(self, wanted: str) -> User | None:
         raw = self._authenticate(keys=[self.keys_key, self.users_key], args=[wanted])

@@ -124,9 +124,11 @@ class Limited(Validator):
             return {"minLength": 1, "maxLength": config["MAX_NAME_LENGTH"]}
         if self.kind == "notes":
             return {"maxLength": config["MAX_NOTES_LENGTH"]}
-        return {"maxProperties": config["MAX_METADATA_ENTRIES"],
-                "description": f"at most {config['MAX_METADATA_ENTRIES']} entries and "
-                               f"{config['MAX_METADATA_BYTES']} bytes"}
+        return {
+            "maxProperties": config["MAX_METADATA_ENTRIES"],
+            "description": f"at most {config['MAX_METADATA_ENTRIES']} entries and "
+            f"{config['MAX_METADATA_BYTES']} bytes",
+        }
 
 
 class AtMost(Validator):
@@ -191,8 +193,11 @@ def _storage(client: Any) -> tuple[str, dict[str, Any]]:
     nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes())
     # The same timeouts, credentials and (no-)retry policy as the service's own client.
     given = client.nodes_manager.connection_kwargs
-    options = {k: given[k] for k in ("socket_timeout", "socket_connect_timeout", "username",
-                                     "password") if given.get(k) is not None}
+    options = {
+        k: given[k]
+        for k in ("socket_timeout", "socket_connect_timeout", "username", "password")
+        if given.get(k) is not None
+    }
     return f"redis+cluster://{nodes}", {**options, "retry": client.retry}
 
 
@@ -203,8 +208,9 @@ class FailureLimit:
     #: Addresses remembered as not blocked, at most (then the memory starts again).
     MAX_REMEMBERED = 10_000
 
-    def __init__(self, rule: str, storage: Any, ttl: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rule: str, storage: Any, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.items = sorted(parse_many(rule))  # a bad setting fails here, at startup
         self.storage = storage
         self.strategy = FixedWindowRateLimiter(storage)
@@ -264,8 +270,11 @@ def init_app(app: Flask, client: Any) -> None:
     app.before_request(_refuse_large_bodies)
     uri, options = _storage(client)
     options["key_prefix"] = app.config["KEY_PREFIX"]
-    limit = FailureLimit(app.config["AUTH_FAILURE_LIMIT"], storage_from_string(uri, **options),
-                         app.config["AUTH_CACHE_TTL"])
+    limit = FailureLimit(
+        app.config["AUTH_FAILURE_LIMIT"],
+        storage_from_string(uri, **options),
+        app.config["AUTH_CACHE_TTL"],
+    )
     app.extensions["auth_failure_limit"] = limit
 
     @app.before_request
@@ -282,6 +291,7 @@ def init_app(app: Flask, client: Any) -> None:
     def _count_failure(response: Response) -> Response:
         ctx_g = g._get_current_object()  # type: ignore[attr-defined]
         if getattr(ctx_g, "authentication_failed", False) and getattr(
-                ctx_g, "failure_limited", False):
+            ctx_g, "failure_limited", False
+        ):
             limit.count_failure(_client_address())
         return response

@@ -29,8 +29,9 @@ class Memo(Generic[K, V]):
             self._generation += 1
             self._known = {}
 
-    def fetch(self, key: K, read: Callable[[], V | None], ttl: float,
-              clock: Callable[[], float]) -> V | None:
+    def fetch(
+        self, key: K, read: Callable[[], V | None], ttl: float, clock: Callable[[], float]
+    ) -> V | None:
         """``read()``, or what it returned for ``key`` within ``ttl`` seconds of ``clock``;
         None (not found) is never remembered."""
         known = self._known.get(key)

@@ -28,20 +28,25 @@ from prometheus_client import (
 
 LOG = logging.getLogger("lockcore.app")
 
-REQUESTS = Counter("lockcore_http_requests_total", "HTTP requests by API and status",
-                   ["api", "status"])
-LOCK_OPS = Counter("lockcore_lock_operations_total", "Lock operations by result",
-                   ["result"])
-REDIS_LATENCY = Histogram("lockcore_redis_call_seconds", "Latency of lock store calls",
-                          ["operation"],
-                          buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5))
+REQUESTS = Counter(
+    "lockcore_http_requests_total", "HTTP requests by API and status", ["api", "status"]
+)
+LOCK_OPS = Counter("lockcore_lock_operations_total", "Lock operations by result", ["result"])
+REDIS_LATENCY = Histogram(
+    "lockcore_redis_call_seconds",
+    "Latency of lock store calls",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": round(record.created, 3), "level": record.levelname,
-            "logger": record.name, "message": record.getMessage(),
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -97,7 +102,7 @@ class RandomIds:
         raw = os.urandom(16 * self.BATCH)
         ids = []
         for start in range(0, len(raw), 16):
-            n = int.from_bytes(raw[start:start + 16], "big")
+            n = int.from_bytes(raw[start : start + 16], "big")
             # What uuid.UUID(..., version=4) sets: the variant (10xx) and the version (4).
             n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
             n = (n & ~(0xF000 << 64)) | (4 << 76)
@@ -118,8 +123,12 @@ new_request_id = RandomIds()
 
 
 def log_exception(exc: BaseException) -> None:
-    LOG.error("request failed: %s", exc.__class__.__name__, exc_info=exc,
-              extra={"fields": {"request_id": request_id(), "path": request.path}})
+    LOG.error(
+        "request failed: %s",
+        exc.__class__.__name__,
+        exc_info=exc,
+        extra={"fields": {"request_id": request_id(), "path": request.path}},
+    )
 
 
 #: result -> its child of LOCK_OPS (``labels()`` takes a lock and builds a key each time).
@@ -134,16 +143,25 @@ def count_lock_op(result: str, count: int = 1) -> None:
 
 
 def api_of(path: str) -> str:
-    for prefix, api in (("/locks", "versal"), ("/api/3/", "edx"), ("/api/2.0/", "docspace"),
-                        ("/API/", "vidispine"), ("/v1/", "native"), ("/admin/", "admin")):
+    for prefix, api in (
+        ("/locks", "versal"),
+        ("/api/3/", "edx"),
+        ("/api/2.0/", "docspace"),
+        ("/API/", "vidispine"),
+        ("/v1/", "native"),
+        ("/admin/", "admin"),
+    ):
         if path.startswith(prefix):
             return api
     return "ops"
 
 
 #: Headers every answer carries unless its view set them (Content-Security-Policy aside).
-SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-                    ("Referrer-Policy", "no-referrer"))
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
 
 
 def security_headers(response: Response) -> None:
@@ -200,13 +218,26 @@ def init_app(app: Flask) -> None:
         count_request(api, status)
         if LOG.isEnabledFor(logging.INFO):
             method = req.method
-            LOG.info("%s %s %s", method, path, status, extra={
-                "fields": {
-                    "request_id": rid, "method": method, "path": path, "status": status,
-                    "api": api,
-                    "ms": round((time.perf_counter()
-                                 - getattr(ctx_g, "started", time.perf_counter())) * 1000, 2),
-                }})
+            LOG.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "fields": {
+                        "request_id": rid,
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "api": api,
+                        "ms": round(
+                            (time.perf_counter() - getattr(ctx_g, "started", time.perf_counter()))
+                            * 1000,
+                            2,
+                        ),
+                    }
+                },
+            )
         return response
 
     @app.get("/metrics")

@@ -49,13 +49,20 @@ def openapi_path(flask_rule: str) -> str:
     return re.sub(r"<(?:[^<>]+:)?([^<>:]+)>", r"{\1}", flask_rule)
 
 
-def _with_limits(responses: dict[int, tuple[str, Any]], body: Any,
-                 security: Any) -> dict[int, tuple[str, Any]]:
+def _with_limits(
+    responses: dict[int, tuple[str, Any]], body: Any, security: Any
+) -> dict[int, tuple[str, Any]]:
     """The answers every API gives when input is out of bounds (see app/limits.py), in the
     operation's own error shape: 413 for a body over LOCKCORE_MAX_BODY, 429 once an address
     has failed to authenticate too often."""
-    shape = next((schema for status, (_, schema) in sorted(responses.items())
-                  if status >= 400 and schema is not None), None)
+    shape = next(
+        (
+            schema
+            for status, (_, schema) in sorted(responses.items())
+            if status >= 400 and schema is not None
+        ),
+        None,
+    )
     added = dict(responses)
     if body is not None:
         added.setdefault(413, ("Request body over the size limit", shape))
@@ -83,16 +90,22 @@ def route(
     path = (bp.url_prefix or "") + rule
     doc_path = openapi_path(path)
     params = list(parameters or [])
-    choices = {name: [c.strip() for c in options.split(",")]
-               for options, name in re.findall(r"<any\(([^)]*)\):([^<>]+)>", path)}
+    choices = {
+        name: [c.strip() for c in options.split(",")]
+        for options, name in re.findall(r"<any\(([^)]*)\):([^<>]+)>", path)
+    }
     for name in re.findall(r"{([^}]+)}", doc_path):
         if not any(p["name"] == name and p["in"] == "path" for p in params):
             schema: dict[str, Any] = {"type": "string"}
             if name in choices:
                 schema["enum"] = choices[name]
             params.append({"name": name, "in": "path", "required": True, "schema": schema})
-    spec: dict[str, Any] = {"summary": summary, "tags": [tag], "parameters": params,
-                            "responses": {}}
+    spec: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params,
+        "responses": {},
+    }
     if body is not None:
         spec["requestBody"] = {"required": True, "content": _content(body, body_media)}
     for status, (description, schema) in _with_limits(responses or {}, body, security).items():
@@ -100,8 +113,9 @@ def route(
         if schema is not None:
             entry["content"] = _content(schema, response_media)
         if status == 429:
-            entry["headers"] = {"Retry-After": {"description": "seconds to wait",
-                                                "schema": {"type": "integer"}}}
+            entry["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            }
         spec["responses"][str(status)] = entry
     if security is not None:
         spec["security"] = security
@@ -136,9 +150,13 @@ def _configured(self: Any, field: Any, **kwargs: Any) -> dict[str, Any]:
 
 def build_spec() -> dict[str, Any]:
     plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
-    spec = APISpec(title="lockcore", version=__version__, openapi_version="3.0.3",
-                   plugins=[plugin],
-                   info={"description": "Four lock APIs on one Redis-backed lock engine."})
+    spec = APISpec(
+        title="lockcore",
+        version=__version__,
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={"description": "Four lock APIs on one Redis-backed lock engine."},
+    )
     plugin.converter.add_attribute_function(_configured)  # type: ignore[union-attr]
     for name, scheme in REGISTRY.security_schemes.items():
         spec.components.security_scheme(name, scheme)
@@ -167,15 +185,22 @@ SWAGGER_PAGE = """<!doctype html>
 
 def document(path: str, method: str, summary: str, tag: str, media: str) -> None:
     """Document a view registered on the app itself (not through ``route``)."""
-    REGISTRY.add(Operation(path, method.lower(), {
-        "summary": summary, "tags": [tag],
-        "responses": {"200": {"description": summary, "content": {media: {}}}}}))
+    REGISTRY.add(
+        Operation(
+            path,
+            method.lower(),
+            {
+                "summary": summary,
+                "tags": [tag],
+                "responses": {"200": {"description": summary, "content": {media: {}}}},
+            },
+        )
+    )
 
 
 def init_app(app: Flask) -> None:
     if not any(op.path == "/openapi.json" for op in REGISTRY.operations):
-        document("/openapi.json", "GET", "This OpenAPI document", "Operations",
-                 "application/json")
+        document("/openapi.json", "GET", "This OpenAPI document", "Operations", "application/json")
         document("/docs", "GET", "Swagger UI", "Operations", "text/html")
         document("/metrics", "GET", "Prometheus metrics", "Operations", "text/plain")
 

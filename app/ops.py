@@ -16,14 +16,26 @@ bp = Blueprint("ops", __name__)
 register_envelope(bp, plain_envelope)
 
 
-@route(bp, "/healthz", "GET", summary="The process is up", tag="Operations",
-       responses={200: ("Up", None)})
+@route(
+    bp,
+    "/healthz",
+    "GET",
+    summary="The process is up",
+    tag="Operations",
+    responses={200: ("Up", None)},
+)
 def healthz() -> Any:
     return jsonify({"status": "ok"})
 
 
-@route(bp, "/readyz", "GET", summary="Redis is reachable and the scripts are loaded",
-       tag="Operations", responses={200: ("Ready", None), 503: ("Not ready", None)})
+@route(
+    bp,
+    "/readyz",
+    "GET",
+    summary="Redis is reachable and the scripts are loaded",
+    tag="Operations",
+    responses={200: ("Ready", None), 503: ("Not ready", None)},
+)
 def readyz() -> Any:
     try:
         return jsonify({"status": "ready", **services().ready()})

@@ -65,22 +65,25 @@ class InstrumentedLockManager(LockManager):
     """A LockManager that reports latency and results to /metrics."""
 
     def acquire(self, *args: Any, **kwargs: Any) -> AcquireResult:
-        result = _measured("acquire", lambda: super(InstrumentedLockManager, self).acquire(
-            *args, **kwargs))
+        result = _measured(
+            "acquire", lambda: super(InstrumentedLockManager, self).acquire(*args, **kwargs)
+        )
         count_lock_op("acquired" if result.created else "refreshed")
         if result.replaced is not None:
             count_lock_op("replaced")
         return result
 
     def release(self, *args: Any, **kwargs: Any) -> Lock:
-        lock = _measured("release", lambda: super(InstrumentedLockManager, self).release(
-            *args, **kwargs))
+        lock = _measured(
+            "release", lambda: super(InstrumentedLockManager, self).release(*args, **kwargs)
+        )
         count_lock_op("released")
         return lock
 
     def refresh(self, *args: Any, **kwargs: Any) -> Lock:
-        lock = _measured("refresh", lambda: super(InstrumentedLockManager, self).refresh(
-            *args, **kwargs))
+        lock = _measured(
+            "refresh", lambda: super(InstrumentedLockManager, self).refresh(*args, **kwargs)
+        )
         count_lock_op("refreshed")
         return lock
 
@@ -91,8 +94,7 @@ class InstrumentedLockManager(LockManager):
         return _measured("get", lambda: super(InstrumentedLockManager, self).get(lock_id))
 
     def list(self, scope: str, **kwargs: Any) -> LockPage:
-        return _measured("list", lambda: super(InstrumentedLockManager, self).list(
-            scope, **kwargs))
+        return _measured("list", lambda: super(InstrumentedLockManager, self).list(scope, **kwargs))
 
 
 def lock_types(config: dict[str, Any]) -> list[LockType]:
@@ -104,22 +106,51 @@ def lock_types(config: dict[str, Any]) -> list[LockType]:
         return bool(config.get(f"{api}_DURABLE", False))
 
     return [
-        LockType("gadget", one_per_owner=True, default_ttl=config["VERSAL_TTL"],
-                 max_ttl=config["VERSAL_MAX_TTL"], events=events, durable=durable("VERSAL")),
-        LockType("workspace", default_ttl=config["EDX_TTL"] or None,
-                 allow_no_expiry=not config["EDX_TTL"], events=events, durable=durable("EDX")),
-        LockType("file", default_ttl=config["DOCSPACE_TTL"] or None,
-                 allow_no_expiry=not config["DOCSPACE_TTL"], events=events,
-                 durable=durable("DOCSPACE")),
+        LockType(
+            "gadget",
+            one_per_owner=True,
+            default_ttl=config["VERSAL_TTL"],
+            max_ttl=config["VERSAL_MAX_TTL"],
+            events=events,
+            durable=durable("VERSAL"),
+        ),
+        LockType(
+            "workspace",
+            default_ttl=config["EDX_TTL"] or None,
+            allow_no_expiry=not config["EDX_TTL"],
+            events=events,
+            durable=durable("EDX"),
+        ),
+        LockType(
+            "file",
+            default_ttl=config["DOCSPACE_TTL"] or None,
+            allow_no_expiry=not config["DOCSPACE_TTL"],
+            events=events,
+            durable=durable("DOCSPACE"),
+        ),
         # Vidispine deletion locks: many per entity, one lock type per entity type, so a
         # listing by entity type is a range of one index; indexed by owner for the
         # username filter.
-        *(LockType(f"deletion-{etype}", mode=Mode.MULTI, default_ttl=86400.0,
-                   index_owner=True, events=events, durable=durable("VIDISPINE"))
-          for etype in ("item", "collection", "library", "file")),
+        *(
+            LockType(
+                f"deletion-{etype}",
+                mode=Mode.MULTI,
+                default_ttl=86400.0,
+                index_owner=True,
+                events=events,
+                durable=durable("VIDISPINE"),
+            )
+            for etype in ("item", "collection", "library", "file")
+        ),
         # /v1, for workers in any language: exclusive leases, listed by owner too.
-        LockType("job", default_ttl=config["V1_TTL"], max_ttl=config["V1_MAX_TTL"],
-                 index_owner=True, events=events, durable=durable("V1")),
+        LockType(
+            "job",
+            default_ttl=config["V1_TTL"],
+            max_ttl=config["V1_MAX_TTL"],
+            index_owner=True,
+            events=events,
+            durable=durable("V1"),
+        ),
     ]
 
 
@@ -142,19 +173,26 @@ def build(config: dict[str, Any]) -> Services:
     client = config.get("REDIS_CLIENT")
     if client is None:
         connection = connect(
-            config["REDIS_URL"] or None, data_dir=config["DATA_DIR"],
-            socket_timeout=config["REDIS_TIMEOUT"], socket_connect_timeout=config["REDIS_TIMEOUT"],
+            config["REDIS_URL"] or None,
+            data_dir=config["DATA_DIR"],
+            socket_timeout=config["REDIS_TIMEOUT"],
+            socket_connect_timeout=config["REDIS_TIMEOUT"],
         )  # and no retries (connect's default): a write is never sent twice
         client = connection.client
     prefix = config["KEY_PREFIX"]
     manager = InstrumentedLockManager(
-        client, lock_types(config), prefix=prefix, event_maxlen=config["EVENT_MAXLEN"],
+        client,
+        lock_types(config),
+        prefix=prefix,
+        event_maxlen=config["EVENT_MAXLEN"],
         retention=config["RETENTION"],
         # A waiter's BLPOP must end before the socket timeout counts it as a failure.
         heartbeat=min(1.0, config["REDIS_TIMEOUT"] / 2),
-        request_ttl=config["IDEMPOTENCY_TTL"], functions=bool(config.get("FUNCTIONS", True)),
+        request_ttl=config["IDEMPOTENCY_TTL"],
+        functions=bool(config.get("FUNCTIONS", True)),
         durable_replicas=config.get("DURABLE_REPLICAS", 1),
-        durable_timeout=config.get("DURABLE_TIMEOUT", 1.0))
+        durable_timeout=config.get("DURABLE_TIMEOUT", 1.0),
+    )
     return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
 
 

@@ -54,8 +54,9 @@ class CaptureRedis(redis.Redis):
         return super().execute_command(*args, **options)
 
 
-def _capture(client: CaptureRedis, manager: LockManager, op: Op, i: int
-             ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+def _capture(
+    client: CaptureRedis, manager: LockManager, op: Op, i: int
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     client.captured = []
     client.capturing = True
     try:
@@ -83,8 +84,7 @@ def capture_works(url: str, make_manager: MakeManager, type_name: str) -> bool:
     works = False
     try:
         # A first call loads the script (NOSCRIPT, SCRIPT LOAD, again): not counted.
-        manager.release(manager.acquire(probe_scope, type_name, "warm", owner, ttl=60).lock,
-                        owner)
+        manager.release(manager.acquire(probe_scope, type_name, "warm", owner, ttl=60).lock, owner)
         counted, counter = counting_client(url)
         make_manager(counted).acquire(probe_scope, type_name, "p0", owner + "0", ttl=60)
         one_command = counter.writes == 1
@@ -93,19 +93,26 @@ def capture_works(url: str, make_manager: MakeManager, type_name: str) -> bool:
         capturing = make_manager(capture)
         pipe = real.pipeline(transaction=False)
         for i in (1, 2, 3):
-            command = _capture(capture, capturing, lambda m, n: m.acquire(
-                probe_scope, type_name, f"p{n}", f"{owner}{n}", ttl=60), i)
+            command = _capture(
+                capture,
+                capturing,
+                lambda m, n: m.acquire(probe_scope, type_name, f"p{n}", f"{owner}{n}", ttl=60),
+                i,
+            )
             if command is None:
                 break
             pipe.execute_command(*command[0], **command[1])
         else:
             refused = _flush(pipe)
             locks = manager.list(probe_scope, limit=100).locks
-            works = (one_command and refused == 0
-                     and sorted(lk.resource for lk in locks) == ["p0", "p1", "p2", "p3"]
-                     and all(lk.owner == owner + lk.resource[1:] for lk in locks)
-                     and len({lk.id for lk in locks}) == 4
-                     and manager.get(locks[-1].id).resource == locks[-1].resource)
+            works = (
+                one_command
+                and refused == 0
+                and sorted(lk.resource for lk in locks) == ["p0", "p1", "p2", "p3"]
+                and all(lk.owner == owner + lk.resource[1:] for lk in locks)
+                and len({lk.id for lk in locks}) == 4
+                and manager.get(locks[-1].id).resource == locks[-1].resource
+            )
         capture.close()
         for lock in manager.list(probe_scope, limit=100).locks:
             manager.release(lock, lock.owner)
@@ -117,8 +124,9 @@ def capture_works(url: str, make_manager: MakeManager, type_name: str) -> bool:
     return works
 
 
-def _worker(url: str, make_manager: MakeManager, op: Op, indexes: range, capture: bool,
-            out: Any) -> None:
+def _worker(
+    url: str, make_manager: MakeManager, op: Op, indexes: range, capture: bool, out: Any
+) -> None:
     refused = 0
     try:
         if capture:
@@ -143,8 +151,16 @@ def _worker(url: str, make_manager: MakeManager, op: Op, indexes: range, capture
         out.put(("error", repr(exc)))
 
 
-def create(url: str, make_manager: MakeManager, op: Op, count: int, *, type_name: str,
-           start: int = 0, processes: int = 2) -> str:
+def create(
+    url: str,
+    make_manager: MakeManager,
+    op: Op,
+    count: int,
+    *,
+    type_name: str,
+    start: int = 0,
+    processes: int = 2,
+) -> str:
     """Make locks ``start`` .. ``start + count - 1`` with ``op``; returns how (for the
     report): ``"captured"`` or ``"api"``."""
     if count <= 0:
@@ -153,10 +169,14 @@ def create(url: str, make_manager: MakeManager, op: Op, count: int, *, type_name
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     per = -(-count // processes)
-    chunks = [range(start + k * per, min(start + count, start + (k + 1) * per))
-              for k in range(processes)]
-    procs = [ctx.Process(target=_worker, args=(url, make_manager, op, chunk, capture, out))
-             for chunk in chunks if len(chunk)]
+    chunks = [
+        range(start + k * per, min(start + count, start + (k + 1) * per)) for k in range(processes)
+    ]
+    procs = [
+        ctx.Process(target=_worker, args=(url, make_manager, op, chunk, capture, out))
+        for chunk in chunks
+        if len(chunk)
+    ]
     started = time.monotonic()
     for proc in procs:
         proc.start()

@@ -58,9 +58,11 @@ def single_client(url: str, cycles: int, rounds: int) -> Section:
         client.ping()
 
     contenders: dict[str, Callable[[int], None]] = {
-        "lockcore": lockcore_cycle, "redis-py Lock": redis_py_cycle,
-        "python-redis-lock": python_redis_lock_cycle, "pottery Redlock (1 master)":
-            pottery_cycle, "PING (round-trip floor)": ping,
+        "lockcore": lockcore_cycle,
+        "redis-py Lock": redis_py_cycle,
+        "python-redis-lock": python_redis_lock_cycle,
+        "pottery Redlock (1 master)": pottery_cycle,
+        "PING (round-trip floor)": ping,
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for run in contenders.values():  # warm up: scripts loaded, connections made
@@ -78,15 +80,19 @@ def single_client(url: str, cycles: int, rounds: int) -> Section:
     for name, rate in best.items():
         table.append([name, f"{rate:,.0f}", f"{rate / base:.2f}"])
     ratio = best["lockcore"] / base
-    chart = bar_chart("single_client", "acquire+release cycles/s, one client",
-                      list(best), list(best.values()))
+    chart = bar_chart(
+        "single_client", "acquire+release cycles/s, one client", list(best), list(best.values())
+    )
     client.close()
     return Section(
         "4. One client, uncontended: acquire + release cycles per second",
         f"{rounds} interleaved rounds of {cycles} cycles each, one lock at a time on one "
-        "connection; medians.", table, chart,
+        "connection; medians.",
+        table,
+        chart,
         targets=[at_least("One client: lockcore cycles/s vs redis-py Lock", ratio, 1.0)],
-        summary={"single_ratio": ratio})
+        summary={"single_ratio": ratio},
+    )
 
 
 # -- 5. contention ------------------------------------------------------------------------
@@ -98,8 +104,16 @@ KINDS = ("lockcore", "redis-py Lock", "python-redis-lock")
 BATON = "floor: FIFO baton (BLPOP / LPUSH)"
 
 
-def _contender(kind: str, url: str, resources: int, duration: float, hold: float,
-               start: Any, out: Any, index: int) -> None:
+def _contender(
+    kind: str,
+    url: str,
+    resources: int,
+    duration: float,
+    hold: float,
+    start: Any,
+    out: Any,
+    index: int,
+) -> None:
     """One worker: pick a resource, acquire (waiting), hold ``hold`` s, release; again.
     Counts acquisitions made before the end, and the longest wait (one cut off by the end
     of the run counts as far as it went)."""
@@ -108,8 +122,7 @@ def _contender(kind: str, url: str, resources: int, duration: float, hold: float
     owner = f"w{index}"
     count = 0
     longest = 0.0
-    mgr = LockManager(client, _types(), prefix=PREFIX, heartbeat=0.5,
-                      functions=common.FUNCTIONS)
+    mgr = LockManager(client, _types(), prefix=PREFIX, heartbeat=0.5, functions=common.FUNCTIONS)
     if kind == "python-redis-lock":
         import redis_lock
     client.ping()
@@ -123,8 +136,9 @@ def _contender(kind: str, url: str, resources: int, duration: float, hold: float
         release: Callable[[], Any] | None = None
         if kind == "lockcore":
             try:
-                lock = mgr.acquire("contention", "job", f"r{rid}", owner, ttl=10,
-                                   wait=max(0.001, stop - began)).lock
+                lock = mgr.acquire(
+                    "contention", "job", f"r{rid}", owner, ttl=10, wait=max(0.001, stop - began)
+                ).lock
                 release = lambda lock=lock: mgr.release(lock, owner)  # noqa: E731
             except LockConflict:
                 pass
@@ -134,8 +148,9 @@ def _contender(kind: str, url: str, resources: int, duration: float, hold: float
             if client.blpop([key], timeout=max(0.01, stop - began)) is not None:
                 release = lambda key=key: client.lpush(key, 1)  # noqa: E731
         elif kind == "redis-py Lock":
-            plain = client.lock(f"bench:c:{rid}", timeout=10, sleep=0.001,
-                                blocking_timeout=max(0.001, stop - began))
+            plain = client.lock(
+                f"bench:c:{rid}", timeout=10, sleep=0.001, blocking_timeout=max(0.001, stop - began)
+            )
             if plain.acquire():
                 release = plain.release
         else:
@@ -154,8 +169,9 @@ def _contender(kind: str, url: str, resources: int, duration: float, hold: float
     client.close()
 
 
-def _run_cell(kind: str, url: str, workers: int, resources: int, duration: float,
-              hold: float) -> tuple[list[int], float]:
+def _run_cell(
+    kind: str, url: str, workers: int, resources: int, duration: float, hold: float
+) -> tuple[list[int], float]:
     ctx = mp.get_context("fork")
     setup = redis.Redis.from_url(url)
     setup.flushall()
@@ -164,8 +180,10 @@ def _run_cell(kind: str, url: str, workers: int, resources: int, duration: float
             setup.rpush(f"bench:baton:{rid}", 1)
     setup.close()
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_contender, args=(
-        kind, url, resources, duration, hold, start, out, i)) for i in range(workers)]
+    procs = [
+        ctx.Process(target=_contender, args=(kind, url, resources, duration, hold, start, out, i))
+        for i in range(workers)
+    ]
     for p in procs:
         p.start()
     time.sleep(0.2 + 0.02 * workers)  # every worker connected and waiting
@@ -176,10 +194,25 @@ def _run_cell(kind: str, url: str, workers: int, resources: int, duration: float
     return [a[1] for a in answers], max(a[2] for a in answers)
 
 
-def contention(url: str, workers_list: list[int], resources_list: list[int],
-               duration: float, rounds: int, hold: float = 0.001) -> Section:
-    table = [["workers", "resources", "contender", "acquisitions/s (median)",
-              "vs best peer", "max/min per worker (median)", "longest wait ms (max)"]]
+def contention(
+    url: str,
+    workers_list: list[int],
+    resources_list: list[int],
+    duration: float,
+    rounds: int,
+    hold: float = 0.001,
+) -> Section:
+    table = [
+        [
+            "workers",
+            "resources",
+            "contender",
+            "acquisitions/s (median)",
+            "vs best peer",
+            "max/min per worker (median)",
+            "longest wait ms (max)",
+        ]
+    ]
     targets: list[Target] = []
     summary: dict[str, float] = {}
     notes = [
@@ -188,7 +221,8 @@ def contention(url: str, workers_list: list[int], resources_list: list[int],
         "The peers barge: whoever asks first after a release gets the lock, most often the "
         "process that just released it (no wake-up), hence their max/min. A barging policy "
         "for lockcore (`handoff` of 20 or 50 ms) measured no better, as every release still "
-        "wakes the first waiter, which finds the lock taken and waits again."]
+        "wakes the first waiter, which finds the lock taken and waits again."
+    ]
     for workers in workers_list:
         for resources in resources_list:
             kinds = (*KINDS, BATON)
@@ -199,28 +233,40 @@ def contention(url: str, workers_list: list[int], resources_list: list[int],
                 # lockcore, peer, peer, floor, lockcore, ...: drift falls on all alike
                 order = kinds if rnd % 2 == 0 else kinds[::-1]
                 for kind in order:
-                    counts, longest = _run_cell(kind, url, workers, resources, duration,
-                                                hold)
+                    counts, longest = _run_cell(kind, url, workers, resources, duration, hold)
                     rates[kind].append(sum(counts) / duration)
-                    spreads[kind].append(max(counts) / min(counts) if min(counts)
-                                         else math.inf)
+                    spreads[kind].append(max(counts) / min(counts) if min(counts) else math.inf)
                     waits[kind].append(longest)
             rate = {k: median(v) for k, v in rates.items()}
             spread = {k: median(v) for k, v in spreads.items()}
             best_peer = max(rate[k] for k in KINDS[1:])
             for kind in kinds:
-                table.append([str(workers), str(resources), kind, f"{rate[kind]:,.0f}",
-                              f"{rate[kind] / best_peer:.2f}",
-                              "∞ (a worker starved)" if spread[kind] == math.inf
-                              else f"{spread[kind]:.2f}",
-                              f"{max(waits[kind]) * 1000:,.0f}"])
+                table.append(
+                    [
+                        str(workers),
+                        str(resources),
+                        kind,
+                        f"{rate[kind]:,.0f}",
+                        f"{rate[kind] / best_peer:.2f}",
+                        "∞ (a worker starved)"
+                        if spread[kind] == math.inf
+                        else f"{spread[kind]:.2f}",
+                        f"{max(waits[kind]) * 1000:,.0f}",
+                    ]
+                )
             cell = f"{workers} workers on {resources} resource{'s' if resources > 1 else ''}"
             ratio = rate["lockcore"] / best_peer
-            targets.append(at_least(f"Contention, {cell}: lockcore throughput vs best peer",
-                                    ratio, 1.0))
+            targets.append(
+                at_least(f"Contention, {cell}: lockcore throughput vs best peer", ratio, 1.0)
+            )
             fair = spread["lockcore"]
-            targets.append(at_most(f"Contention, {cell}: lockcore max/min acquisitions "
-                                   "per worker", None if fair == math.inf else fair, 1.5))
+            targets.append(
+                at_most(
+                    f"Contention, {cell}: lockcore max/min acquisitions per worker",
+                    None if fair == math.inf else fair,
+                    1.5,
+                )
+            )
             if fair == math.inf:
                 targets[-1].shown, targets[-1].met = "∞ (a worker starved)", False
             key = f"{workers}_{resources}"
@@ -228,8 +274,10 @@ def contention(url: str, workers_list: list[int], resources_list: list[int],
             summary[f"contention_fairness_{key}"] = fair if fair != math.inf else -1.0
             summary[f"contention_longest_wait_ms_{key}"] = max(waits["lockcore"]) * 1000
             summary[f"contention_vs_baton_{key}"] = rate["lockcore"] / rate[BATON]
-            notes.append(f"{cell}: lockcore {rate['lockcore'] / rate[BATON]:.2f}× the FIFO "
-                         f"baton floor, the best peer {best_peer / rate[BATON]:.2f}× it.")
+            notes.append(
+                f"{cell}: lockcore {rate['lockcore'] / rate[BATON]:.2f}× the FIFO "
+                f"baton floor, the best peer {best_peer / rate[BATON]:.2f}× it."
+            )
     return Section(
         "5. Contention: worker processes on 1 and on 16 resources",
         f"Each worker process loops: pick a resource at random, acquire it (waiting), hold "
@@ -244,4 +292,9 @@ def contention(url: str, workers_list: list[int], resources_list: list[int],
         "reversed every other round); medians, except the longest wait: the longest any "
         "worker waited in any round (a wait cut off by the end of a run counts as far as "
         "it went). Only acquisitions made before the end count.",
-        table, None, notes, targets, summary)
+        table,
+        None,
+        notes,
+        targets,
+        summary,
+    )

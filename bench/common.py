@@ -67,22 +67,22 @@ def _shown(value: float, limit: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def at_most(label: str, value: float | None, limit: float, unit: str = "×",
-            digits: int = 2) -> Target:
+def at_most(
+    label: str, value: float | None, limit: float, unit: str = "×", digits: int = 2
+) -> Target:
     """A target met when ``value <= limit``."""
     if value is None:
         return Target(label, f"≤ {limit:g}{unit}", "—", None)
-    return Target(label, f"≤ {limit:g}{unit}", _shown(value, limit, digits) + unit,
-                  value <= limit)
+    return Target(label, f"≤ {limit:g}{unit}", _shown(value, limit, digits) + unit, value <= limit)
 
 
-def at_least(label: str, value: float | None, limit: float, unit: str = "×",
-             digits: int = 2) -> Target:
+def at_least(
+    label: str, value: float | None, limit: float, unit: str = "×", digits: int = 2
+) -> Target:
     """A target met when ``value >= limit``."""
     if value is None:
         return Target(label, f"≥ {limit:g}{unit}", "—", None)
-    return Target(label, f"≥ {limit:g}{unit}", _shown(value, limit, digits) + unit,
-                  value >= limit)
+    return Target(label, f"≥ {limit:g}{unit}", _shown(value, limit, digits) + unit, value >= limit)
 
 
 @dataclass
@@ -166,8 +166,7 @@ def server_time(stats: dict[str, tuple[int, int]], ops: int) -> ServerTime:
     return ServerTime(usec / ops, calls / ops, ", ".join(sorted(counted)) or "none")
 
 
-def measure_server_time(client: redis.Redis, ops: int, run: Callable[[int], Any]
-                        ) -> ServerTime:
+def measure_server_time(client: redis.Redis, ops: int, run: Callable[[int], Any]) -> ServerTime:
     """CONFIG RESETSTAT, ``run(i)`` for i in range(ops), then the server time per op."""
     client.config_resetstat()
     for i in range(ops):

@@ -50,8 +50,9 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def report(sections: list[Section], server: str, elapsed: float, quick: bool,
-           where: Path = ROOT) -> str:
+def report(
+    sections: list[Section], server: str, elapsed: float, quick: bool, where: Path = ROOT
+) -> str:
     """The report's text; ``where``: the folder it goes in (chart links are relative)."""
     targets: list[Target] = [t for s in sections for t in s.targets]
     met = sum(1 for t in targets if t.met)
@@ -63,8 +64,13 @@ def report(sections: list[Section], server: str, elapsed: float, quick: bool,
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; Redis "
         f"{server} (a private redis-server on a unix socket, AOF off); {elapsed:.0f} s in "
-        "all" + (" (**--quick**: small sizes, short runs; a smoke run, not figures to quote)"
-                 if quick else "") + ". Regenerate with `python -m bench.run` (see "
+        "all"
+        + (
+            " (**--quick**: small sizes, short runs; a smoke run, not figures to quote)"
+            if quick
+            else ""
+        )
+        + ". Regenerate with `python -m bench.run` (see "
         "`python -m bench.run --help`). Ratios matter, measured in one run against peers "
         "on the same server; absolute numbers are this machine's.",
         "",
@@ -73,8 +79,10 @@ def report(sections: list[Section], server: str, elapsed: float, quick: bool,
         f"{met} of {len(targets)} met.",
         "",
     ]
-    lines += _table(["section", "target", "goal", "measured", "verdict"],
-                    [[t.section, t.label, t.goal, t.shown, t.cell] for t in targets])
+    lines += _table(
+        ["section", "target", "goal", "measured", "verdict"],
+        [[t.section, t.label, t.goal, t.shown, t.cell] for t in targets],
+    )
     lines.append("")
     for section in sections:
         lines += [f"## {section.title}", "", section.text, ""]
@@ -82,8 +90,10 @@ def report(sections: list[Section], server: str, elapsed: float, quick: bool,
         lines += _table(head, rows)
         lines.append("")
         if section.targets and not section.targets_in_table:
-            lines += _table(["target", "goal", "measured", "verdict"],
-                            [[t.label, t.goal, t.shown, t.cell] for t in section.targets])
+            lines += _table(
+                ["target", "goal", "measured", "verdict"],
+                [[t.label, t.goal, t.shown, t.cell] for t in section.targets],
+            )
             lines.append("")
         if section.chart:
             link = Path(os.path.relpath(section.chart, where)).as_posix()
@@ -91,8 +101,14 @@ def report(sections: list[Section], server: str, elapsed: float, quick: bool,
         lines += [f"- {note}" for note in section.notes]
         if section.notes:
             lines.append("")
-    lines += ["## Summary (machine-readable)", "", "```json",
-              json.dumps({k: round(v, 3) for k, v in summary.items()}, indent=2), "```", ""]
+    lines += [
+        "## Summary (machine-readable)",
+        "",
+        "```json",
+        json.dumps({k: round(v, 3) for k, v in summary.items()}, indent=2),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -107,9 +123,16 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
         ("4", lambda: single_client(url, 300 if q else 2000, 2 if q else 5)),
         ("5", lambda: contention(url, [8, 16], [1, 16], 0.5 if q else 2.0, 1 if q else 3)),
         ("6", lambda: growth([1000, growth_max], 60 if q else 300, args.redis_server)),
-        ("7", lambda: http(url, 1 if q else 5, 1 if q else 3,
-                           warm_up=("floor", "acquire") if q else KINDS,
-                           warm_up_s=1 if q else 2)),
+        (
+            "7",
+            lambda: http(
+                url,
+                1 if q else 5,
+                1 if q else 3,
+                warm_up=("floor", "acquire") if q else KINDS,
+                warm_up_s=1 if q else 2,
+            ),
+        ),
         ("8", lambda: waiting(url, 50 if q else 400)),
         ("9", lambda: durable(args.redis_server, 100 if q else 500, 1 if q else 3)),
     ]
@@ -117,33 +140,53 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and short runs: a smoke run (~1 minute)")
-    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"),
-                        help="the report (default: BENCHMARKS.md)")
-    parser.add_argument("--only", nargs="*", choices=SECTIONS, metavar="N",
-                        help="run only these sections (1-9)")
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes and short runs: a smoke run (~1 minute)"
+    )
+    parser.add_argument(
+        "--output", default=str(ROOT / "BENCHMARKS.md"), help="the report (default: BENCHMARKS.md)"
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=SECTIONS, metavar="N", help="run only these sections (1-9)"
+    )
     parser.add_argument("--charts", default=str(Paths.charts), help="where the PNG charts go")
-    parser.add_argument("--memory-count", type=int, default=None,
-                        help="locks per layout in section 3 (default 100,000; quick 3,000)")
-    parser.add_argument("--growth-max", type=int, default=None,
-                        help="the largest store in section 6 (default 1,000,000; quick "
-                        "10,000)")
-    parser.add_argument("--redis-server", default=None, metavar="PATH",
-                        help="the redis-server binary to run (default: lockcore's own choice, "
-                        "PATH else the bundled 6.2); e.g. a Redis 7 to measure FCALL")
-    parser.add_argument("--functions", choices=("auto", "on", "off"), default="auto",
-                        help="lockcore's scripts by FCALL of a FUNCTION library (auto: on "
-                        "Redis 7+) or by EVALSHA")
+    parser.add_argument(
+        "--memory-count",
+        type=int,
+        default=None,
+        help="locks per layout in section 3 (default 100,000; quick 3,000)",
+    )
+    parser.add_argument(
+        "--growth-max",
+        type=int,
+        default=None,
+        help="the largest store in section 6 (default 1,000,000; quick 10,000)",
+    )
+    parser.add_argument(
+        "--redis-server",
+        default=None,
+        metavar="PATH",
+        help="the redis-server binary to run (default: lockcore's own choice, "
+        "PATH else the bundled 6.2); e.g. a Redis 7 to measure FCALL",
+    )
+    parser.add_argument(
+        "--functions",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="lockcore's scripts by FCALL of a FUNCTION library (auto: on Redis 7+) or by EVALSHA",
+    )
     args = parser.parse_args(argv)
     Paths.charts = Path(args.charts).resolve()
     started = time.monotonic()
-    with EmbeddedRedis(tempfile.mkdtemp(prefix="lc-bench-"), appendonly=False,
-                       executable=args.redis_server) as server:
+    with EmbeddedRedis(
+        tempfile.mkdtemp(prefix="lc-bench-"), appendonly=False, executable=args.redis_server
+    ) as server:
         version = server.client().info("server")["redis_version"]
-        common.FUNCTIONS = (args.functions == "on" or args.functions == "auto"
-                            and int(version.split(".")[0]) >= 7)
+        common.FUNCTIONS = (
+            args.functions == "on" or args.functions == "auto" and int(version.split(".")[0]) >= 7
+        )
         sections: list[Section] = []
         for key, run in plan(server.url, args):
             if args.only and key not in args.only:
@@ -155,11 +198,15 @@ def main(argv: list[str] | None = None) -> int:
                 target.section = key
             sections.append(section)
             verdicts = ", ".join(f"{t.verdict} {t.shown}" for t in section.targets)
-            print(f"bench: section {key} done in {time.monotonic() - began:.0f} s"
-                  + (f": {verdicts}" if verdicts else ""), flush=True)
+            print(
+                f"bench: section {key} done in {time.monotonic() - began:.0f} s"
+                + (f": {verdicts}" if verdicts else ""),
+                flush=True,
+            )
     output = Path(args.output).resolve()
-    output.write_text(report(sections, version, time.monotonic() - started, args.quick,
-                             output.parent))
+    output.write_text(
+        report(sections, version, time.monotonic() - started, args.quick, output.parent)
+    )
     print(f"bench: wrote {args.output} in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -34,8 +34,7 @@ PREFIX = "bench"
 
 
 def _types() -> list[Any]:
-    return [lock_type("job", default_ttl=60.0), lock_type("job-ev", events=True,
-                                                           default_ttl=60.0)]
+    return [lock_type("job", default_ttl=60.0), lock_type("job-ev", events=True, default_ttl=60.0)]
 
 
 def _manager(client: Any) -> LockManager:
@@ -49,8 +48,10 @@ def _manager(client: Any) -> LockManager:
 #: targets are set against). Called with acquire's KEYS and first four ARGV.
 FLOORS = {
     "floor-empty": ("an empty script (`return 1`), 2 keys and 4 arguments", "return 1"),
-    "floor-set": ("a script that only runs `SET NX PX`",
-                  "return redis.call('SET', KEYS[1] .. ARGV[1], ARGV[2], 'NX', 'PX', ARGV[3])"),
+    "floor-set": (
+        "a script that only runs `SET NX PX`",
+        "return redis.call('SET', KEYS[1] .. ARGV[1], ARGV[2], 'NX', 'PX', ARGV[3])",
+    ),
     "floor-acquire": (
         "the least an acquire can do: `TIME`, `HMGET` of the resource and the next token, "
         "`HSET` of the record and the token (no checks, no helpers)",
@@ -63,7 +64,8 @@ FLOORS = {
         "redis.call('HSET', KEYS[1], toks, ARGV[4] .. ' ' .. string.format('%d', now + "
         "ARGV[3]) .. ' ' .. ARGV[2] .. ' ' .. ARGV[1] .. ' ' .. now .. ' 0 ' .. ARGV[3], "
         "ARGV[1], toks, '!b', string.format('%d', tok + 1))\n"
-        "return {0, now, 0, toks}"),
+        "return {0, now, 0, toks}",
+    ),
     # The next two act on the locks floor-acquire made, given their tokens (ARGV[2]).
     "floor-refresh": (
         "the least a refresh can do: `TIME`, `HGET` of the record, `HSET` of it with the "
@@ -74,7 +76,8 @@ FLOORS = {
         "if not raw then return {2, now, 0} end\n"
         "redis.call('HSET', KEYS[1], ARGV[2], ARGV[4] .. ' ' .. string.format('%d', now + "
         "ARGV[3]) .. string.sub(raw, 16))\n"
-        "return {0, now, 0, ARGV[2], raw}"),
+        "return {0, now, 0, ARGV[2], raw}",
+    ),
     "floor-release": (
         "the least a release can do: `TIME`, `HGET` of the record, `HDEL` of it and of the "
         "resource (no checks)",
@@ -83,7 +86,8 @@ FLOORS = {
         "local raw = redis.call('HGET', KEYS[1], ARGV[2])\n"
         "if not raw then return {2, now, 0} end\n"
         "redis.call('HDEL', KEYS[1], ARGV[2], ARGV[1])\n"
-        "return {0, now, 0, ARGV[2], raw}"),
+        "return {0, now, 0, ARGV[2], raw}",
+    ),
 }
 
 
@@ -100,8 +104,14 @@ def _held_locks(mgr: LockManager, scope: str, resource_prefix: str) -> list[Any]
     return sorted(found, key=lambda lk: int(lk.resource.rsplit("-", 1)[1]))
 
 
-def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = None,
-               held: int = 1000, batch: int = 100) -> Section:
+def redis_time(
+    url: str,
+    ops: int,
+    rounds: int,
+    sequential_ops: int | None = None,
+    held: int = 1000,
+    batch: int = 100,
+) -> Section:
     """Server time per operation from ``INFO commandstats``, each phase after its own
     CONFIG RESETSTAT, as a ratio to ``SET key val NX PX 30000`` on the same server; each
     measured pipelined (batches of ``batch``) and one call at a time."""
@@ -115,8 +125,15 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
 
     def fill() -> None:  # each scope already holds `held` locks
         for scope, type_name in scopes.values():
-            bulk.create(url, _manager, lambda m, i, s=scope, t=type_name: m.acquire(
-                s, t, f"held{i}", f"holder{i % 10}", ttl=3600), held, type_name=type_name)
+            bulk.create(
+                url,
+                _manager,
+                lambda m, i, s=scope, t=type_name: m.acquire(
+                    s, t, f"held{i}", f"holder{i % 10}", ttl=3600
+                ),
+                held,
+                type_name=type_name,
+            )
 
     fill()
     token = uuid.uuid4().hex
@@ -151,15 +168,15 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         def run(i: int) -> None:
             queue(pipe, i)
             if len(pipe) >= batch or i == count - 1:
-                refused = [r for r in pipe.execute(raise_on_error=False)
-                           if isinstance(r, Exception)]
+                refused = [
+                    r for r in pipe.execute(raise_on_error=False) if isinstance(r, Exception)
+                ]
                 if refused:
                     raise RuntimeError(f"{name}: Redis refused {refused[0]!r}")
 
         record(name, "pipelined", measure_server_time(client, count, run))
 
-    def lockcore(name: str, count: int, call: Callable[[LockManager, int], Any],
-                 how: str) -> None:
+    def lockcore(name: str, count: int, call: Callable[[LockManager, int], Any], how: str) -> None:
         """The public API call ``call(manager, i)``: one call at a time, or pipelined as
         the one command it sends (when it sends one: else one at a time)."""
         if how == "sequential" or not can_capture or name in sequential_only:
@@ -174,63 +191,132 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
                 sequential_only.add(name)
                 return lockcore(name, count, call, how)
             commands.append(command)
-        pipelined(name, count, lambda pipe, i: pipe.execute_command(*commands[i][0],
-                                                                    **commands[i][1]))
+        pipelined(
+            name, count, lambda pipe, i: pipe.execute_command(*commands[i][0], **commands[i][1])
+        )
 
     for rnd in range(rounds):
         for how, count in (("pipelined", ops), ("sequential", sequential_ops)):
             tag = f"{rnd}{how[0]}"
             if how == "pipelined":
-                pipelined("set", count, lambda pipe, i, t=tag: pipe.set(
-                    f"bench:set:{t}:{i}", token, nx=True, px=30_000))
+                pipelined(
+                    "set",
+                    count,
+                    lambda pipe, i, t=tag: pipe.set(
+                        f"bench:set:{t}:{i}", token, nx=True, px=30_000
+                    ),
+                )
             else:
-                record("set", how, measure_server_time(client, count, lambda i, t=tag: (
-                    client.set(f"bench:set:{t}:{i}", token, nx=True, px=30_000))))
+                record(
+                    "set",
+                    how,
+                    measure_server_time(
+                        client,
+                        count,
+                        lambda i, t=tag: client.set(
+                            f"bench:set:{t}:{i}", token, nx=True, px=30_000
+                        ),
+                    ),
+                )
             made: list[Any] = []  # the tokens of the locks floor-acquire made
             for name, sha in floor_shas.items():
                 if name == "floor-refresh":
-                    made = client.hmget(floor_key, [f"job:floor-acquire{tag}-{i}"
-                                                    for i in range(count)])
+                    made = client.hmget(
+                        floor_key, [f"job:floor-acquire{tag}-{i}" for i in range(count)]
+                    )
                     if None in made:
                         raise RuntimeError("floor-acquire did not make its locks")
 
-                def floor_args(i: int, t: str = tag, n: str = name, s: str = sha,
-                               toks: list[Any] = made) -> tuple[Any, ...]:
+                def floor_args(
+                    i: int, t: str = tag, n: str = name, s: str = sha, toks: list[Any] = made
+                ) -> tuple[Any, ...]:
                     if n in ("floor-refresh", "floor-release"):
-                        return (s, 2, floor_key, "bench:{floor}:D",
-                                f"job:floor-acquire{t}-{i}", toks[i], 30_000, "x")
-                    return (s, 2, floor_key if n == "floor-acquire" else "bench:fl:",
-                            "bench:{floor}:D", f"job:{n}{t}-{i}", "owner", 30_000, "x")
+                        return (
+                            s,
+                            2,
+                            floor_key,
+                            "bench:{floor}:D",
+                            f"job:floor-acquire{t}-{i}",
+                            toks[i],
+                            30_000,
+                            "x",
+                        )
+                    return (
+                        s,
+                        2,
+                        floor_key if n == "floor-acquire" else "bench:fl:",
+                        "bench:{floor}:D",
+                        f"job:{n}{t}-{i}",
+                        "owner",
+                        30_000,
+                        "x",
+                    )
 
                 if how == "pipelined":
                     pipelined(name, count, lambda pipe, i, a=floor_args: pipe.evalsha(*a(i)))
                 else:
-                    record(name, how, measure_server_time(
-                        client, count, lambda i, a=floor_args: client.evalsha(*a(i))))
+                    record(
+                        name,
+                        how,
+                        measure_server_time(
+                            client, count, lambda i, a=floor_args: client.evalsha(*a(i))
+                        ),
+                    )
             for events, (scope, type_name) in scopes.items():
-                lockcore(f"acquire-{events}", count, lambda m, i, t=tag, s=scope,
-                         n=type_name: m.acquire(s, n, f"new{t}-{i}", "owner", ttl=30), how)
+                lockcore(
+                    f"acquire-{events}",
+                    count,
+                    lambda m, i, t=tag, s=scope, n=type_name: m.acquire(
+                        s, n, f"new{t}-{i}", "owner", ttl=30
+                    ),
+                    how,
+                )
                 locks = _held_locks(mgr, scope, f"new{tag}-")
                 assert len(locks) == count, (len(locks), count)
-                lockcore(f"refresh-{events}", count,
-                         lambda m, i, out=locks: m.refresh(out[i], "owner", 30), how)
-                lockcore(f"release-{events}", count,
-                         lambda m, i, out=locks: m.release(out[i], "owner"), how)
+                lockcore(
+                    f"refresh-{events}",
+                    count,
+                    lambda m, i, out=locks: m.refresh(out[i], "owner", 30),
+                    how,
+                )
+                lockcore(
+                    f"release-{events}",
+                    count,
+                    lambda m, i, out=locks: m.release(out[i], "owner"),
+                    how,
+                )
             on = client.pipeline(transaction=False) if how == "pipelined" else client
             peers = [RedisPyLock(on, f"bench:rp:{tag}:{i}", timeout=30) for i in range(count)]
             for peer in peers:
                 peer.acquire(blocking=False)
             if how == "pipelined":
                 on.execute()
-                pipelined("rp-extend", count, lambda pipe, i, p=peers: (
-                    setattr(p[i], "redis", pipe), p[i].extend(30, replace_ttl=True)))
-                pipelined("rp-release", count, lambda pipe, i, p=peers: (
-                    setattr(p[i], "redis", pipe), p[i].release()))
+                pipelined(
+                    "rp-extend",
+                    count,
+                    lambda pipe, i, p=peers: (
+                        setattr(p[i], "redis", pipe),
+                        p[i].extend(30, replace_ttl=True),
+                    ),
+                )
+                pipelined(
+                    "rp-release",
+                    count,
+                    lambda pipe, i, p=peers: (setattr(p[i], "redis", pipe), p[i].release()),
+                )
             else:
-                record("rp-extend", how, measure_server_time(
-                    client, count, lambda i, p=peers: p[i].extend(30, replace_ttl=True)))
-                record("rp-release", how, measure_server_time(
-                    client, count, lambda i, p=peers: p[i].release()))
+                record(
+                    "rp-extend",
+                    how,
+                    measure_server_time(
+                        client, count, lambda i, p=peers: p[i].extend(30, replace_ttl=True)
+                    ),
+                )
+                record(
+                    "rp-release",
+                    how,
+                    measure_server_time(client, count, lambda i, p=peers: p[i].release()),
+                )
         client.flushall()
         fill()
         client.hset(floor_key, mapping={f"job:held{i}": str(1000 + i) for i in range(held)})
@@ -246,23 +332,35 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
 
     judged = "sequential" if not can_capture else "pipelined"
     goals: dict[str, tuple[str, float | None]] = {
-        "acquire-False": ("acquire a new lock (scope holding 1,000), " + events_label(False),
-                          6.0),
-        "acquire-True": ("acquire a new lock (scope holding 1,000), " + events_label(True),
-                         8.0),
+        "acquire-False": ("acquire a new lock (scope holding 1,000), " + events_label(False), 6.0),
+        "acquire-True": ("acquire a new lock (scope holding 1,000), " + events_label(True), 8.0),
         "refresh-False": ("refresh, " + events_label(False), 4.0),
         "refresh-True": ("refresh, " + events_label(True), None),
         "release-False": ("release, " + events_label(False), 4.0),
         "release-True": ("release, " + events_label(True), None),
     }
-    table = [["operation", "Redis µs per op, pipelined", "vs SET, pipelined",
-              "Redis µs per op, one at a time", "vs SET, one at a time",
-              "script calls per op", "target", "verdict"]]
+    table = [
+        [
+            "operation",
+            "Redis µs per op, pipelined",
+            "vs SET, pipelined",
+            "Redis µs per op, one at a time",
+            "vs SET, one at a time",
+            "script calls per op",
+            "target",
+            "verdict",
+        ]
+    ]
 
     def row(label: str, name: str) -> list[str]:
-        return [label, f"{usec[(name, 'pipelined')]:.2f}", f"{ratio(name, 'pipelined'):.1f}×",
-                f"{usec[(name, 'sequential')]:.2f}", f"{ratio(name, 'sequential'):.1f}×",
-                f"{per_op[(name, judged)]:.2f}" if name != "set" else "—"]
+        return [
+            label,
+            f"{usec[(name, 'pipelined')]:.2f}",
+            f"{ratio(name, 'pipelined'):.1f}×",
+            f"{usec[(name, 'sequential')]:.2f}",
+            f"{ratio(name, 'sequential'):.1f}×",
+            f"{per_op[(name, judged)]:.2f}" if name != "set" else "—",
+        ]
 
     table.append(row("`SET key val NX PX 30000` (the baseline)", "set") + ["", ""])
     targets: list[Target] = []
@@ -274,12 +372,13 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         if limit is None:
             table.append(row(f"lockcore {label}", name) + ["(context)", ""])
             continue
-        target = at_most(f"Redis time: {label}, vs SET NX PX", ratio(name, how), limit,
-                         digits=1)
+        target = at_most(f"Redis time: {label}, vs SET NX PX", ratio(name, how), limit, digits=1)
         targets.append(target)
         table.append(row(f"lockcore {label}", name) + [f"{target.goal} ({how})", target.cell])
-    for name, label in (("rp-extend", "redis-py Lock extend (Lua), a peer"),
-                        ("rp-release", "redis-py Lock release (Lua), a peer")):
+    for name, label in (
+        ("rp-extend", "redis-py Lock extend (Lua), a peer"),
+        ("rp-release", "redis-py Lock release (Lua), a peer"),
+    ):
         table.append(row(label, name) + ["(context)", ""])
     for name, (label, _) in FLOORS.items():
         table.append(row(f"floor: {label}", name) + ["(context)", ""])
@@ -287,12 +386,18 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
     summary["redis_time_set_usec"] = usec[("set", judged)]
     notes = []
     if not events_supported():
-        notes.append("This lockcore has no `LockType(events=...)`: every type publishes "
-                     "events, so the \"events off\" rows measure events on too.")
+        notes.append(
+            "This lockcore has no `LockType(events=...)`: every type publishes "
+            'events, so the "events off" rows measure events on too.'
+        )
     if sequential_only or not can_capture:
-        notes.append("Not pipelined (an operation that is not one command the client can "
-                     "build alone), judged one at a time against SET one at a time: "
-                     + (", ".join(sorted(sequential_only)) if can_capture else "all") + ".")
+        notes.append(
+            "Not pipelined (an operation that is not one command the client can "
+            "build alone), judged one at a time against SET one at a time: "
+            + (", ".join(sorted(sequential_only)) if can_capture else "all")
+            + "."
+        )
+
     def over(name: str, floor: str) -> str:
         return f"{usec[(name, judged)] / usec[(floor, judged)]:.2f}×"
 
@@ -310,12 +415,15 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         "owner's or a resource's locks, so one more write per acquire and release instead. "
         f"lockcore over its floor: acquire {over('acquire-False', 'floor-acquire')}, "
         f"refresh {over('refresh-False', 'floor-refresh')}, "
-        f"release {over('release-False', 'floor-release')} (events off).")
-    notes.append("Redis's time of a script call includes every command the script runs; "
-                 "commandstats lists those commands too, under their own names, so only "
-                 "the script calls are added up (for an operation that runs no script, every "
-                 "command it sent). One at a time, Redis idles between calls and each call "
-                 "runs with colder caches: the pipelined figures are the targets' measure.")
+        f"release {over('release-False', 'floor-release')} (events off)."
+    )
+    notes.append(
+        "Redis's time of a script call includes every command the script runs; "
+        "commandstats lists those commands too, under their own names, so only "
+        "the script calls are added up (for an operation that runs no script, every "
+        "command it sent). One at a time, Redis idles between calls and each call "
+        "runs with colder caches: the pipelined figures are the targets' measure."
+    )
     return Section(
         "1. Redis time per operation (Redis's own accounting)",
         f"Each phase: `CONFIG RESETSTAT`, operations of one kind, then `INFO commandstats`; "
@@ -327,7 +435,14 @@ def redis_time(url: str, ops: int, rounds: int, sequential_ops: int | None = Non
         f"already holds {held:,}; refresh and release act on those locks (passed as "
         "`Lock`). The baseline is `SET key val NX PX 30000` on new keys, sent the same "
         f"way; the peers are redis-py `Lock`'s own scripts. {rounds} interleaved rounds; "
-        "medians.", table, None, notes, targets, summary, targets_in_table=True)
+        "medians.",
+        table,
+        None,
+        notes,
+        targets,
+        summary,
+        targets_in_table=True,
+    )
 
 
 # -- 2. round trips per operation ---------------------------------------------------------
@@ -368,12 +483,18 @@ def round_trips(url: str) -> Section:
 
     ops: list[tuple[str, Callable[[], Any], bool]] = [
         ("acquire (a new lock)", acquire, True),
-        ("refresh by bare id: `refresh(lock.id, owner, ttl)`",
-         lambda: mgr.refresh(held["lock"].id, "owner", 30), True),
+        (
+            "refresh by bare id: `refresh(lock.id, owner, ttl)`",
+            lambda: mgr.refresh(held["lock"].id, "owner", 30),
+            True,
+        ),
         ("get by bare id: `get(lock.id)`", lambda: mgr.get(held["lock"].id), True),
         ("list one page: `list(scope)`", lambda: mgr.list("rt", limit=100), False),
-        ("release by bare id: `release(lock.id, owner)`",
-         lambda: mgr.release(held["lock"].id, "owner"), True),
+        (
+            "release by bare id: `release(lock.id, owner)`",
+            lambda: mgr.release(held["lock"].id, "owner"),
+            True,
+        ),
     ]
     monitor_client = redis.Redis.from_url(url)
     results: list[tuple[str, list[str], int, bool]] = []
@@ -388,8 +509,16 @@ def round_trips(url: str) -> Section:
     monitor_client.close()
     client.flushall()
     client.close()
-    table = [["operation", "commands sent (MONITOR)", "which", "round trips (client writes)",
-              "target", "verdict"]]
+    table = [
+        [
+            "operation",
+            "commands sent (MONITOR)",
+            "which",
+            "round trips (client writes)",
+            "target",
+            "verdict",
+        ]
+    ]
     targets = []
     summary = {}
     for name, commands, writes, judged in results:
@@ -397,8 +526,9 @@ def round_trips(url: str) -> Section:
         key = "round_trips_" + name.split(" ", 1)[0]
         summary[key] = float(len(commands))
         if judged:
-            target = at_most(f"Round trips: {name.split(':')[0]}", float(len(commands)), 1,
-                             unit="", digits=0)
+            target = at_most(
+                f"Round trips: {name.split(':')[0]}", float(len(commands)), 1, unit="", digits=0
+            )
             targets.append(target)
             table.append(row + [target.goal, target.cell])
         else:
@@ -410,7 +540,14 @@ def round_trips(url: str) -> Section:
         "(Redis 6.2's commandstats counts those too: one acquire shows ~19 calls there, so a "
         "commandstats delta cannot count round trips); *round trips* is the client's own "
         "count of socket writes (a pipeline is one). The target is judged on commands "
-        "sent.", table, None, [], targets, summary, targets_in_table=True)
+        "sent.",
+        table,
+        None,
+        [],
+        targets,
+        summary,
+        targets_in_table=True,
+    )
 
 
 # -- 3. memory per held lock --------------------------------------------------------------
@@ -431,15 +568,22 @@ def _memory_usage_sum(client: redis.Redis, limit: int) -> int | None:
     return total
 
 
-def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 250_000
-           ) -> Section:
+def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 250_000) -> Section:
     """Bytes per held lock (``used_memory`` delta after FLUSHALL, over the count) in three
     layouts, against redis-py Lock keys made the same way."""
     client = redis.Redis.from_url(url)
     layouts = [(1, count), (min(1000, max(1, count // 100)), 100), (count, 1)]
-    table = [["layout (scopes × locks)", "lockcore B/lock", "redis-py Lock B/lock",
-              "lockcore / redis-py", "MEMORY USAGE cross-check (lockcore, redis-py)",
-              "target", "verdict"]]
+    table = [
+        [
+            "layout (scopes × locks)",
+            "lockcore B/lock",
+            "redis-py Lock B/lock",
+            "lockcore / redis-py",
+            "MEMORY USAGE cross-check (lockcore, redis-py)",
+            "target",
+            "verdict",
+        ]
+    ]
     targets = []
     summary = {}
     how = "none"
@@ -454,21 +598,27 @@ def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 25
 
         client.flushall()
         before = settle(client)
-        how = bulk.create(url, _manager, lambda m, i: m.acquire(
-            scope_of(i), "job", resource_of(i), f"owner{i % 50}", ttl=ttl), total,
-            type_name="job")
+        how = bulk.create(
+            url,
+            _manager,
+            lambda m, i: m.acquire(scope_of(i), "job", resource_of(i), f"owner{i % 50}", ttl=ttl),
+            total,
+            type_name="job",
+        )
         lockcore = (settle(client) - before) / total
         sample = mgr_scope_size(client, scope_of(total - 1))
         if sample != per_scope:
-            raise RuntimeError(f"memory: scope {scope_of(total - 1)} holds {sample} locks, "
-                               f"not {per_scope}")
+            raise RuntimeError(
+                f"memory: scope {scope_of(total - 1)} holds {sample} locks, not {per_scope}"
+            )
         usage_lc = _memory_usage_sum(client, cross_check_limit)
         client.flushall()
         before = settle(client)
         pipe = client.pipeline(transaction=False)
         for i in range(total):  # redis-py's own Lock.acquire, its SETs sent in pipelines
-            RedisPyLock(pipe, f"lock:{scope_of(i)}:{resource_of(i)}",
-                        timeout=ttl).acquire(blocking=False)
+            RedisPyLock(pipe, f"lock:{scope_of(i)}:{resource_of(i)}", timeout=ttl).acquire(
+                blocking=False
+            )
             if len(pipe) >= 1000:
                 pipe.execute()
         pipe.execute()
@@ -478,13 +628,24 @@ def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 25
         ratio = lockcore / plain
         limit = 3.0 if per_scope == 1 else 1.5
         label = f"{scopes:,} × {per_scope:,}"
-        target = at_most(f"Memory per held lock, {label}, vs redis-py Lock", ratio, limit,
-                         digits=2)
+        target = at_most(f"Memory per held lock, {label}, vs redis-py Lock", ratio, limit, digits=2)
         targets.append(target)
-        cross = ("—" if usage_lc is None or usage_rp is None else
-                 f"{usage_lc / total:,.0f}, {usage_rp / total:,.0f}")
-        table.append([label, f"{lockcore:,.0f}", f"{plain:,.0f}", f"{ratio:.2f}×", cross,
-                      target.goal, target.cell])
+        cross = (
+            "—"
+            if usage_lc is None or usage_rp is None
+            else f"{usage_lc / total:,.0f}, {usage_rp / total:,.0f}"
+        )
+        table.append(
+            [
+                label,
+                f"{lockcore:,.0f}",
+                f"{plain:,.0f}",
+                f"{ratio:.2f}×",
+                cross,
+                target.goal,
+                target.cell,
+            ]
+        )
         summary[f"memory_ratio_{scopes}x{per_scope}"] = ratio
         summary[f"memory_bytes_{scopes}x{per_scope}"] = lockcore
     client.close()
@@ -496,8 +657,14 @@ def memory(url: str, count: int, ttl: float = 300.0, cross_check_limit: int = 25
         "as many redis-py `Lock`s (one key each, `lock:<scope>:<resource>`, same TTL) "
         "acquired by redis-py's own `Lock.acquire` in pipelines. The cross-check adds up "
         "`MEMORY USAGE` of every key (it leaves out Redis's per-key dictionary overhead; "
-        f"skipped above {cross_check_limit:,} keys).", table, None, [], targets, summary,
-        targets_in_table=True)
+        f"skipped above {cross_check_limit:,} keys).",
+        table,
+        None,
+        [],
+        targets,
+        summary,
+        targets_in_table=True,
+    )
 
 
 def mgr_scope_size(client: redis.Redis, scope: str) -> int:
@@ -519,14 +686,19 @@ def mgr_scope_size(client: redis.Redis, scope: str) -> int:
 GROWTH_BLOCKS, GROWTH_PACE = 24, 0.3
 
 
-def growth(sizes: list[int], samples: int, executable: str | None = None,
-           spread: int = 5000) -> Section:
+def growth(
+    sizes: list[int], samples: int, executable: str | None = None, spread: int = 5000
+) -> Section:
     """Acquire, release and list latency in one scope with ``sizes`` locks held in other
     scopes: one private server per size, filled side by side, then measured in
     interleaved blocks (so machine noise falls on every size alike), with Redis's own time
     per operation beside the latency."""
-    servers = [EmbeddedRedis(tempfile.mkdtemp(prefix="lc-growth-"), appendonly=False,
-                             executable=executable).start() for _ in sizes]
+    servers = [
+        EmbeddedRedis(
+            tempfile.mkdtemp(prefix="lc-growth-"), appendonly=False, executable=executable
+        ).start()
+        for _ in sizes
+    ]
     try:
         return _growth(servers, sizes, samples, spread)
     finally:
@@ -535,17 +707,21 @@ def growth(sizes: list[int], samples: int, executable: str | None = None,
             shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
-def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread: int
-            ) -> Section:
+def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread: int) -> Section:
     how = "none"
     clients = [redis.Redis.from_url(server.url) for server in servers]
     mgrs = [_manager(client) for client in clients]
-    for server, mgr, size in zip(servers, mgrs, sizes):
+    for server, mgr, size in zip(servers, mgrs, sizes, strict=True):
         for i in range(20):
             mgr.acquire("probe", "job", f"fixed{i}", "me", ttl=3600)
-        how = bulk.create(server.url, _manager, lambda m, i: m.acquire(
-            f"g{i % spread}", "job", f"r{i}", "owner", ttl=3600), size, type_name="job")
-    for client, mgr in zip(clients, mgrs):
+        how = bulk.create(
+            server.url,
+            _manager,
+            lambda m, i: m.acquire(f"g{i % spread}", "job", f"r{i}", "owner", ttl=3600),
+            size,
+            type_name="job",
+        )
+    for client, mgr in zip(clients, mgrs, strict=True):
         settle(client)  # Redis rehashes its tables incrementally after a bulk load
         for i in range(300):
             mgr.release(mgr.acquire("probe", "job", f"warm{i % 50}", "me").lock, "me")
@@ -581,38 +757,70 @@ def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread
                 blocks[n][key].append(median(series))
     # Redis's own time per operation, one kind per phase (commandstats).
     redis_us: list[dict[str, float]] = []
-    for client, mgr in zip(clients, mgrs):
+    for client, mgr in zip(clients, mgrs, strict=True):
         locks: list[Any] = []
-        us = {"acquire": measure_server_time(client, samples, lambda i, m=mgr: locks.append(
-            m.acquire("probe", "job", f"t{i}", "me").lock)).usec_per_op}
+        us = {
+            "acquire": measure_server_time(
+                client,
+                samples,
+                lambda i, m=mgr, held=locks: held.append(
+                    m.acquire("probe", "job", f"t{i}", "me").lock
+                ),
+            ).usec_per_op
+        }
         us["release"] = measure_server_time(
-            client, samples, lambda i, m=mgr: m.release(locks[i], "me")).usec_per_op
+            client, samples, lambda i, m=mgr, held=locks: m.release(held[i], "me")
+        ).usec_per_op
         us["list"] = measure_server_time(
-            client, samples, lambda i, m=mgr: m.list("probe", limit=100)).usec_per_op
+            client, samples, lambda i, m=mgr: m.list("probe", limit=100)
+        ).usec_per_op
         redis_us.append(us)
     for client in clients:
         client.close()
     best = [{k: min(series) for k, series in b.items()} for b in blocks]
-    table = [["locks held elsewhere", "acquire µs", "release µs", "list µs (20 locks)",
-              "PING µs", "Redis µs: acquire", "release", "list"]]
-    for size, b, us in zip(sizes, best, redis_us):
-        table.append([f"{size:,}"] + [f"{b[k]:,.0f}" for k in kinds]
-                     + [f"{us[k]:.1f}" for k in ("acquire", "release", "list")])
+    table = [
+        [
+            "locks held elsewhere",
+            "acquire µs",
+            "release µs",
+            "list µs (20 locks)",
+            "PING µs",
+            "Redis µs: acquire",
+            "release",
+            "list",
+        ]
+    ]
+    for size, b, us in zip(sizes, best, redis_us, strict=True):
+        table.append(
+            [f"{size:,}"]
+            + [f"{b[k]:,.0f}" for k in kinds]
+            + [f"{us[k]:.1f}" for k in ("acquire", "release", "list")]
+        )
     small, large = best[0], best[-1]
-    table.append([f"ratio, {sizes[-1]:,} / {sizes[0]:,}"]
-                 + [f"{large[k] / small[k]:.2f}×" for k in kinds]
-                 + [f"{redis_us[-1][k] / redis_us[0][k]:.2f}×"
-                    for k in ("acquire", "release", "list")])
+    table.append(
+        [f"ratio, {sizes[-1]:,} / {sizes[0]:,}"]
+        + [f"{large[k] / small[k]:.2f}×" for k in kinds]
+        + [f"{redis_us[-1][k] / redis_us[0][k]:.2f}×" for k in ("acquire", "release", "list")]
+    )
     targets = []
     summary = {}
     for name in ("acquire", "release", "list"):
         ratio = large[name] / small[name]
-        targets.append(at_most(f"Growth: {name} latency at {sizes[-1]:,} vs {sizes[0]:,} "
-                               "locks held elsewhere", ratio, 1.2))
+        targets.append(
+            at_most(
+                f"Growth: {name} latency at {sizes[-1]:,} vs {sizes[0]:,} locks held elsewhere",
+                ratio,
+                1.2,
+            )
+        )
         summary[f"growth_{name}"] = ratio
         summary[f"growth_{name}_redis"] = redis_us[-1][name] / redis_us[0][name]
-    chart = line_chart("growth", "median latency (µs) vs locks held elsewhere", sizes,
-                       {k: [b[k] for b in best] for k in ("acquire", "release", "list")})
+    chart = line_chart(
+        "growth",
+        "median latency (µs) vs locks held elsewhere",
+        sizes,
+        {k: [b[k] for b in best] for k in ("acquire", "release", "list")},
+    )
     return Section(
         "6. Growth: one scope's latency with many locks held elsewhere",
         f"One private redis-server per size (the same binary and settings), each holding "
@@ -624,6 +832,10 @@ def _growth(servers: list[EmbeddedRedis], sizes: list[int], samples: int, spread
         "included, falls on both alike); each figure is the lowest block median (noise "
         "only adds). Acquire takes a new lock, release returns it (as a "
         "`Lock`), list reads one page. Redis µs: Redis's own time per operation "
-        f"(commandstats) over {samples} operations of each kind.", table, chart, [],
-        targets, summary)
-
+        f"(commandstats) over {samples} operations of each kind.",
+        table,
+        chart,
+        [],
+        targets,
+        summary,
+    )

@@ -56,8 +56,9 @@ def _raise_if_cancelled(cause: BaseException | None = None) -> None:
         raise asyncio.CancelledError from cause
 
 
-async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]] | None = None
-                    ) -> T:
+async def _shielded(
+    call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]] | None = None
+) -> T:
     """Run a call to completion even if the awaiting task is cancelled; then, if it was,
     hand the call's result to ``on_cancel`` (to undo it) in the background."""
     task = asyncio.ensure_future(call)
@@ -66,9 +67,11 @@ async def _shielded(call: Awaitable[T], on_cancel: Callable[[T], Awaitable[Any]]
     except asyncio.CancelledError:
         _track(task)
         if on_cancel is not None:
+
             def undo(done: asyncio.Future[T]) -> None:
                 if not done.cancelled() and done.exception() is None:
                     _in_background(on_cancel(done.result()))
+
             task.add_done_callback(undo)
         raise
 
@@ -140,13 +143,24 @@ class AsyncLockManager(Common):
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
         if self._durable(durable, type):
             self._scripts.check_durable_async()  # before any lock is made
-        result = await self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
-                                  expires_at=expires_at, wait=wait, request_id=request_id)
+        result = await self._take(
+            scope,
+            type,
+            resource,
+            owner,
+            ttl=ttl,
+            metadata=metadata,
+            expires_at=expires_at,
+            wait=wait,
+            request_id=request_id,
+        )
         if self._durable(durable, result.lock.type):
             try:
-                acked = await _interruptible(self._scripts.confirm_async(
-                    self.keys(scope).locks, self.durable_replicas,
-                    _ms(self.durable_timeout)))
+                acked = await _interruptible(
+                    self._scripts.confirm_async(
+                        self.keys(scope).locks, self.durable_replicas, _ms(self.durable_timeout)
+                    )
+                )
             except BaseException:  # cancelled (or failed) before it was confirmed
                 if result.created:
                     _in_background(self._release_quietly(result.lock, owner))
@@ -164,12 +178,29 @@ class AsyncLockManager(Common):
         except LockError:  # gone already: nothing to undo
             pass
 
-    async def _take(self, scope: str, type: str, resource: str, owner: str, *,
-                    ttl: float | None, metadata: Mapping[str, str] | None,
-                    expires_at: float | None, wait: float | None,
-                    request_id: str | None) -> AcquireResult:
-        call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
-                                 expires_at=expires_at, request_id=request_id)
+    async def _take(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float | None,
+        metadata: Mapping[str, str] | None,
+        expires_at: float | None,
+        wait: float | None,
+        request_id: str | None,
+    ) -> AcquireResult:
+        call = self.core.acquire(
+            scope,
+            type,
+            resource,
+            owner,
+            ttl=ttl,
+            metadata=metadata,
+            expires_at=expires_at,
+            request_id=request_id,
+        )
 
         async def undo(raw: Any) -> None:
             try:
@@ -196,7 +227,8 @@ class AsyncLockManager(Common):
                     if waiter.remaining() <= 0:
                         raise
                 signal = await _interruptible(
-                    self.client.blpop([waiter.signal], timeout=waiter.pause()))
+                    self.client.blpop([waiter.signal], timeout=waiter.pause())
+                )
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:
@@ -220,9 +252,16 @@ class AsyncLockManager(Common):
     async def scope_of(self, lock_id: str) -> str:
         return (await self.get(lock_id)).scope
 
-    async def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                      scope: str | None = None, scope_prefix: str | None = None,
-                      durable: bool | None = None) -> Lock:
+    async def release(
+        self,
+        lock: str | Lock,
+        owner: str,
+        *,
+        force: bool = False,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        durable: bool | None = None,
+    ) -> Lock:
         call = self.core.release(lock, owner, force, scope, scope_prefix)
         raw = await _shielded(self._run(call))
         released = self.core.one(raw, call, self.expired_noticed)
@@ -232,18 +271,28 @@ class AsyncLockManager(Common):
     async def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
         """For a durable change: wait for the replicas, or raise LockNotDurable."""
         if self._durable(durable, lock.type):
-            acked = await _interruptible(self._scripts.confirm_async(
-                self.keys(lock.scope).locks, self.durable_replicas, _ms(self.durable_timeout)))
+            acked = await _interruptible(
+                self._scripts.confirm_async(
+                    self.keys(lock.scope).locks, self.durable_replicas, _ms(self.durable_timeout)
+                )
+            )
             error = self._not_durable(acked, what, lock)
             if error is not None:
                 raise error
 
-    async def refresh(self, lock: str | Lock, owner: str, ttl: float | None = None, *,
-                      force: bool = False, expires_at: float | None = None,
-                      metadata: Mapping[str, str | None] | None = None,
-                      replace_metadata: bool = False, durable: bool | None = None) -> Lock:
-        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
-                                 replace_metadata)
+    async def refresh(
+        self,
+        lock: str | Lock,
+        owner: str,
+        ttl: float | None = None,
+        *,
+        force: bool = False,
+        expires_at: float | None = None,
+        metadata: Mapping[str, str | None] | None = None,
+        replace_metadata: bool = False,
+        durable: bool | None = None,
+    ) -> Lock:
+        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata, replace_metadata)
         raw = await _shielded(self._run(call))
         refreshed = self.core.one(raw, call, self.expired_noticed)
         await self._confirm(durable, "the refresh", refreshed)
@@ -253,11 +302,19 @@ class AsyncLockManager(Common):
         call = self.core.get(lock_id)
         return self.core.one(await _interruptible(self._run(call)), call)
 
-    async def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
-                   resource: str | None = None, cursor: str | None = None,
-                   limit: int = 100) -> LockPage:
-        call = self.core.list(scope, owner=owner, type=type, resource=resource,
-                              cursor=cursor, limit=limit)
+    async def list(
+        self,
+        scope: str,
+        *,
+        owner: str | None = None,
+        type: str | None = None,
+        resource: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> LockPage:
+        call = self.core.list(
+            scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit
+        )
         return self.core.page(await _interruptible(self._run(call)), call)
 
     async def iter_locks(self, scope: str, **filters: Any) -> AsyncIterator[Lock]:
@@ -276,8 +333,7 @@ class AsyncLockManager(Common):
             return int(self.core.check(await _interruptible(self._run(call)), call).items[0])
         return sum([1 async for _ in self.iter_locks(scope, limit=1000, **filters)])
 
-    async def validate(self, scope: str, type: str, resource: str,
-                       fencing_token: int) -> bool:
+    async def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
         call = self.core.validate(scope, type, resource, fencing_token)
         try:
             self.core.check(await _interruptible(self._run(call)), call)
@@ -285,21 +341,45 @@ class AsyncLockManager(Common):
             return False
         return True
 
-    def hold(self, scope: str, type: str, resource: str, owner: str, *, ttl: float = 30.0,
-             wait: float | None = None, metadata: Mapping[str, str] | None = None,
-             on_lost: Callable[[AsyncHeld], Any] | None = None, at_risk: float = 0.5,
-             on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> AsyncHold:
+    def hold(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float = 30.0,
+        wait: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_lost: Callable[[AsyncHeld], Any] | None = None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[AsyncHeld], Any] | None = None,
+    ) -> AsyncHold:
         """As ``LockManager.hold``: ``async with amgr.hold(...) as held``."""
-        return AsyncHold(self, (scope, type, resource, owner), ttl, wait, metadata, on_lost,
-                         check_at_risk(at_risk), on_at_risk)
+        return AsyncHold(
+            self,
+            (scope, type, resource, owner),
+            ttl,
+            wait,
+            metadata,
+            on_lost,
+            check_at_risk(at_risk),
+            on_at_risk,
+        )
 
 
 class AsyncHeld(Lease):
     """A lock held by an ``async with`` block, renewed by a background task."""
 
-    def __init__(self, manager: AsyncLockManager, lock: Lock, ttl: float,
-                 on_lost: Callable[[AsyncHeld], Any] | None, at_risk: float = 0.5,
-                 on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> None:
+    def __init__(
+        self,
+        manager: AsyncLockManager,
+        lock: Lock,
+        ttl: float,
+        on_lost: Callable[[AsyncHeld], Any] | None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[AsyncHeld], Any] | None = None,
+    ) -> None:
         self.manager = manager
         self.lock = lock
         self.ttl = ttl
@@ -344,8 +424,9 @@ class AsyncHeld(Lease):
             sent = time.monotonic()
             next_try = sent + self.ttl / 3
             try:
-                self.lock = await asyncio.wait_for(self.manager.refresh(
-                    self.lock, self.lock.owner, self.ttl), self.call_timeout)
+                self.lock = await asyncio.wait_for(
+                    self.manager.refresh(self.lock, self.lock.owner, self.ttl), self.call_timeout
+                )
             except (LockNotFound, LockNotOwned) as exc:
                 self._lose(f"the lock is gone: {exc}")
                 return
@@ -373,10 +454,17 @@ class AsyncHeld(Lease):
 
 
 class AsyncHold:
-    def __init__(self, manager: AsyncLockManager, args: tuple[str, str, str, str],
-                 ttl: float, wait: float | None, metadata: Mapping[str, str] | None,
-                 on_lost: Callable[[AsyncHeld], Any] | None, at_risk: float = 0.5,
-                 on_at_risk: Callable[[AsyncHeld], Any] | None = None) -> None:
+    def __init__(
+        self,
+        manager: AsyncLockManager,
+        args: tuple[str, str, str, str],
+        ttl: float,
+        wait: float | None,
+        metadata: Mapping[str, str] | None,
+        on_lost: Callable[[AsyncHeld], Any] | None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[AsyncHeld], Any] | None = None,
+    ) -> None:
         self.manager = manager
         self.args = args
         self.ttl = ttl
@@ -388,22 +476,29 @@ class AsyncHold:
         self.held: AsyncHeld | None = None
 
     async def __aenter__(self) -> AsyncHeld:
-        result = await self.manager.acquire(*self.args, ttl=self.ttl, wait=self.wait,
-                                            metadata=self.metadata)
-        self.held = AsyncHeld(self.manager, result.lock, self.ttl, self.on_lost,
-                              self.at_risk, self.on_at_risk).start()
+        result = await self.manager.acquire(
+            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata
+        )
+        self.held = AsyncHeld(
+            self.manager, result.lock, self.ttl, self.on_lost, self.at_risk, self.on_at_risk
+        ).start()
         return self.held
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         held = self.held
         assert held is not None
         was_lost = held.lost.is_set()
         await held.stop()
         if not was_lost:
             try:
-                await asyncio.wait_for(self.manager.release(held.lock, held.lock.owner),
-                                       held.call_timeout)
+                await asyncio.wait_for(
+                    self.manager.release(held.lock, held.lock.owner), held.call_timeout
+                )
                 held.released = True
                 return
             except (LockNotFound, LockNotOwned) as gone:
@@ -411,5 +506,7 @@ class AsyncHold:
             except asyncio.TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
                 held.released = False
                 return
-        raise LockLost(f"lock {held.lock.id} on {held.lock.resource!r} was lost: "
-                       f"{held.reason}", holder=held.lock) from exc
+        raise LockLost(
+            f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",
+            holder=held.lock,
+        ) from exc

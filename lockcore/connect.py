@@ -69,8 +69,9 @@ def no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None,
-            **client_options: Any) -> Connection:
+def connect(
+    url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None, **client_options: Any
+) -> Connection:
     """Open a client for ``url`` (see the module's table); ``data_dir`` for embedded.
 
     Unless ``client_options`` say otherwise, the client never re-sends a command: a script
@@ -86,8 +87,9 @@ def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None =
     parts = urlsplit(url)
     if parts.scheme == "redis+cluster":
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]  # type: ignore[no-untyped-call]
-        client = RedisCluster(startup_nodes=nodes, password=_password(parts.netloc),
-                              **client_options)
+        client = RedisCluster(
+            startup_nodes=nodes, password=_password(parts.netloc), **client_options
+        )
         return Connection(client, None, url)
     if parts.scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
@@ -95,20 +97,20 @@ def connect(url: str | None = None, *, data_dir: str | os.PathLike[str] | None =
             raise ValueError("a sentinel URL names the service: redis+sentinel://h:p/service")
         db = int(path[1]) if len(path) > 1 else 0
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            _hosts(parts.netloc, 26379),
-            socket_timeout=client_options.get("socket_timeout") or 5)
+            _hosts(parts.netloc, 26379), socket_timeout=client_options.get("socket_timeout") or 5
+        )
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
-            path[0], db=db, password=_password(parts.netloc),
-                                     **client_options)
+            path[0], db=db, password=_password(parts.netloc), **client_options
+        )
         return Connection(client, None, url, sentinel)
     if parts.scheme in ("redis", "rediss", "unix"):
         return Connection(redis.Redis.from_url(url, **client_options), None, url)
     raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} in {url!r}")
 
 
-def connect_async(url: str | None = None, *,
-                  data_dir: str | os.PathLike[str] | None = None,
-                  **client_options: Any) -> Connection:
+def connect_async(
+    url: str | None = None, *, data_dir: str | os.PathLike[str] | None = None, **client_options: Any
+) -> Connection:
     """As ``connect``, with a ``redis.asyncio`` client (close it with ``await
     client.aclose()``, then ``close_servers()``)."""
     import redis.asyncio as aioredis
@@ -120,23 +122,33 @@ def connect_async(url: str | None = None, *,
     if not url:
         server = EmbeddedRedis(data_dir or DEFAULT_DATA_DIR)
         started = server.start()
-        return Connection(aioredis.Redis.from_url(server.url, **client_options), started,
-                          server.url)
+        return Connection(
+            aioredis.Redis.from_url(server.url, **client_options), started, server.url
+        )
     parts = urlsplit(url)
     if parts.scheme == "redis+cluster":
         nodes = [AsyncNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
-        return Connection(AsyncCluster(startup_nodes=nodes, password=_password(parts.netloc),
-                                       **client_options), None, url)
+        return Connection(
+            AsyncCluster(startup_nodes=nodes, password=_password(parts.netloc), **client_options),
+            None,
+            url,
+        )
     if parts.scheme == "redis+sentinel":
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ValueError("a sentinel URL names the service: redis+sentinel://h:p/service")
-        sentinel = AsyncSentinel(_hosts(parts.netloc, 26379),  # type: ignore[no-untyped-call]
-                                 socket_timeout=client_options.get("socket_timeout") or 5)
-        client = sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0,
-                                     password=_password(parts.netloc), **client_options)
+        sentinel = AsyncSentinel(
+            _hosts(parts.netloc, 26379),  # type: ignore[no-untyped-call]
+            socket_timeout=client_options.get("socket_timeout") or 5,
+        )
+        client = sentinel.master_for(
+            path[0],
+            db=int(path[1]) if len(path) > 1 else 0,
+            password=_password(parts.netloc),
+            **client_options,
+        )
         return Connection(client, None, url)
     if parts.scheme in ("redis", "rediss", "unix"):
         return Connection(aioredis.Redis.from_url(url, **client_options), None, url)

@@ -124,19 +124,21 @@ class EmbeddedRedis:
         conf = self.data_dir / "redis.conf"
         conf.touch(mode=0o600)
         conf.write_text(
-            "\n".join([
-                f"port {self.port}",
-                f'unixsocket "{self.socket_path}"',
-                "unixsocketperm 700",
-                f'dir "{self.data_dir}"',
-                f"appendonly {'yes' if self.appendonly else 'no'}",
-                f"appendfsync {self.appendfsync}",
-                'save ""',
-                'logfile "redis.log"',
-                'pidfile "redis.pid"',
-                "daemonize no",
-                "",
-            ])
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    f'unixsocket "{self.socket_path}"',
+                    "unixsocketperm 700",
+                    f'dir "{self.data_dir}"',
+                    f"appendonly {'yes' if self.appendonly else 'no'}",
+                    f"appendfsync {self.appendfsync}",
+                    'save ""',
+                    'logfile "redis.log"',
+                    'pidfile "redis.pid"',
+                    "daemonize no",
+                    "",
+                ]
+            )
         )
         self.process = subprocess.Popen(
             [self.executable or find_binary(), str(conf)],
@@ -151,8 +153,10 @@ class EmbeddedRedis:
         deadline = time.monotonic() + self.startup_timeout
         while not self.is_running():
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; "
-                                   f"see {self.data_dir / 'redis.log'}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"redis-server did not answer within {self.startup_timeout}s")
@@ -196,15 +200,21 @@ class Supervisor:
     is logged and tried again at the next check.
     """
 
-    def __init__(self, server: EmbeddedRedis, *, interval: float = 0.5,
-                 on_restart: Callable[[EmbeddedRedis], None] | None = None) -> None:
+    def __init__(
+        self,
+        server: EmbeddedRedis,
+        *,
+        interval: float = 0.5,
+        on_restart: Callable[[EmbeddedRedis], None] | None = None,
+    ) -> None:
         self.server = server
         self.interval = interval
         self.on_restart = on_restart
         self.restarts = 0
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lockcore-redis-supervisor",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="lockcore-redis-supervisor", daemon=True
+        )
 
     def _alive(self) -> bool:
         process = self.server.process
@@ -216,8 +226,7 @@ class Supervisor:
         while not self._stopping.wait(self.interval):
             if self._alive():
                 continue
-            LOG.warning("embedded redis-server in %s is down; restarting it",
-                        self.server.data_dir)
+            LOG.warning("embedded redis-server in %s is down; restarting it", self.server.data_dir)
             try:
                 self.server.process = None
                 self.server.start()

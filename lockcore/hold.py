@@ -74,8 +74,7 @@ class Lease:
 
     def _risk_delay(self) -> float:
         """Seconds until the lease is at risk, if no renewal lands first."""
-        return max(0.0, self._lease_end - (1 - self.at_risk_after) * self.ttl
-                   - time.monotonic())
+        return max(0.0, self._lease_end - (1 - self.at_risk_after) * self.ttl - time.monotonic())
 
     def _lost(self) -> bool:
         raise NotImplementedError
@@ -142,8 +141,9 @@ class Held(Lease):
         self._lease_end = time.monotonic() + ttl  # conservative: counted by the client
         self._timer: threading.Timer | None = None
         self._risk_timer: threading.Timer | None = None
-        self._thread = threading.Thread(target=self._renew, name=f"lockcore-renew-{lock.id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._renew, name=f"lockcore-renew-{lock.id}", daemon=True
+        )
 
     def _lost(self) -> bool:
         return self.lost.is_set()
@@ -175,8 +175,7 @@ class Held(Lease):
                 outcome.append((False, exc))
             done.set()
 
-        threading.Thread(target=run, name=f"lockcore-call-{self.lock.id}",
-                         daemon=True).start()
+        threading.Thread(target=run, name=f"lockcore-call-{self.lock.id}", daemon=True).start()
         if not done.wait(self.call_timeout):
             raise TimeoutError(f"Redis did not answer within {self.call_timeout:g} s")
         ok, value = outcome[0]
@@ -200,8 +199,9 @@ class Held(Lease):
             sent = time.monotonic()
             next_try = sent + interval
             try:
-                self.lock = self._bounded(lambda: self.manager.refresh(
-                    self.lock, self.lock.owner, self.ttl))
+                self.lock = self._bounded(
+                    lambda: self.manager.refresh(self.lock, self.lock.owner, self.ttl)
+                )
             except (LockNotFound, LockNotOwned) as exc:
                 self._lose(f"the lock is gone: {exc}")
                 return
@@ -226,11 +226,20 @@ class Held(Lease):
 class Hold:
     """The context manager ``LockManager.hold`` returns."""
 
-    def __init__(self, manager: LockManager, scope: str, type: str, resource: str,
-                 owner: str, ttl: float, wait: float | None,
-                 metadata: Mapping[str, str] | None,
-                 on_lost: Callable[[Held], Any] | None, at_risk: float = 0.5,
-                 on_at_risk: Callable[[Held], Any] | None = None) -> None:
+    def __init__(
+        self,
+        manager: LockManager,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        ttl: float,
+        wait: float | None,
+        metadata: Mapping[str, str] | None,
+        on_lost: Callable[[Held], Any] | None,
+        at_risk: float = 0.5,
+        on_at_risk: Callable[[Held], Any] | None = None,
+    ) -> None:
         self.manager = manager
         self.args = (scope, type, resource, owner)
         self.ttl = ttl
@@ -242,14 +251,20 @@ class Hold:
         self.held: Held | None = None
 
     def __enter__(self) -> Held:
-        lock = self.manager.acquire(*self.args, ttl=self.ttl, wait=self.wait,
-                                    metadata=self.metadata).lock
-        self.held = Held(self.manager, lock, self.ttl, self.on_lost, self.at_risk,
-                         self.on_at_risk).start()
+        lock = self.manager.acquire(
+            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata
+        ).lock
+        self.held = Held(
+            self.manager, lock, self.ttl, self.on_lost, self.at_risk, self.on_at_risk
+        ).start()
         return self.held
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         held = self.held
         assert held is not None
         held.stop()
@@ -263,5 +278,7 @@ class Hold:
             except TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
                 held.released = False
                 return
-        raise LockLost(f"lock {held.lock.id} on {held.lock.resource!r} was lost: "
-                       f"{held.reason}", holder=held.lock) from exc
+        raise LockLost(
+            f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",
+            holder=held.lock,
+        ) from exc

@@ -109,8 +109,13 @@ class ScopeKeys:
         encoded = encode(scope)
         locks = f"{prefix}:{{{encoded}}}:L"
         slot = key_slot(locks.encode())
-        return cls(locks=locks, directory=directory_key(prefix, slot), slot=slot,
-                   scope=encoded, id_prefix=str(slot + 1))
+        return cls(
+            locks=locks,
+            directory=directory_key(prefix, slot),
+            slot=slot,
+            scope=encoded,
+            id_prefix=str(slot + 1),
+        )
 
     @property
     def base(self) -> str:
@@ -155,9 +160,8 @@ def check_prefix(prefix: str) -> str:
 def event_from_entry(stream: str, entry_id: str, fields: dict[str, str]) -> dict[str, str]:
     """A stream entry of ``<p>:{<scope>}:E`` as an event: its fields with names decoded,
     plus ``scope`` (from the key), ``token`` (from the id) and ``at`` (the entry's ms)."""
-    event = {k: decode(v) if k in ("type", "resource", "owner") else v
-             for k, v in fields.items()}
-    scope = stream[stream.index("{") + 1:stream.rindex("}")]
+    event = {k: decode(v) if k in ("type", "resource", "owner") else v for k, v in fields.items()}
+    scope = stream[stream.index("{") + 1 : stream.rindex("}")]
     event["scope"] = decode(scope)
     if event.get("id", "").isdigit():
         event["token"] = str(int(event["id"][-SEQ_DIGITS:]))

@@ -57,8 +57,9 @@ class Waiter:
 
     def call(self) -> Call:
         # The line lives as long as a waiter in it shows signs of life, no longer.
-        return self.manager.core.waiting(self.first, self.ticket, self.since_ms,
-                                         _ms(self.manager.heartbeat * 3))
+        return self.manager.core.waiting(
+            self.first, self.ticket, self.since_ms, _ms(self.manager.heartbeat * 3)
+        )
 
     def conflicted(self, error: LockConflict) -> None:
         if self.since_ms is None and error.now_ms is not None:
@@ -100,9 +101,15 @@ class Common:
         self.durable_replicas = durable_replicas
         self.durable_timeout = durable_timeout
         self.client = client
-        self.core = Core(types, prefix=prefix, event_maxlen=event_maxlen,
-                         retention=retention, heartbeat=heartbeat, request_ttl=request_ttl,
-                         handoff=handoff)
+        self.core = Core(
+            types,
+            prefix=prefix,
+            event_maxlen=event_maxlen,
+            retention=retention,
+            heartbeat=heartbeat,
+            request_ttl=request_ttl,
+            handoff=handoff,
+        )
         self.types = self.core.types
         self.prefix = self.core.prefix
         self.heartbeat = heartbeat
@@ -132,8 +139,11 @@ class Common:
             return None
         return LockNotDurable(
             f"{what} of lock {lock.id} reached {acked} of {self.durable_replicas} "
-            f"replica(s) within {self.durable_timeout:g} s", acked=acked,
-            wanted=self.durable_replicas, holder=lock)
+            f"replica(s) within {self.durable_timeout:g} s",
+            acked=acked,
+            wanted=self.durable_replicas,
+            holder=lock,
+        )
 
 
 class LockManager(Common):
@@ -225,12 +235,22 @@ class LockManager(Common):
         Replication stays asynchronous: this narrows the window in which a failover loses
         an acknowledged lock, it is not consensus (see the README, Failure modes).
         """
-        result = self._take(scope, type, resource, owner, ttl=ttl, metadata=metadata,
-                            expires_at=expires_at, wait=wait, request_id=request_id,
-                            cancel=cancel)
+        result = self._take(
+            scope,
+            type,
+            resource,
+            owner,
+            ttl=ttl,
+            metadata=metadata,
+            expires_at=expires_at,
+            wait=wait,
+            request_id=request_id,
+            cancel=cancel,
+        )
         if self._durable(durable, result.lock.type):
-            acked = self._scripts.confirm(self.keys(scope).locks, self.durable_replicas,
-                                          _ms(self.durable_timeout))
+            acked = self._scripts.confirm(
+                self.keys(scope).locks, self.durable_replicas, _ms(self.durable_timeout)
+            )
             error = self._not_durable(acked, "the acquire", result.lock)
             if error is not None:
                 if result.created:
@@ -241,12 +261,30 @@ class LockManager(Common):
                 raise error
         return result
 
-    def _take(self, scope: str, type: str, resource: str, owner: str, *,
-              ttl: float | None, metadata: Mapping[str, str] | None,
-              expires_at: float | None, wait: float | None, request_id: str | None,
-              cancel: Callable[[], bool] | None) -> AcquireResult:
-        call = self.core.acquire(scope, type, resource, owner, ttl=ttl, metadata=metadata,
-                                 expires_at=expires_at, request_id=request_id)
+    def _take(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float | None,
+        metadata: Mapping[str, str] | None,
+        expires_at: float | None,
+        wait: float | None,
+        request_id: str | None,
+        cancel: Callable[[], bool] | None,
+    ) -> AcquireResult:
+        call = self.core.acquire(
+            scope,
+            type,
+            resource,
+            owner,
+            ttl=ttl,
+            metadata=metadata,
+            expires_at=expires_at,
+            request_id=request_id,
+        )
         if not wait:
             return self.core.acquired(self._run(call), call, self.expired_noticed)
         # The first try already carries the ticket: a conflict puts the caller in line in
@@ -256,8 +294,7 @@ class LockManager(Common):
             while True:
                 try:
                     attempt = waiter.call()
-                    return self.core.acquired(self._run(attempt), attempt,
-                                              self.expired_noticed)
+                    return self.core.acquired(self._run(attempt), attempt, self.expired_noticed)
                 except LockConflict as conflict:
                     waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
@@ -305,8 +342,9 @@ class LockManager(Common):
         makes is waited for at most ``ttl``/3: leaving the block never waits longer for
         Redis (a release not answered in time leaves the lock to its lease,
         ``held.released`` False)."""
-        return Hold(self, scope, type, resource, owner, ttl, wait, metadata, on_lost,
-                    at_risk, on_at_risk)
+        return Hold(
+            self, scope, type, resource, owner, ttl, wait, metadata, on_lost, at_risk, on_at_risk
+        )
 
     def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:
         """The fencing check, for a guarded resource before a write: is this token a
@@ -322,9 +360,16 @@ class LockManager(Common):
         """The scope of a live lock, by id."""
         return self.get(lock_id).scope
 
-    def release(self, lock: str | Lock, owner: str, *, force: bool = False,
-                scope: str | None = None, scope_prefix: str | None = None,
-                durable: bool | None = None) -> Lock:
+    def release(
+        self,
+        lock: str | Lock,
+        owner: str,
+        *,
+        force: bool = False,
+        scope: str | None = None,
+        scope_prefix: str | None = None,
+        durable: bool | None = None,
+    ) -> Lock:
         """Release a lock (by id, or the Lock itself); one round trip either way.
 
         Only its owner may, unless ``force`` (administrators). Raises LockNotFound for an
@@ -341,8 +386,9 @@ class LockManager(Common):
     def _confirm(self, durable: bool | None, what: str, lock: Lock) -> None:
         """For a durable change: wait for the replicas, or raise LockNotDurable."""
         if self._durable(durable, lock.type):
-            acked = self._scripts.confirm(self.keys(lock.scope).locks, self.durable_replicas,
-                                          _ms(self.durable_timeout))
+            acked = self._scripts.confirm(
+                self.keys(lock.scope).locks, self.durable_replicas, _ms(self.durable_timeout)
+            )
             error = self._not_durable(acked, what, lock)
             if error is not None:
                 raise error
@@ -364,8 +410,7 @@ class LockManager(Common):
         ``metadata``: keys to set (None values remove a key), or the whole new map with
         ``replace_metadata``; with metadata and neither ``ttl`` nor ``expires_at``, the
         expiry stays as it is. Same errors as release; ``durable``: see ``acquire``."""
-        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata,
-                                 replace_metadata)
+        call = self.core.refresh(lock, owner, ttl, force, expires_at, metadata, replace_metadata)
         refreshed = self.core.one(self._run(call), call, self.expired_noticed)
         self._confirm(durable, "the refresh", refreshed)
         return refreshed
@@ -390,8 +435,9 @@ class LockManager(Common):
         resource, then token; ``owner`` of a type indexed by owner: by owner, type, token;
         else by token within each batch of the scope's hash (a small scope is one batch).
         Unindexed filters read a bounded number of entries per call."""
-        call = self.core.list(scope, owner=owner, type=type, resource=resource,
-                              cursor=cursor, limit=limit)
+        call = self.core.list(
+            scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit
+        )
         return self.core.page(self._run(call), call)
 
     def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:

@@ -60,9 +60,12 @@ class LockType:
     @property
     def flags(self) -> str:
         """The type's flags as the scripts read them (see lua/_lib.lua)."""
-        return ("x" if self.mode is Mode.EXCLUSIVE else "m") + (
-            "o" if self.one_per_owner else "") + ("e" if self.events else "") + (
-            "i" if self.index_owner else "")
+        return (
+            ("x" if self.mode is Mode.EXCLUSIVE else "m")
+            + ("o" if self.one_per_owner else "")
+            + ("e" if self.events else "")
+            + ("i" if self.index_owner else "")
+        )
 
 
 #: the metadata of every lock that has none (read-only, so one serves all)
@@ -94,8 +97,9 @@ class Lock:
         return max(0.0, self.expires_at - self.as_of)
 
     @classmethod
-    def from_record(cls, token: Any, record: bytes | str, scope: str, now_ms: int,
-                    id_prefix: str) -> Lock:
+    def from_record(
+        cls, token: Any, record: bytes | str, scope: str, now_ms: int, id_prefix: str
+    ) -> Lock:
         """Decode a record as the scripts store it (see lua/_lib.lua; ms) into seconds."""
         text = record.decode() if isinstance(record, bytes) else record
         words = text.split(" ", 8)
@@ -126,8 +130,9 @@ def encode_metadata(metadata: Mapping[str, str | None] | None) -> str:
     if not metadata:
         return ""
     # (the same owners' names and e-mails come again and again: quoted once, cached)
-    return "&".join(_quote(k) if v is None else f"{_quote(k)}={_quote(v)}"
-                    for k, v in metadata.items())
+    return "&".join(
+        _quote(k) if v is None else f"{_quote(k)}={_quote(v)}" for k, v in metadata.items()
+    )
 
 
 @lru_cache(maxsize=4096)

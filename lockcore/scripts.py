@@ -67,15 +67,17 @@ def source(name: str) -> str:
     folder = lua_dir()
     state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
     waking = helpers.split("--!waking-end\n", 1)[0]
-    body = [waking if line.strip() == "--!waking" else line
-            for line in (folder / f"{name}.lua").read_text().splitlines()
-            if not line.startswith("--!include ")]
+    body = [
+        waking if line.strip() == "--!waking" else line
+        for line in (folder / f"{name}.lua").read_text().splitlines()
+        if not line.startswith("--!include ")
+    ]
     before: list[str] = []
     if any(line.startswith("--!no-helpers") for line in body):
         helpers = ""
     elif "--!helpers" in body:
         at = body.index("--!helpers")
-        before, body = body[:at], body[at + 1:]
+        before, body = body[:at], body[at + 1 :]
     return "\n".join([state, "begin()", *before, helpers, *body, ""])
 
 
@@ -98,8 +100,24 @@ _ERRORS: dict[ReplyCode, type[LockError]] = {
 
 
 #: acquire's ARGV[5..16] when left off (see lua/acquire.lua); ARGV[1..4] always sent.
-_ACQUIRE_DEFAULTS: list[Any] = ["", "", "", "", "", 0, "", 604_800_000, 5, "", 1000, "", "",
-                                "", "", ""]
+_ACQUIRE_DEFAULTS: list[Any] = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    0,
+    "",
+    604_800_000,
+    5,
+    "",
+    1000,
+    "",
+    "",
+    "",
+    "",
+    "",
+]
 
 #: refresh's ARGV[9..11] when left off (see lua/refresh.lua).
 _REFRESH_DEFAULTS: list[Any] = [604_800_000, "", 1000]
@@ -144,8 +162,11 @@ def _positive(value: Any, what: str) -> float:
 def _instant_ms(instant: float | None) -> int | None:
     if instant is None:
         return None
-    if not isinstance(instant, (int, float)) or isinstance(instant, bool) or not (
-            0 < instant < math.inf):
+    if (
+        not isinstance(instant, (int, float))
+        or isinstance(instant, bool)
+        or not (0 < instant < math.inf)
+    ):
         raise InvalidLockRequest(f"expires_at must be seconds since the epoch, got {instant!r}")
     return math.ceil(instant * 1000)
 
@@ -156,7 +177,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 def check_request_id(request_id: Any) -> str:
     if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
         raise InvalidLockRequest(
-            f"request_id must be 1-128 of A-Z a-z 0-9 - _ ., got {request_id!r}")
+            f"request_id must be 1-128 of A-Z a-z 0-9 - _ ., got {request_id!r}"
+        )
     return request_id
 
 
@@ -168,15 +190,18 @@ def _name(label: str, value: Any) -> str:
     try:
         return encode(value)
     except UnicodeEncodeError:
-        raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone surrogates), "
-                                 f"got {value!r}") from None
+        raise InvalidLockRequest(
+            f"{label} must be valid Unicode text (no lone surrogates), got {value!r}"
+        ) from None
 
 
 def _metadata(metadata: Mapping[str, Any] | None, none_allowed: bool = False) -> str:
     if not metadata:
         return ""
-    clean = {str(key): None if (value is None and none_allowed) else str(value)
-             for key, value in metadata.items()}
+    clean = {
+        str(key): None if (value is None and none_allowed) else str(value)
+        for key, value in metadata.items()
+    }
     try:
         return encode_metadata(clean)
     except UnicodeEncodeError:  # say which part cannot be stored
@@ -185,8 +210,9 @@ def _metadata(metadata: Mapping[str, Any] | None, none_allowed: bool = False) ->
                 try:
                     part.encode()
                 except UnicodeEncodeError:
-                    raise InvalidLockRequest(f"{label} must be valid Unicode text (no lone "
-                                             f"surrogates), got {part!r}") from None
+                    raise InvalidLockRequest(
+                        f"{label} must be valid Unicode text (no lone surrogates), got {part!r}"
+                    ) from None
         raise
 
 
@@ -262,61 +288,93 @@ class Core:
         expiry, with the trailing defaults left off (events: the id prefix is added)."""
         tail = self._tails.get(lock_type.name)
         if tail is None:
-            tail = ["", 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl), "",
-                    self.retention_ms, self.handoff_ms, "", self.event_maxlen]
+            tail = [
+                "",
+                0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+                "",
+                self.retention_ms,
+                self.handoff_ms,
+                "",
+                self.event_maxlen,
+            ]
             while tail and tail[-1] == _ACQUIRE_DEFAULTS[len(tail) + 3]:
                 tail.pop()
             self._tails[lock_type.name] = tail
         return tail
 
-    def acquire(self, scope: str, type: str, resource: str, owner: str, *,
-                ttl: float | None, metadata: Mapping[str, str] | None,
-                expires_at: float | None, request_id: str | None) -> Call:
+    def acquire(
+        self,
+        scope: str,
+        type: str,
+        resource: str,
+        owner: str,
+        *,
+        ttl: float | None,
+        metadata: Mapping[str, str] | None,
+        expires_at: float | None,
+        request_id: str | None,
+    ) -> Call:
         lock_type = self.types.get(type) if isinstance(type, str) else None
         if lock_type is None:
             lock_type = self.lock_type(type)
         keys = self._keys(scope)
         field = f"{encode(type)}:{_name('resource', resource)}"
-        args: list[Any] = [field, _name("owner", owner),
-                           self._ttl_ms(lock_type, ttl if expires_at is None else None),
-                           lock_type.flags]
+        args: list[Any] = [
+            field,
+            _name("owner", owner),
+            self._ttl_ms(lock_type, ttl if expires_at is None else None),
+            lock_type.flags,
+        ]
         # ARGV[5..16] (see lua/acquire.lua), with the trailing defaults left off.
         meta = _metadata(metadata) if metadata else ""
         if not meta and expires_at is None and request_id is None and not lock_type.events:
             args += self._tail(lock_type)
         else:
             at = _instant_ms(expires_at)
-            args += [meta, 0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
-                     "" if at is None else at, self.retention_ms, self.handoff_ms,
-                     keys.id_prefix if lock_type.events else "", self.event_maxlen]
+            args += [
+                meta,
+                0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+                "" if at is None else at,
+                self.retention_ms,
+                self.handoff_ms,
+                keys.id_prefix if lock_type.events else "",
+                self.event_maxlen,
+            ]
             if request_id is not None:
                 args += ["", "", "", check_request_id(request_id), self.request_ms]
             else:
                 while len(args) > 4 and args[-1] == _ACQUIRE_DEFAULTS[len(args) - 1]:
                     args.pop()
-        return Call("acquire", [keys.locks, keys.directory], args, scope,
-                    asked=(type, resource, owner))
+        return Call(
+            "acquire", [keys.locks, keys.directory], args, scope, asked=(type, resource, owner)
+        )
 
     def waiting(self, call: Call, ticket: str, since_ms: int | None, alive_ms: int) -> Call:
         """The same acquire, from a waiter in line."""
         args = list(call.args)
-        args += _ACQUIRE_DEFAULTS[len(args):11]
+        args += _ACQUIRE_DEFAULTS[len(args) : 11]
         args[11:14] = [ticket, "" if since_ms is None else since_ms, alive_ms]
         return call._replace(args=args)
 
-    def acquired(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
-                 ) -> AcquireResult:
+    def acquired(
+        self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+    ) -> AcquireResult:
         scope = call.scope or ""
         reply = self.check(raw, call, on_expired)
         prefix = self.keys(scope).id_prefix
         if len(reply.items) == 1:
             return self._made(call, int(reply.items[0]), reply.now_ms, prefix)
         token, record, created, rtoken, rrecord = reply.items[:5]
-        replaced = (Lock.from_record(rtoken, rrecord, scope, reply.now_ms, prefix)
-                    if _text(rtoken) else None)
+        replaced = (
+            Lock.from_record(rtoken, rrecord, scope, reply.now_ms, prefix)
+            if _text(rtoken)
+            else None
+        )
         return AcquireResult(
             lock=Lock.from_record(token, record, scope, reply.now_ms, prefix),
-            replaced=replaced, created=bool(int(created)))
+            replaced=replaced,
+            created=bool(int(created)),
+        )
 
     def leave(self, call: Call, ticket: str) -> Call:
         args = [call.args[0], ticket, self.handoff_ms]
@@ -342,12 +400,19 @@ class Core:
         type_, resource, owner = call.asked  # type: ignore[misc]
         ttl_ms = int(call.args[2])
         meta = call.args[4] if len(call.args) > 4 else ""
-        lock = Lock(id=f"{prefix}{token:0{SEQ_DIGITS}d}", scope=call.scope or "", type=type_,
-                    resource=resource, owner=owner, fencing_token=token,
-                    acquired_at=now / 1000,
-                    expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
-                    metadata=metadata_view(meta) if meta else NO_METADATA,
-                    as_of=now / 1000, updated_at=now / 1000)
+        lock = Lock(
+            id=f"{prefix}{token:0{SEQ_DIGITS}d}",
+            scope=call.scope or "",
+            type=type_,
+            resource=resource,
+            owner=owner,
+            fencing_token=token,
+            acquired_at=now / 1000,
+            expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
+            metadata=metadata_view(meta) if meta else NO_METADATA,
+            as_of=now / 1000,
+            updated_at=now / 1000,
+        )
         return AcquireResult(lock=lock, replaced=None, created=True)
 
     def requested_key(self, scope: str, request_id: str) -> str:
@@ -360,36 +425,59 @@ class Core:
 
     # -- by id -----------------------------------------------------------------------
 
-    def _by_id(self, script: str, lock: str | Lock, scope: str | None,
-               args: Callable[[str], list[Any]]) -> Call:
+    def _by_id(
+        self, script: str, lock: str | Lock, scope: str | None, args: Callable[[str], list[Any]]
+    ) -> Call:
         """A call of a script that takes a lock id; ``args(id_prefix)`` gives the rest of
         its ARGV."""
         if isinstance(lock, Lock):
             # The lock says where it is: no id to parse, no directory lookup.
             keys = self.keys(lock.scope)
-            return Call(script, [keys.directory],
-                        [str(lock.fencing_token), keys.scope, *args(keys.id_prefix)],
-                        lock.scope, lock.id)
+            return Call(
+                script,
+                [keys.directory],
+                [str(lock.fencing_token), keys.scope, *args(keys.id_prefix)],
+                lock.scope,
+                lock.id,
+            )
         lock_id = lock
         slot, token = _token(lock_id)
         encoded = ""
         if scope is not None:
             keys = self.keys(scope)
             if keys.slot != slot:
-                raise LockNotFound(f"no live lock {lock_id} in {scope!r}", lock_id=lock_id,
-                                   scope=scope)
+                raise LockNotFound(
+                    f"no live lock {lock_id} in {scope!r}", lock_id=lock_id, scope=scope
+                )
             encoded = keys.scope
-        return Call(script, [directory_key(self.prefix, slot)],
-                    [token, encoded, *args(str(slot + 1))], scope, lock_id)
+        return Call(
+            script,
+            [directory_key(self.prefix, slot)],
+            [token, encoded, *args(str(slot + 1))],
+            scope,
+            lock_id,
+        )
 
-    def release(self, lock: str | Lock, owner: str, force: bool, scope: str | None,
-                scope_prefix: str | None = None) -> Call:
+    def release(
+        self,
+        lock: str | Lock,
+        owner: str,
+        force: bool,
+        scope: str | None,
+        scope_prefix: str | None = None,
+    ) -> Call:
         owner_enc = _name("owner", owner)
 
         def args(idp: str) -> list[Any]:
             # ARGV[3..8] (see lua/release.lua), with the trailing defaults left off.
-            given = [owner_enc, int(bool(force)), self.retention_ms, self.handoff_ms,
-                     idp if self._events else "", self.event_maxlen]
+            given = [
+                owner_enc,
+                int(bool(force)),
+                self.retention_ms,
+                self.handoff_ms,
+                idp if self._events else "",
+                self.event_maxlen,
+            ]
             while len(given) > 2 and given[-1] == _RELEASE_DEFAULTS[len(given) - 1]:
                 given.pop()
             return given
@@ -402,16 +490,23 @@ class Core:
             call.args[1] = prefix + "*"
         return call
 
-    def refresh(self, lock: str | Lock, owner: str, ttl: float | None, force: bool,
-                expires_at: float | None, metadata: Mapping[str, str | None] | None,
-                replace_metadata: bool, scope: str | None = None) -> Call:
+    def refresh(
+        self,
+        lock: str | Lock,
+        owner: str,
+        ttl: float | None,
+        force: bool,
+        expires_at: float | None,
+        metadata: Mapping[str, str | None] | None,
+        replace_metadata: bool,
+        scope: str | None = None,
+    ) -> Call:
         ttl_arg: int | str = ""
         if metadata is not None and ttl is None and expires_at is None:
             ttl_arg = "keep"
         if ttl is not None:
             if _positive(ttl, "ttl") == math.inf:
-                raise InvalidLockRequest(f"ttl must be a positive number of seconds, "
-                                         f"got {ttl!r}")
+                raise InvalidLockRequest(f"ttl must be a positive number of seconds, got {ttl!r}")
             ttl_arg = _ms(ttl)
         at = _instant_ms(expires_at)
         meta = "" if metadata is None else _metadata(metadata, none_allowed=True)
@@ -421,9 +516,17 @@ class Core:
 
         def args(idp: str) -> list[Any]:
             # ARGV[3..11] (see lua/refresh.lua), with the trailing defaults left off.
-            given = [owner_enc, int(bool(force)), ttl_arg, "" if at is None else at, meta,
-                     "replace" if replace_metadata else "merge", self.retention_ms,
-                     idp if self._events else "", self.event_maxlen]
+            given = [
+                owner_enc,
+                int(bool(force)),
+                ttl_arg,
+                "" if at is None else at,
+                meta,
+                "replace" if replace_metadata else "merge",
+                self.retention_ms,
+                idp if self._events else "",
+                self.event_maxlen,
+            ]
             while len(given) > 6 and given[-1] == _REFRESH_DEFAULTS[len(given) - 7]:
                 given.pop()
             return given
@@ -433,18 +536,15 @@ class Core:
     def get(self, lock_id: str) -> Call:
         return self._by_id("get", lock_id, None, lambda idp: [])
 
-    def one(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
-            ) -> Lock:
+    def one(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None) -> Lock:
         """The lock in a reply of release, refresh or get."""
         reply = self.check(raw, call, on_expired)
         return self._lock(reply, reply.items[0], reply.items[1], reply.items[2], call)
 
-    def _lock(self, reply: Reply, token: Any, record: Any, scope_enc: Any, call: Call
-              ) -> Lock:
+    def _lock(self, reply: Reply, token: Any, record: Any, scope_enc: Any, call: Call) -> Lock:
         scope = call.scope if call.scope is not None else decode(_text(scope_enc))
         # Ids of one slot share their prefix (slot + 1): that of the id asked about.
-        prefix = (call.lock_id[:-SEQ_DIGITS] if call.lock_id
-                  else self.keys(scope).id_prefix)
+        prefix = call.lock_id[:-SEQ_DIGITS] if call.lock_id else self.keys(scope).id_prefix
         return Lock.from_record(token, record, scope, reply.now_ms, prefix)
 
     # -- reads -----------------------------------------------------------------------
@@ -453,50 +553,67 @@ class Core:
         keys = self.keys(scope)
         if not isinstance(token, int) or isinstance(token, bool):
             token = int(token)
-        return Call("validate", [keys.locks],
-                    [f"{_name('type', type)}:{_name('resource', resource)}", token], scope)
+        return Call(
+            "validate",
+            [keys.locks],
+            [f"{_name('type', type)}:{_name('resource', resource)}", token],
+            scope,
+        )
 
     def count(self, scope: str) -> Call:
         return Call("count", [self.keys(scope).locks], [], scope)
 
-    def list(self, scope: str, *, owner: str | None = None, type: str | None = None,
-             resource: str | None = None, cursor: str | None = None, limit: int = 100
-             ) -> Call:
+    def list(
+        self,
+        scope: str,
+        *,
+        owner: str | None = None,
+        type: str | None = None,
+        resource: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Call:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
             raise InvalidLockRequest(f"limit must be an integer in 1..10000, got {limit!r}")
         keys = self.keys(scope)
         try:
-            e_owner, e_type, e_res = (encode(n) if n is not None else ""
-                                      for n in (owner, type, resource))
+            e_owner, e_type, e_res = (
+                encode(n) if n is not None else "" for n in (owner, type, resource)
+            )
         except (ValueError, UnicodeEncodeError) as exc:
             raise InvalidLockRequest(str(exc)) from exc
         lock_type = self.types.get(type) if type is not None else None
         how, arg = "h", ""
         if lock_type is not None and lock_type.mode is Mode.EXCLUSIVE and resource is not None:
             how, arg = "p", f"{e_type}:{e_res}"
-        elif owner is not None and (lock_type.index_owner if lock_type is not None else (
-                bool(self.types) and all(t.index_owner for t in self.types.values()))):
+        elif owner is not None and (
+            lock_type.index_owner
+            if lock_type is not None
+            else (bool(self.types) and all(t.index_owner for t in self.types.values()))
+        ):
             how = "o"
             arg = f"{e_owner}:" + (f"{e_type}:" if type is not None else "")
         elif lock_type is not None and lock_type.mode is Mode.MULTI:
             how = "r"
             arg = f"{e_type}:" + (f"{e_res}:" if resource is not None else "")
-        return Call("list", [keys.locks], [how, arg, cursor or "", limit, e_owner, e_type,
-                                           e_res], scope)
+        return Call(
+            "list", [keys.locks], [how, arg, cursor or "", limit, e_owner, e_type, e_res], scope
+        )
 
     def page(self, raw: Any, call: Call) -> LockPage:
         reply = self.check(raw, call)
         cursor, *flat = reply.items
         scope = call.scope or ""
         prefix = self.keys(scope).id_prefix
-        locks = tuple(Lock.from_record(flat[i], flat[i + 1], scope, reply.now_ms, prefix)
-                      for i in range(0, len(flat), 2))
+        locks = tuple(
+            Lock.from_record(flat[i], flat[i + 1], scope, reply.now_ms, prefix)
+            for i in range(0, len(flat), 2)
+        )
         return LockPage(locks=locks, cursor=_text(cursor) or None)
 
     # -- replies ---------------------------------------------------------------------
 
-    def check(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
-              ) -> Reply:
+    def check(self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None) -> Reply:
         """A raw reply as a Reply, or the error its code stands for."""
         scope = call.scope
         try:
@@ -505,8 +622,7 @@ class Core:
             if code != 0:
                 code = ReplyCode(int(code))
         except (TypeError, ValueError, IndexError) as exc:
-            raise UnexpectedReply(f"{call.script}.lua replied {raw!r}",
-                                  scope=scope) from exc
+            raise UnexpectedReply(f"{call.script}.lua replied {raw!r}", scope=scope) from exc
         if expired and on_expired is not None:
             on_expired(expired)
         if code == 0:
@@ -518,16 +634,22 @@ class Core:
         where = f" in {scope!r}" if scope is not None else ""
         error = _ERRORS[code]
         messages = {
-            LockConflict: f"held by {holder.owner}{where}" if holder else
-            f"kept for an earlier waiter{where}",
+            LockConflict: f"held by {holder.owner}{where}"
+            if holder
+            else f"kept for an earlier waiter{where}",
             LockNotOwned: f"lock {call.lock_id} belongs to {holder.owner if holder else '?'}",
-            LockNotFound: f"no live lock {call.lock_id}{where}" if call.lock_id else
-            f"no live lock{where}",
+            LockNotFound: f"no live lock {call.lock_id}{where}"
+            if call.lock_id
+            else f"no live lock{where}",
             InvalidLockRequest: "the expiry is not in the future",
         }
-        raise error(messages[error], lock_id=call.lock_id,
-                    scope=scope if scope is not None else (holder.scope if holder else None),
-                    holder=holder, now_ms=now_ms)
+        raise error(
+            messages[error],
+            lock_id=call.lock_id,
+            scope=scope if scope is not None else (holder.scope if holder else None),
+            holder=holder,
+            now_ms=now_ms,
+        )
 
 
 @cache
@@ -538,16 +660,22 @@ def library() -> tuple[str, str]:
     the code, so processes of two lockcore versions each call their own."""
     folder = lua_dir()
     state, helpers = (folder / "_lib.lua").read_text().split("--!helpers\n", 1)
-    bodies = {name: "\n".join(
-        line for line in (folder / f"{name}.lua").read_text().splitlines()
-        if not line.startswith("--!include ") and line.strip() not in ("--!helpers",
-                                                                         "--!waking"))
-        for name in SCRIPT_NAMES}
+    bodies = {
+        name: "\n".join(
+            line
+            for line in (folder / f"{name}.lua").read_text().splitlines()
+            if not line.startswith("--!include ")
+            and line.strip() not in ("--!helpers", "--!waking")
+        )
+        for name in SCRIPT_NAMES
+    }
     digest = hashlib.sha1("\0".join([state, helpers, *bodies.values()]).encode())
     name = f"lockcore_{digest.hexdigest()[:12]}"
     parts = [f"#!lua name={name}", state, helpers]
-    parts += [f"redis.register_function('{name}_{script}', function(KEYS, ARGV)\nbegin()\n"
-              f"{body}\nend)" for script, body in bodies.items()]
+    parts += [
+        f"redis.register_function('{name}_{script}', function(KEYS, ARGV)\nbegin()\n{body}\nend)"
+        for script, body in bodies.items()
+    ]
     return name, "\n".join(parts) + "\n"
 
 
@@ -576,8 +704,13 @@ class Scripts:
         lean = wire is not None and wire.usable()
         if self.functions is not False:
             send = wire.execute if lean else self.client.execute_command  # type: ignore[union-attr]
-            fcall = ("FCALL", f"{self.library}_{call.script}", len(call.keys), *call.keys,
-                     *call.args)
+            fcall = (
+                "FCALL",
+                f"{self.library}_{call.script}",
+                len(call.keys),
+                *call.keys,
+                *call.args,
+            )
             try:
                 reply = send(*fcall)
             except redis.RedisError as exc:
@@ -630,8 +763,10 @@ class Scripts:
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
 
         if isinstance(self.client, AsyncCluster):
-            raise InvalidLockRequest("durable changes need a standalone or Sentinel client "
-                                     "with asyncio (a Cluster: use the sync manager)")
+            raise InvalidLockRequest(
+                "durable changes need a standalone or Sentinel client "
+                "with asyncio (a Cluster: use the sync manager)"
+            )
 
     async def confirm_async(self, key: str, replicas: int, timeout_ms: int) -> int:
         self.check_durable_async()
@@ -667,8 +802,11 @@ class Scripts:
         from now on), "load" (the library is not loaded there yet: load it, call again), or
         None (a real error)."""
         text = str(exc).lower()
-        unknown = ("unknown command" in text  # the server's answer; a Cluster client's:
-                   or "command doesn't exist" in text or "invalid command" in text)
+        unknown = (
+            "unknown command" in text  # the server's answer; a Cluster client's:
+            or "command doesn't exist" in text
+            or "invalid command" in text
+        )
         if unknown:  # FCALL did not run (a concurrent first call may have found out first)
             self.functions = False
             return "evalsha"
@@ -722,7 +860,6 @@ def _dump(folder: str) -> None:
         print(out / f"{name}.lua")
     (out / "library.lua").write_text(library()[1])  # for FUNCTION LOAD (Redis 7+)
     print(out / "library.lua")
-
 
 
 __all__ = ["Call", "Core", "ReplyCode", "Scripts", "library"]

@@ -63,12 +63,15 @@ class Wire:
     @classmethod
     def serves(cls, client: Any) -> bool:
         pool = getattr(client, "connection_pool", None)
-        return (isinstance(client, redis.Redis) and type(pool) is redis.ConnectionPool
-                and type(client).execute_command is _EXECUTE
-                and "execute_command" not in vars(client)
-                and pool.connection_class in _CONNECTIONS
-                and getattr(pool, "cache", None) is None
-                and all(hasattr(pool, name) for name in _POOL_PARTS))
+        return (
+            isinstance(client, redis.Redis)
+            and type(pool) is redis.ConnectionPool
+            and type(client).execute_command is _EXECUTE
+            and "execute_command" not in vars(client)
+            and pool.connection_class in _CONNECTIONS
+            and getattr(pool, "cache", None) is None
+            and all(hasattr(pool, name) for name in _POOL_PARTS)
+        )
 
     def usable(self) -> bool:
         """False once the client's ``execute_command`` was wrapped (instrumentation)."""
@@ -134,11 +137,13 @@ class Wire:
 
 
 if hasattr(select, "poll"):
+
     def _readable(sock: Any) -> bool:
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         return bool(poller.poll(0))
 else:  # pragma: no cover - Windows
+
     def _readable(sock: Any) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
 

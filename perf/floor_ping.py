@@ -27,7 +27,7 @@ from wrk_versal import serve, wrk  # noqa: E402
 
 from lockcore.embedded import EmbeddedRedis  # noqa: E402
 
-PING_APP = '''
+PING_APP = """
 import os
 
 import redis
@@ -48,12 +48,13 @@ def ping():
 @app.get("/healthz")
 def healthz():
     return jsonify({})
-'''
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pings", default="0,1,2", help="round trips per request, each a run")
     parser.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -75,14 +76,39 @@ def main(argv: list[str] | None = None) -> int:
             for i, pings in enumerate(counts):
                 port = 18550 + i
                 env = {**os.environ, "PING_URL": server.url, "PINGS": str(pings)}
-                servers[pings] = (serve(
-                    [str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(args.workers),
-                     "--threads", str(args.gunicorn_threads), "-b", f"127.0.0.1:{port}",
-                     "pingapp:app"], port, env, str(work), work / f"ping{pings}.log"), port)
+                servers[pings] = (
+                    serve(
+                        [
+                            str(bin_dir / "gunicorn"),
+                            "-k",
+                            "gthread",
+                            "-w",
+                            str(args.workers),
+                            "--threads",
+                            str(args.gunicorn_threads),
+                            "-b",
+                            f"127.0.0.1:{port}",
+                            "pingapp:app",
+                        ],
+                        port,
+                        env,
+                        str(work),
+                        work / f"ping{pings}.log",
+                    ),
+                    port,
+                )
             for _ in range(args.rounds):
                 for pings, (proc, port) in servers.items():
-                    results[pings].append(wrk(f"http://127.0.0.1:{port}", "floor-post", args,
-                                              {"BENCH_USERS": "32"}, proc, client))
+                    results[pings].append(
+                        wrk(
+                            f"http://127.0.0.1:{port}",
+                            "floor-post",
+                            args,
+                            {"BENCH_USERS": "32"},
+                            proc,
+                            client,
+                        )
+                    )
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
@@ -90,14 +116,18 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
 
     base = statistics.median(r["rps"] for r in results[counts[0]])
-    print(f"gunicorn gthread {args.workers} workers x {args.gunicorn_threads} threads, wrk "
-          f"-t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
-          "medians")
+    print(
+        f"gunicorn gthread {args.workers} workers x {args.gunicorn_threads} threads, wrk "
+        f"-t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
+        "medians"
+    )
     for pings in counts:
         rps = statistics.median(r["rps"] for r in results[pings])
         cpu = statistics.median(r["cpu_us"]["server"] for r in results[pings])
-        print(f"{pings} Redis round trips per request: {rps:7.0f} req/s  "
-              f"x{rps / base:4.2f} of the first  server CPU {cpu:5.0f} µs/request")
+        print(
+            f"{pings} Redis round trips per request: {rps:7.0f} req/s  "
+            f"x{rps / base:4.2f} of the first  server CPU {cpu:5.0f} µs/request"
+        )
     return 0
 
 

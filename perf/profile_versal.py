@@ -28,8 +28,9 @@ from lockcore.embedded import EmbeddedRedis  # noqa: E402
 
 
 def commandstats(client: Any) -> dict[str, tuple[int, int]]:
-    return {name: (stats["calls"], stats["usec"])
-            for name, stats in client.info("commandstats").items()}
+    return {
+        name: (stats["calls"], stats["usec"]) for name, stats in client.info("commandstats").items()
+    }
 
 
 def _redis_cpu(client: Any) -> float:
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--plain", action="store_true",
-                        help="no profiler: only the time per request and the commands")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="no profiler: only the time per request and the commands",
+    )
     args = parser.parse_args(argv)
 
     with EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lc-prof-")), appendonly=False) as server:
@@ -63,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         def one(n: int) -> Any:
             k = n % 32
             if args.op == "acquire":
-                return http.post("/locks", headers={"SID": f"bench-key-{k}"}, json={
-                    "type": "gadget", "subject": {"courseId": "bench", "gadgetId": f"g{k}"}})
+                return http.post(
+                    "/locks",
+                    headers={"SID": f"bench-key-{k}"},
+                    json={"type": "gadget", "subject": {"courseId": "bench", "gadgetId": f"g{k}"}},
+                )
             if args.op == "list":
-                return http.get("/locks?subject.courseId=listed",
-                                headers={"SID": f"bench-key-{k}"})
+                return http.get("/locks?subject.courseId=listed", headers={"SID": f"bench-key-{k}"})
             lock_id, sid = releases[n]
             return http.delete(f"/locks/{lock_id}", headers={"SID": sid})
 
@@ -87,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         cpu = time.process_time() - cpu
         redis_cpu = _redis_cpu(client) - redis_cpu
         after = commandstats(client)
-        print(f"{args.op}: {args.count} requests, {elapsed / args.count * 1e6:.0f} µs each"
-              + ("" if args.plain else " (under cProfile)"))
-        print(f"CPU per request: this process {cpu / args.count * 1e6:.0f} µs, redis-server "
-              f"{redis_cpu / args.count * 1e6:.0f} µs")
+        print(
+            f"{args.op}: {args.count} requests, {elapsed / args.count * 1e6:.0f} µs each"
+            + ("" if args.plain else " (under cProfile)")
+        )
+        print(
+            f"CPU per request: this process {cpu / args.count * 1e6:.0f} µs, redis-server "
+            f"{redis_cpu / args.count * 1e6:.0f} µs"
+        )
         print("Redis commands per request (calls, server µs):")
         for name in sorted(after):
             calls = after[name][0] - before.get(name, (0, 0))[0]

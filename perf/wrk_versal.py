@@ -67,7 +67,7 @@ from lockcore.embedded import EmbeddedRedis  # noqa: E402
 LUA = Path(__file__).with_name("versal.lua")
 PREFIX = "lockcore"
 
-FLOOR_APP = '''
+FLOOR_APP = """
 from flask import Flask, jsonify
 app = Flask(__name__)
 
@@ -78,25 +78,43 @@ def ping():
 @app.get("/healthz")
 def healthz():
     return jsonify({})
-'''
+"""
 
 #: operation -> (its floor's wrk op, the status every answer must have)
-OPS = {"acquire": ("floor-post", 201), "list": ("floor-get", 200),
-       "release": ("floor-delete", 200)}
+OPS = {"acquire": ("floor-post", 201), "list": ("floor-get", 200), "release": ("floor-delete", 200)}
 
 
 def populate(client: redis.Redis, users: int, list_locks: int) -> None:
     client.flushall()
-    doc = {"users": [{"id": f"u{k}", "name": f"User {k}", "email": f"u{k}@example.com",
-                      "api_key": f"bench-key-{k}"} for k in range(users)],
-           "courses": [{"key": key, "gadgets": [f"g{k}" for k in range(users)],
-                        "roles": {f"u{k}": "editor" for k in range(users)}}
-                       for key in ("bench", "listed")]}
+    doc = {
+        "users": [
+            {
+                "id": f"u{k}",
+                "name": f"User {k}",
+                "email": f"u{k}@example.com",
+                "api_key": f"bench-key-{k}",
+            }
+            for k in range(users)
+        ],
+        "courses": [
+            {
+                "key": key,
+                "gadgets": [f"g{k}" for k in range(users)],
+                "roles": {f"u{k}": "editor" for k in range(users)},
+            }
+            for key in ("bench", "listed")
+        ],
+    }
     Catalog(client, PREFIX).replace(parse_document(json.dumps(doc)), Users(client, PREFIX))
     manager = LockManager(client, lock_types(app_config.load()), prefix=PREFIX)
     for k in range(list_locks):
-        manager.acquire("versal:course:listed", "gadget", f"g{k}", f"u{k}",
-                        metadata={"name": f"User {k}", "email": f"u{k}@example.com"})
+        manager.acquire(
+            "versal:course:listed",
+            "gadget",
+            f"g{k}",
+            f"u{k}",
+            metadata={"name": f"User {k}", "email": f"u{k}@example.com"},
+        )
 
 
 def release_pool(client: redis.Redis, users: int, count: int, path: Path) -> None:
@@ -108,9 +126,14 @@ def release_pool(client: redis.Redis, users: int, count: int, path: Path) -> Non
     def make(course: int) -> list[str]:
         out = []
         for k in range(users):
-            lock = manager.acquire(f"versal:course:r{course}", "gadget", f"g{k}", f"u{k}",
-                                   ttl=3600,
-                                   metadata={"name": f"User {k}", "email": f"u{k}@example.com"})
+            lock = manager.acquire(
+                f"versal:course:r{course}",
+                "gadget",
+                f"g{k}",
+                f"u{k}",
+                ttl=3600,
+                metadata={"name": f"User {k}", "email": f"u{k}@example.com"},
+            )
             out.append(f"{lock.lock.id} bench-key-{k}")
         return out
 
@@ -119,8 +142,9 @@ def release_pool(client: redis.Redis, users: int, count: int, path: Path) -> Non
     path.write_text("\n".join(lines[:count]) + "\n")
 
 
-def serve(cmd: list[str], port: int, env: dict[str, str], cwd: str,
-          log: Path) -> subprocess.Popen[Any]:
+def serve(
+    cmd: list[str], port: int, env: dict[str, str], cwd: str, log: Path
+) -> subprocess.Popen[Any]:
     return _serve(cmd, port, env, cwd, log)  # the benchmark's own
 
 
@@ -138,7 +162,7 @@ def tree_cpu(pid: int) -> float:
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
         todo += [int(child) for child in children]
     return total
@@ -149,22 +173,43 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def wrk(url: str, op: str, args: argparse.Namespace, extra_env: dict[str, str],
-        server: subprocess.Popen[Any] | None = None,
-        client: redis.Redis | None = None) -> dict[str, Any]:
+def wrk(
+    url: str,
+    op: str,
+    args: argparse.Namespace,
+    extra_env: dict[str, str],
+    server: subprocess.Popen[Any] | None = None,
+    client: redis.Redis | None = None,
+) -> dict[str, Any]:
     """One wrk run; with ``server`` and ``client``, also the CPU time per request of the
     server's processes, of redis-server and of wrk itself (what bounds req/s when they
     share a small machine)."""
     env = {**os.environ, "BENCH_OP": op, "BENCH_WRK_THREADS": str(args.threads), **extra_env}
-    cpu_before = (tree_cpu(server.pid) if server else 0.0, redis_cpu(client) if client else 0.0,
-                  resource.getrusage(resource.RUSAGE_CHILDREN))
+    cpu_before = (
+        tree_cpu(server.pid) if server else 0.0,
+        redis_cpu(client) if client else 0.0,
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     out = subprocess.run(
-        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-         "--latency", "-s", str(LUA), url],
-        env=env, capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{args.duration}s",
+            "--latency",
+            "-s",
+            str(LUA),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wrk_cpu = (children.ru_utime + children.ru_stime
-               - cpu_before[2].ru_utime - cpu_before[2].ru_stime)
+    wrk_cpu = (
+        children.ru_utime + children.ru_stime - cpu_before[2].ru_utime - cpu_before[2].ru_stime
+    )
     server_cpu = tree_cpu(server.pid) - cpu_before[0] if server else 0.0
     store_cpu = redis_cpu(client) - cpu_before[1] if client else 0.0
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -173,12 +218,19 @@ def wrk(url: str, op: str, args: argparse.Namespace, extra_env: dict[str, str],
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     done = rate * args.duration or 1.0
-    return {"rps": rate, "non2xx": int(bad.group(1)) if bad else 0,
-            "cpu_us": {"server": server_cpu / done * 1e6, "redis": store_cpu / done * 1e6,
-                       "wrk": wrk_cpu / done * 1e6},
-            "socket_errors": errors.group(1).strip() if errors else "",
-            "p50": p50.group(1) if p50 else "?", "p99": p99.group(1) if p99 else "?",
-            "raw": out}
+    return {
+        "rps": rate,
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "cpu_us": {
+            "server": server_cpu / done * 1e6,
+            "redis": store_cpu / done * 1e6,
+            "wrk": wrk_cpu / done * 1e6,
+        },
+        "socket_errors": errors.group(1).strip() if errors else "",
+        "p50": p50.group(1) if p50 else "?",
+        "p99": p99.group(1) if p99 else "?",
+        "raw": out,
+    }
 
 
 def check_answers(base: str, args: argparse.Namespace) -> None:
@@ -188,14 +240,16 @@ def check_answers(base: str, args: argparse.Namespace) -> None:
     body = {"type": "gadget", "subject": {"courseId": "bench", "gadgetId": "g0"}}
     got = requests.post(f"{base}/locks", json=body, headers={"SID": "bench-key-0"})
     assert got.status_code == 201, got.text
-    got = requests.get(f"{base}/locks", params={"subject.courseId": "listed"},
-                       headers={"SID": "bench-key-1"})
+    got = requests.get(
+        f"{base}/locks", params={"subject.courseId": "listed"}, headers={"SID": "bench-key-1"}
+    )
     assert got.status_code == 200 and len(got.json()) == args.list_locks, got.text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -223,14 +277,43 @@ def main(argv: list[str] | None = None) -> int:
         client = server.client()
         populate(client, args.users, args.list_locks)
         servers = [
-            serve([str(bin_dir / "lockcore"), "serve", "--port", str(ports["lockcore"]),
-                   "--workers", str(args.workers), "--threads", str(args.gunicorn_threads),
-                   "--redis-url", server.url, "--no-demo"], ports["lockcore"], env, str(work),
-                  work / "lockcore.log"),
-            serve([str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(args.workers),
-                   "--threads", str(args.gunicorn_threads), "-b",
-                   f"127.0.0.1:{ports['floor']}", "floor:app"], ports["floor"], env,
-                  str(work), work / "floor.log"),
+            serve(
+                [
+                    str(bin_dir / "lockcore"),
+                    "serve",
+                    "--port",
+                    str(ports["lockcore"]),
+                    "--workers",
+                    str(args.workers),
+                    "--threads",
+                    str(args.gunicorn_threads),
+                    "--redis-url",
+                    server.url,
+                    "--no-demo",
+                ],
+                ports["lockcore"],
+                env,
+                str(work),
+                work / "lockcore.log",
+            ),
+            serve(
+                [
+                    str(bin_dir / "gunicorn"),
+                    "-k",
+                    "gthread",
+                    "-w",
+                    str(args.workers),
+                    "--threads",
+                    str(args.gunicorn_threads),
+                    "-b",
+                    f"127.0.0.1:{ports['floor']}",
+                    "floor:app",
+                ],
+                ports["floor"],
+                env,
+                str(work),
+                work / "floor.log",
+            ),
         ]
         try:
             lockcore_url = f"http://127.0.0.1:{ports['lockcore']}"
@@ -244,19 +327,26 @@ def main(argv: list[str] | None = None) -> int:
                     extra = dict(lua_env)
                     if op == "release":
                         pool = work / "release.txt"
-                        release_pool(client, args.users,
-                                     int(floor["rps"] * args.duration * 1.3) + 1000, pool)
+                        release_pool(
+                            client, args.users, int(floor["rps"] * args.duration * 1.3) + 1000, pool
+                        )
                         extra["BENCH_RELEASE_FILE"] = str(pool)
                     got = wrk(lockcore_url, op, args, extra, servers[0], client)
                     results.setdefault(op, []).append(got)
-                    print(f"round {n + 1}: {op:8} {got['rps']:8.0f} req/s "
-                          f"(p50 {got['p50']}, p99 {got['p99']}, non-2xx {got['non2xx']})"
-                          f"   {floor_op:12} {floor['rps']:8.0f} req/s", flush=True)
+                    print(
+                        f"round {n + 1}: {op:8} {got['rps']:8.0f} req/s "
+                        f"(p50 {got['p50']}, p99 {got['p99']}, non-2xx {got['non2xx']})"
+                        f"   {floor_op:12} {floor['rps']:8.0f} req/s",
+                        flush=True,
+                    )
                     for name, run in ((op, got), (floor_op, floor)):
                         cpu = run["cpu_us"]
-                        print(f"         CPU µs per request, {name:12}: server "
-                              f"{cpu['server']:5.0f}, redis-server {cpu['redis']:4.0f}, "
-                              f"wrk {cpu['wrk']:4.0f}", flush=True)
+                        print(
+                            f"         CPU µs per request, {name:12}: server "
+                            f"{cpu['server']:5.0f}, redis-server {cpu['redis']:4.0f}, "
+                            f"wrk {cpu['wrk']:4.0f}",
+                            flush=True,
+                        )
                     if got["non2xx"] or got["socket_errors"]:
                         print(got["raw"], file=sys.stderr)
                         raise SystemExit(f"{op}: answers other than 2xx or socket errors")
@@ -270,9 +360,11 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
 
     print()
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} "
-          f"rounds, medians; gunicorn gthread {args.workers} workers x "
-          f"{args.gunicorn_threads} threads; LOCKCORE_LOG_LEVEL={args.log_level}")
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} "
+        f"rounds, medians; gunicorn gthread {args.workers} workers x "
+        f"{args.gunicorn_threads} threads; LOCKCORE_LOG_LEVEL={args.log_level}"
+    )
     print(f"{'operation':10} {'req/s':>8} {'floor':>8} {'ratio':>6}")
     summary = {}
     for op in ops:

@@ -61,8 +61,9 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 def real7_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     folder = tmp_path_factory.mktemp("redis7")
-    server = EmbeddedRedis(folder / "data", appendonly=False,
-                           executable=redis7_binary(folder)).start()
+    server = EmbeddedRedis(
+        folder / "data", appendonly=False, executable=redis7_binary(folder)
+    ).start()
     assert server.client().info("server")["redis_version"].startswith("7.")
     yield server
     server.stop()
@@ -107,8 +108,7 @@ def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_async_client(backend: str, request: pytest.FixtureRequest,
-                      make_client: Any) -> Any:
+def make_async_client(backend: str, request: pytest.FixtureRequest, make_client: Any) -> Any:
     """Makes redis.asyncio clients on the same data as ``make_client``'s (create and use
     them inside one event loop)."""
     first = make_client()
@@ -161,8 +161,13 @@ def all_keys(client: Any) -> list[str]:
 # --- the service -------------------------------------------------------------------------
 
 #: Test users, by API key. Roles in the test catalog below.
-KEYS = {"admin": "key-admin", "alice": "key-alice", "bob": "key-bob",
-        "carol": "key-carol", "dave": "key-dave"}
+KEYS = {
+    "admin": "key-admin",
+    "alice": "key-alice",
+    "bob": "key-bob",
+    "carol": "key-carol",
+    "dave": "key-dave",
+}
 
 CATALOG = """
 users:
@@ -227,8 +232,9 @@ def app(service_client: Any) -> Any:
 
     # With the default settings, on fakeredis the APIs run the scripts as a FUNCTION
     # library (FCALL), on the bundled 6.2 server by EVALSHA: both ways behind every API test.
-    application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t",
-                              "VERSAL_TTL": 30.0})
+    application = create_app(
+        {"REDIS_CLIENT": service_client, "KEY_PREFIX": "t", "VERSAL_TTL": 30.0}
+    )
     services = application.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     return application

@@ -21,8 +21,9 @@ LOCKCORE = str(Path(sys.executable).parent / "lockcore")
 class LiveService:
     """``lockcore serve`` in a subprocess, on a free port, stopped with SIGTERM."""
 
-    def __init__(self, workdir: Path, *args: str, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *args: str, workers: int = 2, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.args = ["serve", "--port", str(self.port), "--workers", str(workers), *args]
@@ -37,8 +38,12 @@ class LiveService:
     def start(self, timeout: float = 30.0) -> LiveService:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [LOCKCORE, *self.args], cwd=self.workdir, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [LOCKCORE, *self.args],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         deadline = time.monotonic() + timeout
         while True:

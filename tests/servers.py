@@ -87,20 +87,49 @@ class Cluster:
         for port in self.ports:
             node_dir = self.base / str(port)
             node_dir.mkdir(parents=True)
-            self.processes.append(subprocess.Popen(
-                [self.executable, "--port", str(port), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000", "--appendonly", "no", "--save", "",
-                 "--dir", str(node_dir), "--logfile", "redis.log"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        self.executable,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--appendonly",
+                        "no",
+                        "--save",
+                        "",
+                        "--dir",
+                        str(node_dir),
+                        "--logfile",
+                        "redis.log",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for port in self.ports:
             _wait(lambda p=port: _answers(p), f"cluster node {port}")
         subprocess.run(
-            [find_binary("redis-cli"), "--cluster", "create",
-             *[f"127.0.0.1:{p}" for p in self.ports],
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+            [
+                find_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in self.ports],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=60,
         )
 
         def healthy() -> bool:
@@ -136,21 +165,38 @@ class SentinelSetup:
     def start(self) -> SentinelSetup:
         master_dir = self.base / "master"
         master_dir.mkdir(parents=True)
-        self.processes.append(subprocess.Popen(
-            [find_binary(), "--port", str(self.master_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(master_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    find_binary(),
+                    "--port",
+                    str(self.master_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(master_dir),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         _wait(lambda: _answers(self.master_port), "sentinel's master")
         conf = self.base / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.base}\n"
             f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master_port} 1\n"
         )
-        self.processes.append(subprocess.Popen(
-            [find_binary(), str(conf), "--sentinel"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        self.processes.append(
+            subprocess.Popen(
+                [find_binary(), str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
         def knows_master() -> bool:
             try:
@@ -189,16 +235,39 @@ class Replicated:
         env = None
         if clock:  # libfaketime preloaded into the server itself (no wrapper process)
             env = {**os.environ, "LD_PRELOAD": libfaketime(), "FAKETIME": f"{clock:+d}"}
-        self.processes.append(subprocess.Popen(
-            [find_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    find_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(folder),
+                    *extra,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        )
         _wait(lambda: _answers(port), name)
 
     def start(self) -> Replicated:
         self._server(self.port, "primary")
-        self._server(self.replica_port, "replica", "--replicaof", "127.0.0.1",
-                     str(self.port), clock=self.replica_clock)
+        self._server(
+            self.replica_port,
+            "replica",
+            "--replicaof",
+            "127.0.0.1",
+            str(self.port),
+            clock=self.replica_clock,
+        )
 
         def online() -> bool:
             with redis.Redis(port=self.port) as primary:

@@ -170,6 +170,7 @@ def test_a_cancel_the_client_swallows_still_ends_the_wait(make_async_client: Any
     on, and the task's cancel request may even be cleared (``uncancel``). Here the
     client's BLPOP does exactly that, every time; 200 cancels, each landing while the
     waiter is in it, each end the wait with CancelledError and leave nothing behind."""
+
     async def body(manager: Any) -> None:
         holder, waiter = manager(), manager(heartbeat=0.05)
         await holder.acquire(SCOPE, "job", "r", "holder")
@@ -178,8 +179,7 @@ def test_a_cancel_the_client_swallows_still_ends_the_wait(make_async_client: Any
         for _ in range(200):
             reading.clear()
             # (a wait that outlives the cancel would end on its own: LockConflict)
-            task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter",
-                                                        wait=3))
+            task = asyncio.ensure_future(waiter.acquire(SCOPE, "job", "r", "waiter", wait=3))
             await reading.wait()
             task.cancel()
             done, _ = await asyncio.wait([task], timeout=10)
@@ -191,10 +191,12 @@ def test_a_cancel_the_client_swallows_still_ends_the_wait(make_async_client: Any
     run(make_async_client, body)
 
 
-def _swallowing(call: Callable[..., Awaitable[Any]], entered: asyncio.Event,
-                pause: float = 0.0) -> Callable[..., Awaitable[Any]]:
+def _swallowing(
+    call: Callable[..., Awaitable[Any]], entered: asyncio.Event, pause: float = 0.0
+) -> Callable[..., Awaitable[Any]]:
     """``call`` as a client that loses cancels would make it: a cancel landing in it is
     swallowed (and the task's cancel request cleared, Python 3.11+), the call goes on."""
+
     async def swallowing(*args: Any, **kwargs: Any) -> Any:
         async def slow() -> Any:
             await asyncio.sleep(pause)
@@ -214,18 +216,22 @@ def _swallowing(call: Callable[..., Awaitable[Any]], entered: asyncio.Event,
 
 
 @pytest.mark.parametrize("read", ["get", "list", "count", "validate", "requested"])
-def test_a_read_the_client_would_finish_is_cancelled_at_once(make_async_client: Any,
-                                                              read: str) -> None:
+def test_a_read_the_client_would_finish_is_cancelled_at_once(
+    make_async_client: Any, read: str
+) -> None:
     async def body(manager: Any) -> None:
         mgr = manager()
         lock = (await mgr.acquire(SCOPE, "job", "r", "a")).lock
         entered = asyncio.Event()
         mgr._scripts.run = _swallowing(mgr._scripts.run, entered, pause=0.2)
         mgr.client.get = _swallowing(mgr.client.get, entered, pause=0.2)
-        calls = {"get": lambda: mgr.get(lock.id), "list": lambda: mgr.list(SCOPE),
-                 "count": lambda: mgr.count(SCOPE, multi=True),
-                 "validate": lambda: mgr.validate(SCOPE, "job", "r", lock.fencing_token),
-                 "requested": lambda: mgr.requested(SCOPE, "req-1")}
+        calls = {
+            "get": lambda: mgr.get(lock.id),
+            "list": lambda: mgr.list(SCOPE),
+            "count": lambda: mgr.count(SCOPE, multi=True),
+            "validate": lambda: mgr.validate(SCOPE, "job", "r", lock.fencing_token),
+            "requested": lambda: mgr.requested(SCOPE, "req-1"),
+        }
         task = asyncio.ensure_future(calls[read]())
         await entered.wait()
         task.cancel()
@@ -250,12 +256,13 @@ def test_a_timed_out_wait_leaves_nothing_behind(make_async_client: Any) -> None:
     run(make_async_client, body)
 
 
-@pytest.mark.parametrize("when", ["before it starts", "while its script runs",
-                                  "once its script has run"])
-def test_cancelling_an_acquire_in_flight_leaves_no_lock(make_async_client: Any,
-                                                        when: str) -> None:
+@pytest.mark.parametrize(
+    "when", ["before it starts", "while its script runs", "once its script has run"]
+)
+def test_cancelling_an_acquire_in_flight_leaves_no_lock(make_async_client: Any, when: str) -> None:
     """A cancel at each point of an acquire (found by events, not by timing): the caller
     gets CancelledError, and a lock the script made is released, not left to nobody."""
+
     async def body(manager: Any) -> None:
         mgr = manager()
         real = mgr._scripts.run
@@ -321,8 +328,9 @@ def test_renewal_keeps_a_short_lock_alive(make_async_client: Any) -> None:
     run(make_async_client, body)
 
 
-def test_a_paused_holder_loses_the_lock(make_async_client: Any,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_paused_holder_loses_the_lock(
+    make_async_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def body(manager: Any) -> None:
         mgr = manager()
         original = mgr.refresh
@@ -334,8 +342,9 @@ def test_a_paused_holder_loses_the_lock(make_async_client: Any,
         monkeypatch.setattr(mgr, "refresh", paused)
         lost: list[str] = []
         with pytest.raises(LockLost):
-            async with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2,
-                                on_lost=lambda held: lost.append(held.reason)) as held:
+            async with mgr.hold(
+                SCOPE, "job", "r", "worker", ttl=0.2, on_lost=lambda held: lost.append(held.reason)
+            ) as held:
                 await asyncio.wait_for(held.lost.wait(), 2)
                 taken = (await mgr.acquire(SCOPE, "job", "r", "successor")).lock
                 assert taken.fencing_token > held.fencing_token
@@ -361,6 +370,7 @@ def test_a_stale_token_is_refused(make_async_client: Any) -> None:
 def test_every_public_method_works_on_the_async_manager(make_async_client: Any) -> None:
     """The sync and async managers are siblings: what the sync one offers, the async one
     offers awaitably (iter_locks, load_scripts, requested, count, scope_of, refresh ...)."""
+
     async def body(manager: Any) -> None:
         mgr = manager()
         loaded = await mgr.load_scripts()
@@ -402,6 +412,7 @@ def test_the_async_manager_from_a_url_has_an_async_client(real_server: Any) -> N
 def test_the_function_library_on_redis_7(make_async_client: Any) -> None:
     """The async manager calls the scripts as a FUNCTION library where asked (Redis 7,
     fakeredis), loading it when the server lost it; EVALSHA elsewhere."""
+
     async def body(manager: Any) -> None:
         mgr = manager()
         first = (await mgr.acquire(SCOPE, "job", "r1", "a")).lock
@@ -421,6 +432,7 @@ def test_a_cancel_that_lands_with_a_grant_releases_it(make_async_client: Any) ->
     """A cancel that arrives while BLPOP returns the lock a release granted (some
     redis-py versions swallow it there): the wait raises CancelledError and the grant is
     released, not left held by nobody."""
+
     async def main() -> None:
         clients = [make_async_client(), make_async_client()]
         holder = AsyncLockManager(clients[0], TYPES, prefix="t", handoff=0.0)
@@ -443,8 +455,9 @@ def test_a_cancel_that_lands_with_a_grant_releases_it(make_async_client: Any) ->
             await holder.release(lock, "holder")
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert got and (got[0][1] if isinstance(got[0][1], str)
-                            else got[0][1].decode()).startswith("g ")  # it was a grant
+            assert got and (
+                got[0][1] if isinstance(got[0][1], str) else got[0][1].decode()
+            ).startswith("g ")  # it was a grant
             await drain()
             assert (await holder.list(SCOPE)).locks == ()  # and it was released
             assert await helper_keys(holder) == []
@@ -466,14 +479,19 @@ def test_an_async_hold_is_warned_and_left_while_redis_hangs(server: EmbeddedRedi
     pid = server.process.pid
 
     async def main() -> None:
-        client = redis.asyncio.Redis(unix_socket_path=str(server.socket_path),
-                                     socket_timeout=None)
+        client = redis.asyncio.Redis(unix_socket_path=str(server.socket_path), socket_timeout=None)
         mgr = AsyncLockManager(client, TYPES, prefix="t")
         heard: list[str] = []
         try:
-            lost = mgr.hold(SCOPE, "job", "r1", "worker", ttl=1.5,
-                            on_at_risk=lambda held: heard.append("at risk"),
-                            on_lost=lambda held: heard.append("lost"))
+            lost = mgr.hold(
+                SCOPE,
+                "job",
+                "r1",
+                "worker",
+                ttl=1.5,
+                on_at_risk=lambda held: heard.append("at risk"),
+                on_lost=lambda held: heard.append("lost"),
+            )
             held = await lost.__aenter__()
             risky = mgr.hold(SCOPE, "job", "r2", "worker", ttl=6)
             other = await risky.__aenter__()

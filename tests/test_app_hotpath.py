@@ -48,8 +48,7 @@ def test_a_plain_function_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> No
     assert asked == [view]
 
 
-def test_an_async_function_still_goes_to_async_to_sync(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
+def test_an_async_function_still_goes_to_async_to_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     application = App(__name__)
     wrapped: list[Any] = []
 
@@ -97,8 +96,7 @@ def test_the_served_app_takes_the_shortcut(app: Any) -> None:
 def _latency_count(operation: str) -> float:
     for metric in REDIS_LATENCY.collect():
         for sample in metric.samples:
-            if (sample.name.endswith("_count")
-                    and sample.labels.get("operation") == operation):
+            if sample.name.endswith("_count") and sample.labels.get("operation") == operation:
                 return sample.value
     return 0.0
 
@@ -128,27 +126,28 @@ def test_an_unknown_or_foreign_lock_is_still_its_404(client: Any) -> None:
     assert got.get_json() == {"error": 404, "message": "Lock '12345' not found"}
 
 
-@pytest.mark.parametrize("environ, refused", [
-    ({"CONTENT_LENGTH": "2000"}, True),  # declared beyond the limit
-    ({"CONTENT_LENGTH": "1000"}, False),
-    ({"CONTENT_LENGTH": "2000", "HTTP_TRANSFER_ENCODING": "chunked"}, False),  # read later
-    ({"CONTENT_LENGTH": "nonsense"}, False),  # werkzeug reads it as 0
-])
-def test_declared_body_lengths(service_client: Any, environ: dict[str, str],
-                               refused: bool) -> None:
+@pytest.mark.parametrize(
+    "environ, refused",
+    [
+        ({"CONTENT_LENGTH": "2000"}, True),  # declared beyond the limit
+        ({"CONTENT_LENGTH": "1000"}, False),
+        ({"CONTENT_LENGTH": "2000", "HTTP_TRANSFER_ENCODING": "chunked"}, False),  # read later
+        ({"CONTENT_LENGTH": "nonsense"}, False),  # werkzeug reads it as 0
+    ],
+)
+def test_declared_body_lengths(service_client: Any, environ: dict[str, str], refused: bool) -> None:
     from app import create_app
 
-    application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t",
-                              "MAX_BODY": 1000})
+    application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t", "MAX_BODY": 1000})
     with application.test_request_context(environ_overrides=environ) as ctx:
-        assert (ctx.request.content_length is not None
-                and ctx.request.content_length > 1000) == refused  # what it used to read
+        assert (
+            ctx.request.content_length is not None and ctx.request.content_length > 1000
+        ) == refused  # what it used to read
     got = application.test_client().get("/healthz", environ_overrides=environ)
     assert (got.status_code == 413) == refused
 
 
-def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import uuid
 
@@ -171,8 +170,7 @@ def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(
         assert parsed.hex == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
-def test_a_forked_process_never_reuses_its_parents_ids(monkeypatch: pytest.MonkeyPatch
-                                                       ) -> None:
+def test_a_forked_process_never_reuses_its_parents_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     from app import observability
 
     ids = observability.RandomIds()

@@ -15,26 +15,40 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SECTIONS = ("## 1. Redis time per operation", "## 2. Round trips per operation",
-            "## 3. Memory per held lock", "## 4. One client, uncontended",
-            "## 5. Contention", "## 6. Growth", "## 7. HTTP under wrk",
-            "## 8. Waiting costs no worker", "## 9. Durable locks")
+SECTIONS = (
+    "## 1. Redis time per operation",
+    "## 2. Round trips per operation",
+    "## 3. Memory per held lock",
+    "## 4. One client, uncontended",
+    "## 5. Contention",
+    "## 6. Growth",
+    "## 7. HTTP under wrk",
+    "## 8. Waiting costs no worker",
+    "## 9. Durable locks",
+)
 
 #: Every target's row, as the summary table at the top names it.
 TARGETS = (
     "Redis time: acquire a new lock (scope holding 1,000), events off",
     "Redis time: acquire a new lock (scope holding 1,000), events on",
-    "Redis time: refresh, events off", "Redis time: release, events off",
-    "Round trips: acquire (a new lock)", "Round trips: release by bare id",
-    "Round trips: refresh by bare id", "Round trips: get by bare id",
+    "Redis time: refresh, events off",
+    "Redis time: release, events off",
+    "Round trips: acquire (a new lock)",
+    "Round trips: release by bare id",
+    "Round trips: refresh by bare id",
+    "Round trips: get by bare id",
     "Memory per held lock, 1 × 3,000, vs redis-py Lock",
     "Memory per held lock, 30 × 100, vs redis-py Lock",
     "Memory per held lock, 3,000 × 1, vs redis-py Lock",
     "One client: lockcore cycles/s vs redis-py Lock",
-    *(f"Contention, {w} workers on {r}: lockcore {what}"
-      for w in (8, 16) for r in ("1 resource", "16 resources")
-      for what in ("throughput vs best peer", "max/min acquisitions per worker")),
-    "Growth: acquire latency at 10,000 vs 1,000", "Growth: release latency at 10,000",
+    *(
+        f"Contention, {w} workers on {r}: lockcore {what}"
+        for w in (8, 16)
+        for r in ("1 resource", "16 resources")
+        for what in ("throughput vs best peer", "max/min acquisitions per worker")
+    ),
+    "Growth: acquire latency at 10,000 vs 1,000",
+    "Growth: release latency at 10,000",
     "Growth: list latency at 10,000",
     "HTTP (wrk): acquire req/s vs the trivial Flask floor",
     "HTTP (wrk): list req/s vs the trivial Flask floor",
@@ -42,15 +56,31 @@ TARGETS = (
 )
 
 #: Rows of the sections' tables that carry no target.
-ROWS = ("`SET key val NX PX 30000` (the baseline)", "redis-py Lock release (Lua), a peer",
-        "| python-redis-lock |", "pottery", "PING (round-trip floor)",
-        "trivial Flask `POST /ping` (the floor)", "switch gadget",
-        "50 of 50 waiters answered 503", "durable (both changes wait for the replica)")
+ROWS = (
+    "`SET key val NX PX 30000` (the baseline)",
+    "redis-py Lock release (Lua), a peer",
+    "| python-redis-lock |",
+    "pottery",
+    "PING (round-trip floor)",
+    "trivial Flask `POST /ping` (the floor)",
+    "switch gadget",
+    "50 of 50 waiters answered 503",
+    "durable (both changes wait for the replica)",
+)
 
-SUMMARY_KEYS = ('"redis_time_acquire"', '"redis_time_acquire_events"', '"round_trips_get"',
-                '"memory_ratio_1x3000"', '"single_ratio"', '"contention_16_1"',
-                '"contention_fairness_8_16"', '"growth_list"', '"http_release_ratio"',
-                '"healthz_p99_ms_waiters"', '"durable_ratio"')
+SUMMARY_KEYS = (
+    '"redis_time_acquire"',
+    '"redis_time_acquire_events"',
+    '"round_trips_get"',
+    '"memory_ratio_1x3000"',
+    '"single_ratio"',
+    '"contention_16_1"',
+    '"contention_fairness_8_16"',
+    '"growth_list"',
+    '"http_release_ratio"',
+    '"healthz_p99_ms_waiters"',
+    '"durable_ratio"',
+)
 
 
 @pytest.mark.slow
@@ -58,10 +88,19 @@ def test_the_bench_writes_its_report(tmp_path: Path) -> None:
     if shutil.which("wrk") is None and not os.environ.get("CI"):
         pytest.skip("section 7 drives the service with wrk: apt-get install wrk")
     out = tmp_path / "BENCHMARKS.md"
-    command = [sys.executable, "-m", "bench.run", "--quick", "--output", str(out),
-               "--charts", str(tmp_path / "charts")]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--quick",
+        "--output",
+        str(out),
+        "--charts",
+        str(tmp_path / "charts"),
+    ]
+    run = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     report = out.read_text()
     assert (tmp_path / "charts" / "single_client.png").is_file()
@@ -82,10 +121,21 @@ def test_the_bench_writes_its_report(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_only_runs_the_sections_named(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
-    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "2", "--output",
-               str(out), "--charts", str(tmp_path / "charts")]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--quick",
+        "--only",
+        "2",
+        "--output",
+        str(out),
+        "--charts",
+        str(tmp_path / "charts"),
+    ]
+    run = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     report = out.read_text()
     assert "## 2. Round trips per operation" in report

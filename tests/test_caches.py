@@ -25,8 +25,9 @@ class Clock:
         return self.now
 
 
-def make_app(service_client: Any, clock: Clock | None = None, load: bool = False,
-             **settings: Any) -> Any:
+def make_app(
+    service_client: Any, clock: Clock | None = None, load: bool = False, **settings: Any
+) -> Any:
     """An app ("a process") on the shared Redis; its caches read ``clock``."""
     application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t", **settings})
     services = application.extensions["lockcore"]
@@ -70,12 +71,13 @@ def other(service_client: Any, clock: Clock, admin: Any) -> Any:
 
 # --- keys --------------------------------------------------------------------------------
 
+
 def test_a_key_revoked_elsewhere_stops_working_within_the_bound(
-        admin: Any, other: Any, clock: Clock) -> None:
+    admin: Any, other: Any, clock: Clock
+) -> None:
     key = admin.post("/admin/users/carol/keys", headers=bearer(KEYS["admin"])).get_json()
     assert versal_list(other, key["api_key"]) == 200  # remembered from now on
-    gone = admin.delete(f"/admin/users/carol/keys/{key['key_id']}",
-                        headers=bearer(KEYS["admin"]))
+    gone = admin.delete(f"/admin/users/carol/keys/{key['key_id']}", headers=bearer(KEYS["admin"]))
     assert gone.status_code == 204
     assert versal_list(admin, key["api_key"]) == 401  # where it was revoked: at once
     clock.now += 0.5
@@ -86,7 +88,8 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_bound(
 
 
 def test_with_no_bound_a_revoked_key_stops_working_everywhere_at_once(
-        service_client: Any, admin: Any, clock: Clock) -> None:
+    service_client: Any, admin: Any, clock: Clock
+) -> None:
     other = make_app(service_client, clock, AUTH_CACHE_TTL=0).test_client()
     assert versal_list(other, KEYS["carol"]) == 200
     admin.delete("/admin/users/carol/keys", headers=bearer(KEYS["admin"]))
@@ -94,7 +97,8 @@ def test_with_no_bound_a_revoked_key_stops_working_everywhere_at_once(
 
 
 def test_a_role_taken_elsewhere_is_lost_within_the_bound(
-        service_client: Any, admin: Any, other: Any, clock: Clock) -> None:
+    service_client: Any, admin: Any, other: Any, clock: Clock
+) -> None:
     assert other.get("/admin/users", headers=bearer(KEYS["admin"])).status_code == 200
     users = Users(service_client, "t")
     users.put(User("admin", "EDX Administrator", "admin@example.com"))  # no longer sysadmin
@@ -102,8 +106,7 @@ def test_a_role_taken_elsewhere_is_lost_within_the_bound(
     assert other.get("/admin/users", headers=bearer(KEYS["admin"])).status_code == 403
 
 
-def test_unknown_keys_are_never_remembered(
-        service_client: Any, admin: Any, other: Any) -> None:
+def test_unknown_keys_are_never_remembered(service_client: Any, admin: Any, other: Any) -> None:
     """A failed key is read again each time (and counted each time); a key issued
     elsewhere works at once."""
     users = Users(service_client, "t")
@@ -113,8 +116,7 @@ def test_unknown_keys_are_never_remembered(
     assert versal_list(other, key) == 200
 
 
-def test_a_lookup_that_read_before_a_change_here_is_not_remembered(
-        service_client: Any) -> None:
+def test_a_lookup_that_read_before_a_change_here_is_not_remembered(service_client: Any) -> None:
     """A revocation made through this object while a lookup of the same key was reading
     Redis: the lookup may answer with what it read, but never remembers it."""
     clock = Clock()
@@ -145,12 +147,15 @@ def test_the_memory_of_keys_is_bounded(service_client: Any) -> None:
 
 # --- the catalog -------------------------------------------------------------------------
 
+
 def test_a_course_role_taken_elsewhere_is_lost_within_the_bound(
-        service_client: Any, admin: Any, other: Any, clock: Clock) -> None:
+    service_client: Any, admin: Any, other: Any, clock: Clock
+) -> None:
     assert versal_list(other, KEYS["carol"]) == 200  # a learner may list
     course = {"key": "c1", "gadgets": ["g1"], "roles": {"alice": "editor"}}
-    assert admin.put("/admin/catalog/courses/c1", json=course,
-                     headers=bearer(KEYS["admin"])).status_code in (200, 201, 204)
+    assert admin.put(
+        "/admin/catalog/courses/c1", json=course, headers=bearer(KEYS["admin"])
+    ).status_code in (200, 201, 204)
     assert versal_list(admin, KEYS["carol"]) == 403  # where it changed: at once
     assert versal_list(other, KEYS["carol"]) == 200  # elsewhere: within the bound
     clock.now += 1.1
@@ -180,6 +185,7 @@ def test_entities_not_found_are_never_remembered(service_client: Any) -> None:
 
 # --- failed authentications --------------------------------------------------------------
 
+
 class CountingStorage:
     """The limit's storage, counting the reads of a count."""
 
@@ -202,7 +208,8 @@ def counting(application: Any) -> CountingStorage:
 
 
 def test_successful_calls_read_no_failure_count_within_the_bound(
-        service_client: Any, clock: Clock) -> None:
+    service_client: Any, clock: Clock
+) -> None:
     application = make_app(service_client, clock, load=True, AUTH_CACHE_TTL=1.0)
     storage = counting(application)
     client = application.test_client()
@@ -215,9 +222,11 @@ def test_successful_calls_read_no_failure_count_within_the_bound(
 
 
 def test_an_address_blocked_elsewhere_is_refused_here_within_the_bound(
-        service_client: Any, admin: Any, clock: Clock) -> None:
-    here = make_app(service_client, clock, AUTH_CACHE_TTL=1.0,
-                    AUTH_FAILURE_LIMIT="2/minute").test_client()
+    service_client: Any, admin: Any, clock: Clock
+) -> None:
+    here = make_app(
+        service_client, clock, AUTH_CACHE_TTL=1.0, AUTH_FAILURE_LIMIT="2/minute"
+    ).test_client()
     elsewhere = make_app(service_client, AUTH_FAILURE_LIMIT="2/minute").test_client()
     assert versal_list(here, KEYS["carol"]) == 200
     for _ in range(2):
@@ -229,9 +238,11 @@ def test_an_address_blocked_elsewhere_is_refused_here_within_the_bound(
 
 
 def test_a_failure_here_refuses_the_next_call_here_at_once(
-        service_client: Any, admin: Any, clock: Clock) -> None:
-    here = make_app(service_client, clock, AUTH_CACHE_TTL=60.0,
-                    AUTH_FAILURE_LIMIT="2/minute").test_client()
+    service_client: Any, admin: Any, clock: Clock
+) -> None:
+    here = make_app(
+        service_client, clock, AUTH_CACHE_TTL=60.0, AUTH_FAILURE_LIMIT="2/minute"
+    ).test_client()
     assert versal_list(here, KEYS["carol"]) == 200  # clear, remembered for 60 s
     assert versal_list(here, "wrong-key") == 401
     assert versal_list(here, "wrong-key") == 401
@@ -239,7 +250,8 @@ def test_a_failure_here_refuses_the_next_call_here_at_once(
 
 
 def test_the_failure_count_keeps_its_redis_key_and_retry_after_tells_the_window(
-        service_client: Any, admin: Any) -> None:
+    service_client: Any, admin: Any
+) -> None:
     """The key Flask-Limiter wrote (processes of both versions share one count), and
     Retry-After is what is left of the window."""
     here = make_app(service_client, AUTH_FAILURE_LIMIT="1/minute").test_client()
@@ -250,5 +262,6 @@ def test_the_failure_count_keeps_its_redis_key_and_retry_after_tells_the_window(
     blocked = here.get("/locks?subject.courseId=c1", headers=sid(KEYS["carol"]))
     assert blocked.status_code == 429
     assert 1 <= int(blocked.headers["Retry-After"]) <= 20
-    assert f"try again in {blocked.headers['Retry-After']} seconds" in (
-        blocked.get_json()["message"])
+    assert (
+        f"try again in {blocked.headers['Retry-After']} seconds" in (blocked.get_json()["message"])
+    )

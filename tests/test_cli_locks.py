@@ -30,8 +30,13 @@ def mgr(real_server: Any) -> LockManager:
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKCORE, "locks", *args, "--redis-url", url],
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [LOCKCORE, "locks", *args, "--redis-url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_list_shows_a_readable_table_and_json(url: str, mgr: LockManager) -> None:
@@ -62,8 +67,17 @@ def test_show_and_release(url: str, mgr: LockManager) -> None:
 
 @pytest.mark.parametrize("scope", ["v1:batch", None])
 def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None) -> None:
-    args = [LOCKCORE, "locks", "watch", *([scope] if scope else []), "--count", "2",
-            "--json", "--redis-url", url]
+    args = [
+        LOCKCORE,
+        "locks",
+        "watch",
+        *([scope] if scope else []),
+        "--count",
+        "2",
+        "--json",
+        "--redis-url",
+        url,
+    ]
     before = {c["id"] for c in mgr.client.client_list()}
     watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -77,22 +91,27 @@ def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None
             watcher.communicate()
     assert watcher.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
-    assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id),
-                                                        ("released", lock.id)]
+    assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id), ("released", lock.id)]
 
 
 def wait_until_following(client: Any, before: set[str], timeout: float = 30.0) -> None:
     """Until a new client reads the stream or listens to the channels: the watcher is
     ready."""
     deadline = time.monotonic() + timeout
-    while not any(c["id"] not in before and c.get("cmd") in ("xread", "psubscribe")
-                  for c in client.client_list()):
+    while not any(
+        c["id"] not in before and c.get("cmd") in ("xread", "psubscribe")
+        for c in client.client_list()
+    ):
         assert time.monotonic() < deadline, "the watcher never started following"
         time.sleep(0.02)
 
 
 def test_cli_help_lists_the_lock_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "app.cli", "locks", "--help"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "locks", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for command in ("list", "show", "release", "watch"):
         assert command in out.stdout

@@ -42,8 +42,13 @@ class FencedStore:
                 self.inside[resource] = None
 
 
-def fight(mgr: LockManager, store: FencedStore, take: Callable[[int, str, str], Lock | None],
-          attempts: int, resources: int) -> list[BaseException]:
+def fight(
+    mgr: LockManager,
+    store: FencedStore,
+    take: Callable[[int, str, str], Lock | None],
+    attempts: int,
+    resources: int,
+) -> list[BaseException]:
     """THREADS workers, each ``attempts`` times: take a lock on one of the first
     ``resources`` (``take`` returns None when it did not get it), hold it a moment inside
     the store, release it. Returns the workers' errors."""

@@ -37,8 +37,7 @@ def test_unix_socket_url(real_server) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_cluster_url(cluster: Cluster) -> None:
-    mgr = LockManager.from_url(f"redis+cluster://127.0.0.1:{cluster.ports[1]}", TYPES,
-                               prefix="url")
+    mgr = LockManager.from_url(f"redis+cluster://127.0.0.1:{cluster.ports[1]}", TYPES, prefix="url")
     exercise(mgr)
     mgr.close()
 

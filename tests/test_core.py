@@ -32,8 +32,14 @@ EVENT_TYPES = [replace(t, events=True, index_owner=True) for t in TYPES]
 @pytest.fixture
 def emgr(redis_client: Any, backend: str) -> LockManager:
     """Like ``mgr``, on types that record events (and index owners)."""
-    return LockManager(redis_client, EVENT_TYPES, prefix="t", event_maxlen=50,
-                       retention=60.0, functions=backend in FUNCTIONS)
+    return LockManager(
+        redis_client,
+        EVENT_TYPES,
+        prefix="t",
+        event_maxlen=50,
+        retention=60.0,
+        functions=backend in FUNCTIONS,
+    )
 
 
 def _text(value: Any) -> str:
@@ -42,9 +48,10 @@ def _text(value: Any) -> str:
 
 def events(client: Any, mgr: LockManager, scope: str = SCOPE) -> list[dict[str, str]]:
     stream = mgr.keys(scope).events
-    return [event_from_entry(stream, _text(entry_id),
-                             {_text(k): _text(v) for k, v in fields.items()})
-            for entry_id, fields in client.xrange(stream)]
+    return [
+        event_from_entry(stream, _text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+        for entry_id, fields in client.xrange(stream)
+    ]
 
 
 def scope_keys(client: Any, mgr: LockManager, scope: str = SCOPE) -> list[str]:
@@ -64,6 +71,7 @@ def server_ms(client: Any) -> float:
 
 
 # --- acquire -----------------------------------------------------------------------------
+
 
 def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client: Any) -> None:
     before = server_ms(redis_client)
@@ -161,8 +169,13 @@ def test_type_rules_are_enforced(mgr: LockManager) -> None:
     for bad in (0, -1, float("nan"), "5", True):
         with pytest.raises(InvalidLockRequest):
             mgr.acquire(SCOPE, "job", "r", "alice", ttl=bad)
-    for scope, resource, owner in (("", "r", "a"), (SCOPE, "", "a"), (SCOPE, "r", ""),
-                                   (None, "r", "a"), (SCOPE, 5, "a")):
+    for scope, resource, owner in (
+        ("", "r", "a"),
+        (SCOPE, "", "a"),
+        (SCOPE, "r", ""),
+        (None, "r", "a"),
+        (SCOPE, 5, "a"),
+    ):
         with pytest.raises(InvalidLockRequest):
             mgr.acquire(scope, "job", resource, owner)  # type: ignore[arg-type]
 
@@ -183,8 +196,7 @@ def test_lock_without_expiry_keeps_its_keys(emgr: LockManager, redis_client: Any
         assert redis_client.pttl(key) == -1
 
 
-def test_keys_live_as_long_as_their_longest_lock(emgr: LockManager,
-                                                 redis_client: Any) -> None:
+def test_keys_live_as_long_as_their_longest_lock(emgr: LockManager, redis_client: Any) -> None:
     mgr = emgr
     keys = mgr.keys(SCOPE)
     mgr.acquire(SCOPE, "job", "short", "alice", ttl=1)
@@ -202,8 +214,9 @@ def test_keys_live_as_long_as_their_longest_lock(emgr: LockManager,
     assert redis_client.exists(keys.locks) == 1
 
 
-def test_keys_made_after_the_scope_emptied_get_a_lifetime(emgr: LockManager,
-                                                          redis_client: Any) -> None:
+def test_keys_made_after_the_scope_emptied_get_a_lifetime(
+    emgr: LockManager, redis_client: Any
+) -> None:
     mgr = emgr
     old = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.03).lock
     time.sleep(0.06)
@@ -219,7 +232,8 @@ def test_keys_made_after_the_scope_emptied_get_a_lifetime(emgr: LockManager,
 
 
 def test_index_keys_made_after_the_scopes_first_lock_get_a_lifetime(
-        emgr: LockManager, redis_client: Any) -> None:
+    emgr: LockManager, redis_client: Any
+) -> None:
     mgr = emgr
     keys = mgr.keys(SCOPE)
     mgr.acquire(SCOPE, "job", "j1", "alice", ttl=5)
@@ -232,6 +246,7 @@ def test_index_keys_made_after_the_scopes_first_lock_get_a_lifetime(
 
 
 # --- fencing -----------------------------------------------------------------------------
+
 
 def test_fencing_tokens_grow_across_release_and_expiry(mgr: LockManager) -> None:
     tokens = []
@@ -277,6 +292,7 @@ def test_fencing_tokens_grow_even_after_every_key_is_lost(
 
 # --- release, refresh, get --------------------------------------------------------------
 
+
 def test_release_by_owner_removes_every_trace(emgr: LockManager, redis_client: Any) -> None:
     mgr = emgr
     lock = mgr.acquire(SCOPE, "job", "j1", "alice").lock
@@ -295,11 +311,15 @@ def test_release_by_owner_removes_every_trace(emgr: LockManager, redis_client: A
 
 @pytest.mark.parametrize("events", [False, True])
 def test_a_one_per_owner_lock_keeps_its_owner_pointer_exactly_while_it_lives(
-        redis_client: Any, backend: str, events: bool) -> None:
+    redis_client: Any, backend: str, events: bool
+) -> None:
     # The scripts' common case (before the helpers) makes and removes the pointer too.
-    mgr = LockManager(redis_client, [LockType("gadget", one_per_owner=True, events=events,
-                                              default_ttl=30.0)], prefix="t",
-                      functions=backend in FUNCTIONS)
+    mgr = LockManager(
+        redis_client,
+        [LockType("gadget", one_per_owner=True, events=events, default_ttl=30.0)],
+        prefix="t",
+        functions=backend in FUNCTIONS,
+    )
     mgr.acquire(SCOPE, "gadget", "warm", "zed")  # the scope's first lock takes a block
     lock = mgr.acquire(SCOPE, "gadget", "g1", "alice").lock
     hash_key = mgr.keys(SCOPE).locks
@@ -317,13 +337,20 @@ def test_a_one_per_owner_lock_keeps_its_owner_pointer_exactly_while_it_lives(
 
 
 def test_a_record_takes_the_short_form_exactly_while_it_says_the_same(
-        redis_client: Any, backend: str) -> None:
+    redis_client: Any, backend: str
+) -> None:
     # flags expires owner field ttl: acquired = expires - ttl, never updated, no max ttl,
     # no metadata. Anything else is written in full; both read back the same.
-    mgr = LockManager(redis_client, [LockType("plain", default_ttl=30.0),
-                                     LockType("capped", default_ttl=30.0, max_ttl=60.0),
-                                     LockType("many", mode=Mode.MULTI, default_ttl=30.0)],
-                      prefix="t", functions=backend in FUNCTIONS)
+    mgr = LockManager(
+        redis_client,
+        [
+            LockType("plain", default_ttl=30.0),
+            LockType("capped", default_ttl=30.0, max_ttl=60.0),
+            LockType("many", mode=Mode.MULTI, default_ttl=30.0),
+        ],
+        prefix="t",
+        functions=backend in FUNCTIONS,
+    )
     mgr.acquire(SCOPE, "plain", "warm", "zed")  # the scope's first lock takes a block
 
     def words(lock: Any) -> list[str]:
@@ -337,7 +364,11 @@ def test_a_record_takes_the_short_form_exactly_while_it_says_the_same(
     for lock in (fresh, asked, multi):
         got = mgr.get(lock.id)
         assert (got.acquired_at, got.updated_at, got.expires_at, dict(got.metadata)) == (
-            lock.acquired_at, lock.acquired_at, lock.expires_at, {})
+            lock.acquired_at,
+            lock.acquired_at,
+            lock.expires_at,
+            {},
+        )
     listed = {lk.id: lk for lk in mgr.list(SCOPE).locks}
     assert listed[fresh.id].acquired_at == fresh.acquired_at
     tagged = mgr.acquire(SCOPE, "plain", "r4", "alice", metadata={"k": "v"}).lock
@@ -350,13 +381,14 @@ def test_a_record_takes_the_short_form_exactly_while_it_says_the_same(
     assert refreshed.expires_at > fresh.expires_at
     assert mgr.get(fresh.id).acquired_at == fresh.acquired_at
     assert mgr.release(refreshed, "alice").id == fresh.id
-    assert {mgr.release(asked, "alice").id, mgr.release(multi, "alice").id} == {asked.id,
-                                                                              multi.id}
+    assert {mgr.release(asked, "alice").id, mgr.release(multi, "alice").id} == {asked.id, multi.id}
 
 
 def _events_of(client: Any, mgr: LockManager) -> list[dict[str, str]]:
-    return [{_text(k): _text(v) for k, v in fields.items()}
-            for _, fields in client.xrange(mgr.keys(SCOPE).events)]
+    return [
+        {_text(k): _text(v) for k, v in fields.items()}
+        for _, fields in client.xrange(mgr.keys(SCOPE).events)
+    ]
 
 
 def test_release_of_another_owners_lock_is_refused(mgr: LockManager) -> None:
@@ -394,8 +426,20 @@ def test_forced_release_by_an_administrator(emgr: LockManager, redis_client: Any
     assert events(redis_client, mgr)[-1]["by"] == "admin"
 
 
-@pytest.mark.parametrize("lock_id", ["", "abc", "0", "-5", "12", "99999999999999999999",
-                                     "9223372036854775807", "1700000000000000001", "1.5"])
+@pytest.mark.parametrize(
+    "lock_id",
+    [
+        "",
+        "abc",
+        "0",
+        "-5",
+        "12",
+        "99999999999999999999",
+        "9223372036854775807",
+        "1700000000000000001",
+        "1.5",
+    ],
+)
 def test_unknown_or_malformed_ids_are_not_found(mgr: LockManager, lock_id: str) -> None:
     for call in (mgr.get, lambda i: mgr.release(i, "a"), lambda i: mgr.refresh(i, "a")):
         with pytest.raises(LockNotFound):
@@ -474,6 +518,7 @@ def until_server_past(client: Any, instant: float | None) -> None:
 
 # --- expiry ------------------------------------------------------------------------------
 
+
 def test_expired_lock_is_gone_from_get_and_list_before_any_cleanup(mgr: LockManager) -> None:
     lock = mgr.acquire(SCOPE, "job", "j1", "alice", ttl=0.5).lock
     assert [lk.id for lk in mgr.list(SCOPE).locks] == [lock.id]
@@ -540,9 +585,7 @@ def test_expired_locks_nobody_meets_are_swept(redis_client: Any) -> None:
     assert redis_client.zcard(mgr.keys(SCOPE).multi_index) == 0
 
 
-def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
-    redis_client: Any
-) -> None:
+def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(redis_client: Any) -> None:
     # (lifetimes of a few tenths of a second: the first check has that much room)
     short = LockManager(redis_client, EVENT_TYPES, prefix="t", retention=0.3)
     short.acquire(SCOPE, "job", "j1", "alice", ttl=0.3)
@@ -553,6 +596,7 @@ def test_storage_of_expired_locks_is_reclaimed_by_key_expiry(
 
 
 # --- listing -----------------------------------------------------------------------------
+
 
 def test_list_filters_by_owner_type_and_resource(mgr: LockManager) -> None:
     mgr.acquire(SCOPE, "job", "j1", "alice")
@@ -571,7 +615,10 @@ def test_list_filters_by_owner_type_and_resource(mgr: LockManager) -> None:
     assert ids(owner="bob", type="deletion") == [("deletion", "j1", "bob")]
     assert ids(owner="bob", type="job", resource="j1") == []
     assert ids(resource="j1") == [
-        ("deletion", "j1", "bob"), ("file", "j1", "alice"), ("job", "j1", "alice")]
+        ("deletion", "j1", "bob"),
+        ("file", "j1", "alice"),
+        ("job", "j1", "alice"),
+    ]
     with pytest.raises(InvalidLockRequest):
         mgr.list(SCOPE, limit=0)
 
@@ -602,8 +649,8 @@ def test_list_skips_many_expired_locks_without_losing_live_ones(mgr: LockManager
 
 # --- events ------------------------------------------------------------------------------
 
-def test_every_change_is_recorded_in_the_stream(emgr: LockManager,
-                                                redis_client: Any) -> None:
+
+def test_every_change_is_recorded_in_the_stream(emgr: LockManager, redis_client: Any) -> None:
     mgr = emgr
     a = mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5).lock
     mgr.acquire(SCOPE, "gadget", "g1", "alice", ttl=5)
@@ -615,8 +662,13 @@ def test_every_change_is_recorded_in_the_stream(emgr: LockManager,
     mgr.acquire(SCOPE, "job", "j", "carol")
     got = [(e["event"], e["id"]) for e in events(redis_client, mgr)]
     assert got[:7] == [
-        ("acquired", a.id), ("refreshed", a.id), ("replaced", a.id), ("acquired", b.id),
-        ("refreshed", b.id), ("released", b.id), ("acquired", c.id),
+        ("acquired", a.id),
+        ("refreshed", a.id),
+        ("replaced", a.id),
+        ("acquired", b.id),
+        ("refreshed", b.id),
+        ("released", b.id),
+        ("acquired", c.id),
     ]
     assert got[7] == ("expired", c.id)
     first = events(redis_client, mgr)[0]
@@ -639,8 +691,7 @@ def test_no_events_for_types_without_them(mgr: LockManager, redis_client: Any) -
     assert redis_client.exists(mgr.keys(SCOPE).events) == 0
 
 
-def test_changes_are_published_live(emgr: LockManager, redis_client: Any,
-                                    backend: str) -> None:
+def test_changes_are_published_live(emgr: LockManager, redis_client: Any, backend: str) -> None:
     mgr = emgr
     pubsub = redis_client.pubsub()
     pubsub.subscribe(mgr.keys(SCOPE).events)
@@ -656,12 +707,21 @@ def test_changes_are_published_live(emgr: LockManager, redis_client: Any,
             got.append(_text(message["data"]))  # the id of the stream entry
     pubsub.close()
     stream = mgr.keys(SCOPE).events
-    published = [event_from_entry(stream, entry_id, {_text(k): _text(v) for k, v in
-                                                     redis_client.xrange(stream, entry_id,
-                                                                         entry_id)[0][1].items()})
-                 for entry_id in got]
-    assert [(e["event"], e["id"]) for e in published] == [("acquired", lock.id),
-                                                          ("released", lock.id)]
+    published = [
+        event_from_entry(
+            stream,
+            entry_id,
+            {
+                _text(k): _text(v)
+                for k, v in redis_client.xrange(stream, entry_id, entry_id)[0][1].items()
+            },
+        )
+        for entry_id in got
+    ]
+    assert [(e["event"], e["id"]) for e in published] == [
+        ("acquired", lock.id),
+        ("released", lock.id),
+    ]
 
 
 # --- key layout --------------------------------------------------------------------------
@@ -688,15 +748,24 @@ def test_names_with_any_bytes_neither_collide_nor_escape(mgr: LockManager) -> No
 def test_a_scopes_keys_share_one_hash_slot(mgr: LockManager) -> None:
     for scope in WEIRD + [SCOPE]:
         keys = mgr.keys(scope)
-        every = [keys.locks, keys.directory, keys.events, keys.multi_index, keys.owner_index,
-                 keys.base + "X", keys.waiter_signal("t1"), keys.queue("job:r"),
-                 keys.request("req-1")]
+        every = [
+            keys.locks,
+            keys.directory,
+            keys.events,
+            keys.multi_index,
+            keys.owner_index,
+            keys.base + "X",
+            keys.waiter_signal("t1"),
+            keys.queue("job:r"),
+            keys.request("req-1"),
+        ]
         assert {key_slot(k.encode()) for k in every} == {keys.slot}
-        assert keys.locks.startswith("t:{") and "}" not in keys.locks[3:-len("}:L")]
+        assert keys.locks.startswith("t:{") and "}" not in keys.locks[3 : -len("}:L")]
         assert mgr.acquire(scope, "job", "r", "alice").lock.id.startswith(keys.id_prefix)
 
 
 # --- absolute expiry, metadata changes, counting -----------------------------------------
+
 
 def test_acquire_until_an_absolute_server_time(mgr: LockManager, redis_client: Any) -> None:
     now = server_ms(redis_client) / 1000
@@ -725,8 +794,9 @@ def test_refresh_to_an_absolute_time(mgr: LockManager, redis_client: Any) -> Non
 
 
 def test_refresh_merges_replaces_and_removes_metadata(mgr: LockManager) -> None:
-    lock = mgr.acquire(SCOPE, "deletion", "item-1", "alice",
-                       metadata={"workflow": "production", "group": "movie"}).lock
+    lock = mgr.acquire(
+        SCOPE, "deletion", "item-1", "alice", metadata={"workflow": "production", "group": "movie"}
+    ).lock
     merged = mgr.refresh(lock, "alice", metadata={"group": None, "stage": "final"})
     assert dict(merged.metadata) == {"workflow": "production", "stage": "final"}
     assert merged.expires_at == lock.expires_at  # a metadata change keeps the expiry
@@ -747,7 +817,8 @@ def test_count_sees_only_live_locks(mgr: LockManager) -> None:
 
 
 def test_a_repeated_request_id_returns_the_first_lock_instead_of_acting(
-        mgr: LockManager, redis_client: Any) -> None:
+    mgr: LockManager, redis_client: Any
+) -> None:
     first = mgr.acquire("s", "deletion", "r", "alice", request_id="req-1")
     again = mgr.acquire("s", "deletion", "r", "alice", request_id="req-1")
     assert (again.lock.id, again.created) == (first.lock.id, True)
@@ -763,7 +834,8 @@ def test_a_repeated_request_id_returns_the_first_lock_instead_of_acting(
 
 
 def test_a_repeated_request_id_on_an_exclusive_lock_keeps_its_first_outcome(
-        mgr: LockManager) -> None:
+    mgr: LockManager,
+) -> None:
     first = mgr.acquire("s", "job", "r", "alice", request_id="a")
     refreshed = mgr.acquire("s", "job", "r", "alice", request_id="b")
     assert refreshed.lock.id == first.lock.id and not refreshed.created

@@ -24,4 +24,4 @@ def test_compose_runs_redis_with_aof_three_instances_and_a_balancer() -> None:
     volume = services["lb"]["volumes"][0].split(":")[0]
     assert (ROOT / volume).resolve() == (ROOT / "deploy" / "nginx.conf").resolve()
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "lockcore\", \"serve\"" in dockerfile and "COPY lua" in dockerfile
+    assert 'lockcore", "serve"' in dockerfile and "COPY lua" in dockerfile

@@ -12,8 +12,19 @@ from app import create_app
 from .conftest import KEYS
 
 FILE = "/api/2.0/files/file/123456"
-EDIT_FLAGS = {"Comment", "FillForms", "Review", "Edit", "Delete", "CustomFilter",
-              "EditHistory", "Rename", "Move", "Duplicate", "Convert"}
+EDIT_FLAGS = {
+    "Comment",
+    "FillForms",
+    "Review",
+    "Edit",
+    "Delete",
+    "CustomFilter",
+    "EditHistory",
+    "Rename",
+    "Move",
+    "Duplicate",
+    "Convert",
+}
 
 
 def bearer(user: str) -> dict[str, str]:
@@ -38,6 +49,7 @@ def assert_error(response: Any, status: int, message: str) -> None:
 
 
 # --- the envelope and the file -----------------------------------------------------------
+
 
 def test_lock_returns_the_file_in_docspaces_envelope(client: Any) -> None:
     response = lock(client, "alice")
@@ -86,6 +98,7 @@ def test_a_room_manager_keeps_the_lock_flag_on_others_locks(client: Any) -> None
 
 # --- who may lock and unlock -------------------------------------------------------------
 
+
 def test_a_content_creator_locks_an_unlocked_file_and_unlocks_their_own(client: Any) -> None:
     assert lock(client, "bob").status_code == 200
     assert view(client, "alice")["lockedBy"] == "Bob Builder"
@@ -95,10 +108,12 @@ def test_a_content_creator_locks_an_unlocked_file_and_unlocks_their_own(client: 
 
 def test_a_content_creator_may_not_touch_someone_elses_lock(client: Any) -> None:
     lock(client, "alice")
-    assert_error(lock(client, "bob", False), 403,
-                 "You do not have enough permissions to edit the file")
-    assert_error(lock(client, "bob", True), 403,
-                 "You do not have enough permissions to edit the file")
+    assert_error(
+        lock(client, "bob", False), 403, "You do not have enough permissions to edit the file"
+    )
+    assert_error(
+        lock(client, "bob", True), 403, "You do not have enough permissions to edit the file"
+    )
     assert view(client, "carol")["lockedBy"] == "Alice Author"
 
 
@@ -112,15 +127,22 @@ def test_a_room_manager_unlocks_someone_elses_lock(client: Any) -> None:
 def test_other_access_levels_may_not_lock_or_unlock(client: Any, user: str) -> None:
     assert_error(lock(client, user), 403, "You do not have enough permissions to edit the file")
     lock(client, "alice")
-    assert_error(lock(client, user, False), 403,
-                 "You do not have enough permissions to edit the file")
+    assert_error(
+        lock(client, user, False), 403, "You do not have enough permissions to edit the file"
+    )
 
 
 def test_no_access_at_all_is_403(client: Any) -> None:
-    assert_error(lock(client, "alice", file="/api/2.0/files/file/900"), 403,
-                 "You do not have enough permissions to edit the file")
-    assert_error(client.get("/api/2.0/files/file/900", headers=bearer("alice")), 403,
-                 "You do not have enough permissions to edit the file")
+    assert_error(
+        lock(client, "alice", file="/api/2.0/files/file/900"),
+        403,
+        "You do not have enough permissions to edit the file",
+    )
+    assert_error(
+        client.get("/api/2.0/files/file/900", headers=bearer("alice")),
+        403,
+        "You do not have enough permissions to edit the file",
+    )
 
 
 def test_a_sysadmin_acts_as_a_room_manager(client: Any) -> None:
@@ -128,9 +150,7 @@ def test_a_sysadmin_acts_as_a_room_manager(client: Any) -> None:
     assert lock(client, "admin", False).status_code == 200
 
 
-def test_locking_twice_and_unlocking_an_unlocked_file_are_idempotent(
-    app: Any, client: Any
-) -> None:
+def test_locking_twice_and_unlocking_an_unlocked_file_are_idempotent(app: Any, client: Any) -> None:
     first = lock(client, "bob").get_json()["response"]
     again = lock(client, "bob")
     assert again.status_code == 200 and again.get_json()["response"] == first
@@ -143,8 +163,10 @@ def test_locking_twice_and_unlocking_an_unlocked_file_are_idempotent(
 
 # --- errors ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
-                                     {"Authorization": KEYS["alice"]}])
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": KEYS["alice"]}]
+)
 def test_missing_or_bad_token_is_401(client: Any, headers: dict[str, str]) -> None:
     response = client.put(f"{FILE}/lock", json={"lockFile": True}, headers=headers)
     assert response.status_code == 401
@@ -155,15 +177,17 @@ def test_missing_or_bad_token_is_401(client: Any, headers: dict[str, str]) -> No
 
 
 def test_unknown_file_is_404(client: Any) -> None:
-    for response in (lock(client, "alice", file="/api/2.0/files/file/404404"),
-                     client.get("/api/2.0/files/file/404404", headers=bearer("alice")),
-                     client.get("/api/2.0/files/file/404404/protectusers",
-                                headers=bearer("alice"))):
+    for response in (
+        lock(client, "alice", file="/api/2.0/files/file/404404"),
+        client.get("/api/2.0/files/file/404404", headers=bearer("alice")),
+        client.get("/api/2.0/files/file/404404/protectusers", headers=bearer("alice")),
+    ):
         assert_error(response, 404, "The required file was not found")
 
 
-@pytest.mark.parametrize("body", [{}, {"lockFile": "true"}, {"lockFile": 1},
-                                  {"lockFile": None}, [True]])
+@pytest.mark.parametrize(
+    "body", [{}, {"lockFile": "true"}, {"lockFile": 1}, {"lockFile": None}, [True]]
+)
 def test_lock_file_must_be_a_boolean(client: Any, body: Any) -> None:
     response = client.put(f"{FILE}/lock", json=body, headers=bearer("alice"))
     assert response.status_code == 400
@@ -172,12 +196,14 @@ def test_lock_file_must_be_a_boolean(client: Any, body: Any) -> None:
 
 
 def test_malformed_json_is_400(client: Any) -> None:
-    response = client.put(f"{FILE}/lock", data="{", content_type="application/json",
-                          headers=bearer("alice"))
+    response = client.put(
+        f"{FILE}/lock", data="{", content_type="application/json", headers=bearer("alice")
+    )
     assert response.status_code == 400 and response.get_json()["status"] == 1
 
 
 # --- protectusers ------------------------------------------------------------------------
+
 
 def test_protect_users_lists_the_others_with_their_access(client: Any) -> None:
     response = client.get(f"{FILE}/protectusers", headers=bearer("alice"))
@@ -185,20 +211,37 @@ def test_protect_users_lists_the_others_with_their_access(client: Any) -> None:
     body = response.get_json()
     assert body["count"] == 3 and body["statusCode"] == 200
     assert body["response"] == [
-        {"id": "bob", "name": "Bob Builder", "email": "bob@example.com", "hasAccess": True,
-         "access": "ContentCreator"},
-        {"id": "carol", "name": "Carol Reader", "email": "carol@example.com",
-         "hasAccess": True, "access": "Editor"},
-        {"id": "dave", "name": "Dave Outsider", "email": "dave@example.com",
-         "hasAccess": True, "access": "Viewer"},
+        {
+            "id": "bob",
+            "name": "Bob Builder",
+            "email": "bob@example.com",
+            "hasAccess": True,
+            "access": "ContentCreator",
+        },
+        {
+            "id": "carol",
+            "name": "Carol Reader",
+            "email": "carol@example.com",
+            "hasAccess": True,
+            "access": "Editor",
+        },
+        {
+            "id": "dave",
+            "name": "Dave Outsider",
+            "email": "dave@example.com",
+            "hasAccess": True,
+            "access": "Viewer",
+        },
     ]
 
 
 # --- edit check --------------------------------------------------------------------------
 
+
 def test_edit_check_refuses_while_someone_else_holds_the_lock(client: Any) -> None:
-    assert client.get(f"{FILE}/edit-check", headers=bearer("carol")).get_json()[
-        "response"] == {"canEdit": True}
+    assert client.get(f"{FILE}/edit-check", headers=bearer("carol")).get_json()["response"] == {
+        "canEdit": True
+    }
     lock(client, "alice")
     response = client.get(f"{FILE}/edit-check", headers=bearer("carol"))
     assert_error(response, 403, "The file is currently locked by another user")
@@ -206,11 +249,15 @@ def test_edit_check_refuses_while_someone_else_holds_the_lock(client: Any) -> No
 
 
 def test_edit_check_refuses_readers(client: Any) -> None:
-    assert_error(client.get(f"{FILE}/edit-check", headers=bearer("dave")), 403,
-                 "You do not have enough permissions to edit the file")
+    assert_error(
+        client.get(f"{FILE}/edit-check", headers=bearer("dave")),
+        403,
+        "You do not have enough permissions to edit the file",
+    )
 
 
 # --- expiry ------------------------------------------------------------------------------
+
 
 def test_file_locks_do_not_expire_by_default(app: Any, client: Any) -> None:
     lock(client, "alice")
@@ -223,8 +270,7 @@ def test_a_configured_ttl_makes_them_expire(service_client: Any) -> None:
 
     from .conftest import CATALOG
 
-    app = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "ttl",
-                      "DOCSPACE_TTL": 0.1})
+    app = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "ttl", "DOCSPACE_TTL": 0.1})
     services = app.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     client = app.test_client()

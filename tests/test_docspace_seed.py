@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 # The sample as printed in seed 002 (its "Full example", Python tab), where the whole
 # block sits two spaces in, inside its tab, except one comment line.
-SAMPLE_AS_PRINTED = ("""\
+SAMPLE_AS_PRINTED = """\
   import requests
 
   # Set API base URL
@@ -71,15 +71,20 @@ SAMPLE_AS_PRINTED = ("""\
     lock_file(file_id)
     unlock_file(file_id)
     get_protected_file_users(file_id)
-""")
+"""
 # What a reader copies out of the rendered page: the block without its two-space margin.
-SAMPLE = "\n".join(line[2:] if line.startswith("  ") else line
-                   for line in SAMPLE_AS_PRINTED.splitlines()) + "\n"
+SAMPLE = (
+    "\n".join(
+        line[2:] if line.startswith("  ") else line for line in SAMPLE_AS_PRINTED.splitlines()
+    )
+    + "\n"
+)
 
 
 def configured(base: str, key: str) -> str:
-    return (SAMPLE.replace("'https://yourportal.onlyoffice.com'", repr(base))
-            .replace("'your_api_key'", repr(key)))
+    return SAMPLE.replace("'https://yourportal.onlyoffice.com'", repr(base)).replace(
+        "'your_api_key'", repr(key)
+    )
 
 
 CHECK_CALLS = """
@@ -94,21 +99,30 @@ print(json.dumps([locked, unlocked, users]))
 def test_the_seed_sample_runs_unchanged(tmp_path: Path) -> None:
     with LiveService(tmp_path) as svc:
         source = configured(svc.url, "demo-alice-key")
-        run = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
-                             timeout=60, check=False)
+        run = subprocess.run(
+            [sys.executable, "-c", source], capture_output=True, text=True, timeout=60, check=False
+        )
         assert run.returncode == 0, run.stderr
         assert run.stdout == ""  # the sample prints only failures
 
         # The same functions, with their answers checked.
         module = source.replace('if __name__ == "__main__":', "if False:")
-        out = subprocess.run([sys.executable, "-c", module + CHECK_CALLS], capture_output=True,
-                             text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", module + CHECK_CALLS],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
     locked, unlocked, users = json.loads(out.stdout)
     assert locked["statusCode"] == 200 and locked["status"] == 0 and locked["count"] == 1
     assert locked["response"]["id"] == 123456 and locked["response"]["locked"] is True
-    assert locked["links"] == [{"href": f"{svc.url}/api/2.0/files/file/123456/lock",
-                                "action": "PUT"}]
+    assert locked["links"] == [
+        {"href": f"{svc.url}/api/2.0/files/file/123456/lock", "action": "PUT"}
+    ]
     assert unlocked["statusCode"] == 200 and "locked" not in unlocked["response"]
     assert [(u["id"], u["access"]) for u in users["response"]] == [
-        ("bob", "ContentCreator"), ("carol", "Viewer")]
+        ("bob", "ContentCreator"),
+        ("carol", "Viewer"),
+    ]
     assert all(set(u) >= {"id", "name", "email", "hasAccess"} for u in users["response"])

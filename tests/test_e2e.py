@@ -27,7 +27,8 @@ def test_serve_persists_locks_across_a_restart(tmp_path: Path) -> None:
         # every worker answers the same: state lives in Redis
         for _ in range(6):
             assert [lk["id"] for lk in service.request("GET", LIST, headers=BOB).json()] == [
-                lock["id"]]
+                lock["id"]
+            ]
     assert "demo-alice-key" in service.output  # the demo users' keys were printed
     assert not (tmp_path / "lockcore-data" / "redis.sock").exists()  # embedded Redis stopped
 
@@ -43,11 +44,12 @@ def test_serve_persists_locks_across_a_restart(tmp_path: Path) -> None:
 def test_two_instances_share_one_redis(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis") as redis_server:
         url = ["--redis-url", redis_server.url, "--demo"]  # an external Redis: asked for
-        with LiveService(tmp_path / "a", *url, workers=1) as a, \
-                LiveService(tmp_path / "b", *url, workers=1) as b:
+        with (
+            LiveService(tmp_path / "a", *url, workers=1) as a,
+            LiveService(tmp_path / "b", *url, workers=1) as b,
+        ):
             lock = a.request("POST", "/locks", json=G1, headers=ALICE).json()
-            assert [lk["id"] for lk in b.request("GET", LIST, headers=BOB).json()] == [
-                lock["id"]]
+            assert [lk["id"] for lk in b.request("GET", LIST, headers=BOB).json()] == [lock["id"]]
             refused = b.request("POST", "/locks", json=G1, headers=BOB)
             assert refused.status_code == 403
             assert refused.json() == {"error": 403, "message": "Resource locked"}
@@ -58,8 +60,9 @@ def test_two_instances_share_one_redis(tmp_path: Path) -> None:
 def test_redis_outage_gives_503s_and_service_recovers_by_itself(tmp_path: Path) -> None:
     redis_server = EmbeddedRedis(tmp_path / "redis").start()
     try:
-        with LiveService(tmp_path / "svc", "--redis-url", redis_server.url, "--demo",
-                         workers=2) as svc:
+        with LiveService(
+            tmp_path / "svc", "--redis-url", redis_server.url, "--demo", workers=2
+        ) as svc:
             lock = svc.request("POST", "/locks", json=G1, headers=ALICE).json()
             redis_server.stop()
             for _ in range(3):

@@ -92,17 +92,21 @@ print("End results")
 
 
 def run(script: str, base: str, key: str, workspace: str) -> list[str]:
-    source = (script.replace(SEED_URL, base)
-              .replace("YOUR_API_KEY_HERE", key).replace("YOUR-API-KEY-HERE", key)
-              .replace("WORKSPACE-ID-HERE", workspace)
-              .replace("YOUR-WORKSPACE-NAME-OR-ID-HERE", workspace))
-    out = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
-                         timeout=60, check=True)
+    source = (
+        script.replace(SEED_URL, base)
+        .replace("YOUR_API_KEY_HERE", key)
+        .replace("YOUR-API-KEY-HERE", key)
+        .replace("WORKSPACE-ID-HERE", workspace)
+        .replace("YOUR-WORKSPACE-NAME-OR-ID-HERE", workspace)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", source], capture_output=True, text=True, timeout=60, check=True
+    )
     return out.stdout.splitlines()
 
 
 def printed(line: str, label: str = "") -> dict:
-    return ast.literal_eval(line[len(label):].strip())  # type: ignore[no-any-return]
+    return ast.literal_eval(line[len(label) :].strip())  # type: ignore[no-any-return]
 
 
 def test_the_seeds_three_examples(tmp_path: Path) -> None:
@@ -111,11 +115,13 @@ def test_the_seeds_three_examples(tmp_path: Path) -> None:
 
         # Example 1, run twice: it locks, then it unlocks.
         (locked,) = run(EXAMPLE_1, svc.url, "demo-admin-key", "ws-1")
-        assert printed(locked) == {"help": help_url, "success": True,
-                                   "result": {"is_locked": True}}
+        assert printed(locked) == {"help": help_url, "success": True, "result": {"is_locked": True}}
         (unlocked,) = run(EXAMPLE_1, svc.url, "demo-admin-key", "ws-1")
-        assert printed(unlocked) == {"help": help_url, "success": True,
-                                     "result": {"is_locked": False}}
+        assert printed(unlocked) == {
+            "help": help_url,
+            "success": True,
+            "result": {"is_locked": False},
+        }
 
         # Example 2: lock with a note, then check.
         lock_line, check_line = run(EXAMPLE_2, svc.url, "demo-admin-key", "ws-1")
@@ -140,5 +146,6 @@ def test_the_seeds_three_examples(tmp_path: Path) -> None:
         assert error["error"] == {
             "__type": "Validation Error",
             "message": "This workspace was locked by EDX Administrator (admin@example.com) and "
-                       "you cannot perform this action. It must be unlocked by the user who "
-                       "locked it."}
+            "you cannot perform this action. It must be unlocked by the user who "
+            "locked it.",
+        }

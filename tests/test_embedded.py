@@ -57,8 +57,7 @@ def test_a_data_dir_too_long_for_a_socket_is_refused(tmp_path: Path) -> None:
         EmbeddedRedis(tmp_path / ("x" * 120)).start()
 
 
-def test_the_data_dir_and_everything_redis_writes_are_private_to_the_user(
-        tmp_path: Path) -> None:
+def test_the_data_dir_and_everything_redis_writes_are_private_to_the_user(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
     data.chmod(0o755)  # as an older lockcore, or the default umask, left it
@@ -67,8 +66,12 @@ def test_the_data_dir_and_everything_redis_writes_are_private_to_the_user(
     with EmbeddedRedis(data) as server:
         server.client().set("k", "v")
         server.client().bgrewriteaof()  # a rewrite creates a new AOF file
-        wait_for(lambda: server.client().info("persistence")["aof_rewrite_in_progress"] == 0
-                 and server.client().info("persistence")["aof_rewrite_scheduled"] == 0)
+        wait_for(
+            lambda: (
+                server.client().info("persistence")["aof_rewrite_in_progress"] == 0
+                and server.client().info("persistence")["aof_rewrite_scheduled"] == 0
+            )
+        )
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         files = [p for p in data.rglob("*") if p.is_file()]
         assert {"appendonly.aof", "redis.conf", "redis.log"} <= {p.name for p in files}
@@ -94,8 +97,11 @@ def test_the_supervisor_restarts_a_killed_server_with_its_data(tmp_path: Path) -
         first = server.process
         assert first is not None
         # everysec may hold a write back while an fsync runs: kill once it reached the file.
-        wait_for(lambda: any(b"f1" in f.read_bytes() for f in (tmp_path / "data").rglob("*.aof*")
-                             if f.is_file()))
+        wait_for(
+            lambda: any(
+                b"f1" in f.read_bytes() for f in (tmp_path / "data").rglob("*.aof*") if f.is_file()
+            )
+        )
         os.kill(first.pid, signal.SIGKILL)
         wait_for(lambda: supervisor.restarts == 1 and server.is_running())
         assert server.process is not None and server.process.pid != first.pid

@@ -17,12 +17,21 @@ from app.fastjson import json_response
 
 APP = create_app({"REDIS_CLIENT": fakeredis.FakeRedis()})
 
-SCALARS = (st.text() | st.text(alphabet=st.characters(max_codepoint=0x80))
-           | st.integers() | st.integers(min_value=-(2**63), max_value=2**64)
-           | st.booleans() | st.none())
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
-                      | st.dictionaries(st.text(max_size=8), inner, max_size=5),
-                      max_leaves=20)
+SCALARS = (
+    st.text()
+    | st.text(alphabet=st.characters(max_codepoint=0x80))
+    | st.integers()
+    | st.integers(min_value=-(2**63), max_value=2**64)
+    | st.booleans()
+    | st.none()
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
 
 
 def same(value: Any) -> None:
@@ -39,12 +48,27 @@ def test_the_same_answer_as_jsonify(value: Any) -> None:
     same(value)
 
 
-@pytest.mark.parametrize("value", [
-    {"id": "12345678901234567", "type": "gadget",
-     "subject": {"courseId": "c1", "gadgetId": "g1"}, "ownerId": "alice", "expiresIn": 30000},
-    [], {}, "\x00\x1f\x7f\"\\/\b\f\n\r\t", "é", "\ud800", 2**63, 2**64, -(2**63) - 1,
-    {"a": [1, None, True, False, "x"]},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {
+            "id": "12345678901234567",
+            "type": "gadget",
+            "subject": {"courseId": "c1", "gadgetId": "g1"},
+            "ownerId": "alice",
+            "expiresIn": 30000,
+        },
+        [],
+        {},
+        '\x00\x1f\x7f"\\/\b\f\n\r\t',
+        "é",
+        "\ud800",
+        2**63,
+        2**64,
+        -(2**63) - 1,
+        {"a": [1, None, True, False, "x"]},
+    ],
+)
 def test_edge_cases(value: Any) -> None:
     same(value)
 

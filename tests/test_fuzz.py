@@ -31,10 +31,22 @@ from .conftest import CATALOG, KEYS
 #: test catalog gives that API's role (Versal editor, EDX workspace admin, DocSpace
 #: content creator, Vidispine writer, any user on /v1; the admin API refuses a non-admin).
 CALLERS = {
-    "sysadmin": {"/locks": "admin", "/api/3/action": "admin", "/api/2.0": "admin",
-                 "/API": "admin", "/v1": "admin", "/admin": "admin"},
-    "users": {"/locks": "alice", "/api/3/action": "alice", "/api/2.0": "bob",
-              "/API": "alice", "/v1": "carol", "/admin": "carol"},
+    "sysadmin": {
+        "/locks": "admin",
+        "/api/3/action": "admin",
+        "/api/2.0": "admin",
+        "/API": "admin",
+        "/v1": "admin",
+        "/admin": "admin",
+    },
+    "users": {
+        "/locks": "alice",
+        "/api/3/action": "alice",
+        "/api/2.0": "bob",
+        "/API": "alice",
+        "/v1": "carol",
+        "/admin": "carol",
+    },
 }
 
 
@@ -56,8 +68,9 @@ def credentials(path: str, user: str) -> dict[str, str]:
 #: module (the document is read at import, before it runs: it needs no Redis).
 SERVER = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="lockcore-fuzz-")), appendonly=False)
 # Fuzzing sends made-up keys: no address is blocked for it here (test_limits covers that).
-APP = create_app({"REDIS_CLIENT": SERVER.client(), "KEY_PREFIX": "fuzz",
-                  "AUTH_FAILURE_LIMIT": "1000000/minute"})
+APP = create_app(
+    {"REDIS_CLIENT": SERVER.client(), "KEY_PREFIX": "fuzz", "AUTH_FAILURE_LIMIT": "1000000/minute"}
+)
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 schema.config.generation.update(max_examples=6)  # per operation, per caller
@@ -123,6 +136,5 @@ def test_every_operation_answers_a_sysadmin_as_documented(case: schemathesis.Cas
 
 @fuzzed.parametrize()
 @SETTINGS
-def test_every_operation_answers_each_apis_users_as_documented(
-        case: schemathesis.Case) -> None:
+def test_every_operation_answers_each_apis_users_as_documented(case: schemathesis.Case) -> None:
     call_as(case, CALLERS["users"])

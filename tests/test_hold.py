@@ -41,8 +41,9 @@ def test_renewal_keeps_a_short_lock_alive(mgr: LockManager) -> None:
         mgr.get(first.id)
 
 
-def test_renewal_stops_exactly_when_the_block_exits(mgr: LockManager,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_renewal_stops_exactly_when_the_block_exits(
+    mgr: LockManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[float] = []
     original = mgr.refresh
 
@@ -75,8 +76,14 @@ def test_a_paused_holder_loses_the_lock_and_leaving_raises_lock_lost(
     monkeypatch.setattr(mgr, "refresh", paused)
     started = time.monotonic()
     with pytest.raises(LockLost) as info:
-        with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2,
-                      on_lost=lambda held: lost_at.append(time.monotonic())) as held:
+        with mgr.hold(
+            SCOPE,
+            "job",
+            "r",
+            "worker",
+            ttl=0.2,
+            on_lost=lambda held: lost_at.append(time.monotonic()),
+        ) as held:
             wait_for(held.lost.is_set, 2.0)
             taken = mgr.acquire(SCOPE, "job", "r", "successor").lock
             assert taken.fencing_token > held.fencing_token
@@ -91,8 +98,9 @@ def test_a_paused_holder_loses_the_lock_and_leaving_raises_lock_lost(
 def test_a_lock_taken_over_is_reported_lost(mgr: LockManager) -> None:
     reasons: list[str] = []
     with pytest.raises(LockLost):
-        with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.3,
-                      on_lost=lambda held: reasons.append(held.reason)) as held:
+        with mgr.hold(
+            SCOPE, "job", "r", "worker", ttl=0.3, on_lost=lambda held: reasons.append(held.reason)
+        ) as held:
             mgr.release(held.lock, "admin", force=True)
             wait_for(held.lost.is_set, 2.0)
     assert reasons and "gone" in reasons[0]
@@ -137,8 +145,9 @@ def wait_for(condition: Any, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def test_redis_unreachable_past_the_lease_is_a_loss(mgr: LockManager,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redis_unreachable_past_the_lease_is_a_loss(
+    mgr: LockManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import redis
 
     def unreachable(*args: Any, **kwargs: Any) -> Any:
@@ -146,8 +155,9 @@ def test_redis_unreachable_past_the_lease_is_a_loss(mgr: LockManager,
 
     reasons: list[str] = []
     with pytest.raises(LockLost):
-        with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.2,
-                      on_lost=lambda held: reasons.append(held.reason)) as held:
+        with mgr.hold(
+            SCOPE, "job", "r", "worker", ttl=0.2, on_lost=lambda held: reasons.append(held.reason)
+        ) as held:
             monkeypatch.setattr(mgr, "refresh", unreachable)
             wait_for(held.lost.is_set, 2.0)
             monkeypatch.undo()
@@ -155,6 +165,7 @@ def test_redis_unreachable_past_the_lease_is_a_loss(mgr: LockManager,
 
 
 # --- a Redis that hangs (a server of the test's own, paused with SIGSTOP) -----------------
+
 
 @contextmanager
 def paused(server: EmbeddedRedis) -> Iterator[None]:
@@ -190,13 +201,18 @@ def forever_client(server: EmbeddedRedis) -> Any:
     return server.client(socket_timeout=None)
 
 
-def test_a_hanging_redis_warns_the_holder_before_the_lease_ends(server: EmbeddedRedis
-                                                                ) -> None:
+def test_a_hanging_redis_warns_the_holder_before_the_lease_ends(server: EmbeddedRedis) -> None:
     mgr = LockManager(forever_client(server), TYPES, prefix="t")
     heard: list[str] = []
-    hold = mgr.hold(SCOPE, "job", "r", "worker", ttl=1.5,
-                    on_at_risk=lambda held: heard.append("at risk"),
-                    on_lost=lambda held: heard.append("lost"))
+    hold = mgr.hold(
+        SCOPE,
+        "job",
+        "r",
+        "worker",
+        ttl=1.5,
+        on_at_risk=lambda held: heard.append("at risk"),
+        on_lost=lambda held: heard.append("lost"),
+    )
     held = hold.__enter__()
     with paused(server):
         assert held.lost.wait(30)
@@ -207,7 +223,8 @@ def test_a_hanging_redis_warns_the_holder_before_the_lease_ends(server: Embedded
 
 
 def test_leaving_the_block_while_redis_hangs_leaves_the_lock_to_its_lease(
-        server: EmbeddedRedis) -> None:
+    server: EmbeddedRedis,
+) -> None:
     mgr = LockManager(forever_client(server), TYPES, prefix="t")
     hold = mgr.hold(SCOPE, "job", "r", "worker", ttl=6)
     held = hold.__enter__()

@@ -17,8 +17,7 @@ def auth(user: str, key: str | None = None) -> dict[str, str]:
 
 
 def take(client: Any, headers: dict[str, str], resource: str = "r") -> Any:
-    return client.post("/v1/locks", json={"scope": "batch", "resource": resource},
-                       headers=headers)
+    return client.post("/v1/locks", json={"scope": "batch", "resource": resource}, headers=headers)
 
 
 def kept_keys(app: Any) -> list[str]:
@@ -50,8 +49,9 @@ def test_a_key_reused_for_another_request_is_422(client: Any) -> None:
     assert take(client, auth("alice", "k-3"), "r1").status_code == 201
     reused = take(client, auth("alice", "k-3"), "r2")
     assert reused.status_code == 422
-    assert reused.get_json()["error"]["message"] == \
-        "This Idempotency-Key was used for another request"
+    assert (
+        reused.get_json()["error"]["message"] == "This Idempotency-Key was used for another request"
+    )
 
 
 def test_keys_of_two_callers_never_meet(client: Any) -> None:
@@ -69,8 +69,11 @@ def test_a_failed_request_is_not_kept(client: Any) -> None:
 
 def test_a_malformed_key_is_refused_in_the_envelope(client: Any) -> None:
     for bad in ("", "x" * 256, "caf\u00e9"):
-        response = client.post("/v1/locks", json={"scope": "s", "resource": "r"},
-                               headers={**auth("alice"), "Idempotency-Key": bad})
+        response = client.post(
+            "/v1/locks",
+            json={"scope": "s", "resource": "r"},
+            headers={**auth("alice"), "Idempotency-Key": bad},
+        )
         assert response.status_code == 400, bad
         assert response.get_json()["error"]["code"] == "invalid"
 
@@ -83,8 +86,11 @@ def test_vidispine_create_with_a_key_makes_one_lock(client: Any, app: Any) -> No
     assert first.status_code == again.status_code == 200
     assert again.get_json()["id"] == first.get_json()["id"]
     assert app.extensions["lockcore"].locks.count("vidispine") == 1
-    other = client.post("/API/item/VX-1/deletion-lock", json=body,
-                        headers={**ALICE, **JSON, "Idempotency-Key": "vx-2"})
+    other = client.post(
+        "/API/item/VX-1/deletion-lock",
+        json=body,
+        headers={**ALICE, **JSON, "Idempotency-Key": "vx-2"},
+    )
     assert other.get_json()["id"] != first.get_json()["id"]
     assert app.extensions["lockcore"].locks.count("vidispine") == 2
 
@@ -114,7 +120,8 @@ def test_a_lost_first_answer_still_finds_the_first_lock(client: Any, app: Any) -
 
 
 def test_admin_user_creation_with_a_key_issues_one_key_and_keeps_it_unreadable(
-        client: Any, app: Any) -> None:
+    client: Any, app: Any
+) -> None:
     headers = {**auth("admin"), "Idempotency-Key": "new-erin"}
     body = {"id": "erin", "name": "Erin"}
     first = client.post("/admin/users", json=body, headers=headers)
@@ -128,22 +135,24 @@ def test_admin_user_creation_with_a_key_issues_one_key_and_keeps_it_unreadable(
     redis_client = app.extensions["lockcore"].client
     [kept] = kept_keys(app)
     assert first.get_json()["api_key"].encode() not in redis_client.get(kept)
-    issued = [client.post("/admin/users/erin/keys", headers={**auth("admin"),
-                                                              "Idempotency-Key": "k"})
-              for _ in range(2)]
+    issued = [
+        client.post("/admin/users/erin/keys", headers={**auth("admin"), "Idempotency-Key": "k"})
+        for _ in range(2)
+    ]
     assert issued[0].get_json() == issued[1].get_json()
     record = client.get("/admin/users/erin", headers=auth("admin")).get_json()
     assert len(record["key_ids"]) == 2
 
 
 def edx_lock(client: Any, key: str) -> Any:
-    return client.post("/api/3/action/lock_workspace", json={"workspace_id": "ws-1"},
-                       headers={"Authorization": KEYS["alice"], "User-Agent": "EDX-USER",
-                                "Idempotency-Key": key})
+    return client.post(
+        "/api/3/action/lock_workspace",
+        json={"workspace_id": "ws-1"},
+        headers={"Authorization": KEYS["alice"], "User-Agent": "EDX-USER", "Idempotency-Key": key},
+    )
 
 
-def test_an_edx_toggle_repeated_with_its_key_does_not_toggle_back(client: Any,
-                                                                  app: Any) -> None:
+def test_an_edx_toggle_repeated_with_its_key_does_not_toggle_back(client: Any, app: Any) -> None:
     first = edx_lock(client, "t-1")
     assert first.get_json()["result"]["is_locked"] is True
     assert edx_lock(client, "t-1").get_json() == first.get_json()

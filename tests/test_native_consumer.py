@@ -22,8 +22,13 @@ def test_acquire_conflict_release_expiry_and_events_with_redis_cli_only(
     client = cluster.client()
     client.flushall(target_nodes=client.PRIMARIES)
     client.close()
-    out = subprocess.run(["bash", str(SCRIPT), find_binary("redis-cli"), str(cluster.ports[0])],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        ["bash", str(SCRIPT), find_binary("redis-cli"), str(cluster.ports[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     sections = dict(part.split("\n", 1) for part in out.stdout.split("== ")[1:])
     acquired = sections["acquire"].splitlines()
@@ -40,5 +45,4 @@ def test_acquire_conflict_release_expiry_and_events_with_redis_cli_only(
     assert released[0] == "0" and released[3] == acquired[3] and released[5] == "orders"
     expiry = sections["expiry"].splitlines()
     assert expiry[0] == "0" and expiry[2] == "1"  # dave got it; one lock found expired
-    assert sections["events"].split() == ["acquired", "released", "acquired", "expired",
-                                          "acquired"]
+    assert sections["events"].split() == ["acquired", "released", "acquired", "expired", "acquired"]

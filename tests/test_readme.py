@@ -44,26 +44,35 @@ def matches(got: Any, expected: Any, key: str = "") -> bool:
     if key == "expiresIn":
         return isinstance(got, int) and 0 < got <= expected
     if isinstance(expected, dict):
-        return isinstance(got, dict) and got.keys() == expected.keys() and all(
-            matches(got[k], v, k) for k, v in expected.items())
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(matches(got[k], v, k) for k, v in expected.items())
+        )
     if isinstance(expected, list):
-        return isinstance(got, list) and len(got) == len(expected) and all(
-            matches(g, e) for g, e in zip(got, expected, strict=True))
+        return (
+            isinstance(got, list)
+            and len(got) == len(expected)
+            and all(matches(g, e) for g, e in zip(got, expected, strict=True))
+        )
     return bool(got == expected)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["versal-tour", "edx-tour", "docspace-tour",
-                                  "vidispine-tour", "v1-tour"])
+@pytest.mark.parametrize(
+    "name", ["versal-tour", "edx-tour", "docspace-tour", "vidispine-tour", "v1-tour"]
+)
 def test_the_tour_works_as_printed(tmp_path: Path, name: str) -> None:
     pairs = tour(name)
     assert len(pairs) >= 2
     with LiveService(tmp_path, workers=2) as service:
         script = "set -e\n" + "".join(
             block.replace("localhost:8000", f"127.0.0.1:{service.port}") + "echo '@@@'\n"
-            for block, _ in pairs)
-        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                             timeout=60, check=False)
+            for block, _ in pairs
+        )
+        out = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
     assert out.returncode == 0, out.stderr
     outputs = out.stdout.split("@@@\n")[:-1]
     assert len(outputs) == len(pairs)

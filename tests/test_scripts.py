@@ -31,8 +31,9 @@ from .servers import Cluster
 def test_reply_codes_mirror_the_lua_constants() -> None:
     lib = (lua_dir() / "_lib.lua").read_text()
     names, values = re.search(r"local (OK, CONFLICT[^=]*)= ([0-9, ]+)", lib).groups()  # type: ignore[union-attr]
-    lua = dict(zip((n.strip() for n in names.split(",")),
-                   (int(v) for v in values.split(",")), strict=True))
+    lua = dict(
+        zip((n.strip() for n in names.split(",")), (int(v) for v in values.split(",")), strict=True)
+    )
     assert lua == {code.name: code.value for code in ReplyCode}
 
 
@@ -54,19 +55,29 @@ LOCK_ID = "100000000000000005"
 
 
 def core() -> Core:
-    return Core(TYPES, prefix="t", event_maxlen=1000, retention=60.0, heartbeat=1.0,
-                request_ttl=60.0, handoff=0.005)
+    return Core(
+        TYPES,
+        prefix="t",
+        event_maxlen=1000,
+        retention=60.0,
+        heartbeat=1.0,
+        request_ttl=60.0,
+        handoff=0.005,
+    )
 
 
-@pytest.mark.parametrize(("reply", "error"), [
-    ([1, 2000, 0, TOKEN, RECORD], LockConflict),
-    ([3, 2000, 0, TOKEN, RECORD, b"s"], LockNotOwned),
-    ([2, 2000, 1], LockNotFound),
-    ([9, 2000, 0], UnexpectedReply),
-    ([0, 2000], UnexpectedReply),
-    (["x"], UnexpectedReply),
-    (None, UnexpectedReply),
-])
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ([1, 2000, 0, TOKEN, RECORD], LockConflict),
+        ([3, 2000, 0, TOKEN, RECORD, b"s"], LockNotOwned),
+        ([2, 2000, 1], LockNotFound),
+        ([9, 2000, 0], UnexpectedReply),
+        ([0, 2000], UnexpectedReply),
+        (["x"], UnexpectedReply),
+        (None, UnexpectedReply),
+    ],
+)
 def test_replies_map_to_typed_errors(reply: object, error: type[Exception]) -> None:
     call = Call("release", [], [], "s", LOCK_ID)
     with pytest.raises(error) as info:
@@ -74,16 +85,16 @@ def test_replies_map_to_typed_errors(reply: object, error: type[Exception]) -> N
     if error in (LockConflict, LockNotOwned):
         holder = info.value.holder  # type: ignore[attr-defined]
         assert (holder.owner, holder.fencing_token, holder.expires_at) == ("alice", 5, 31.0)
-        assert (holder.id, holder.scope, holder.type, holder.resource) == (
-            LOCK_ID, "s", "job", "r")
+        assert (holder.id, holder.scope, holder.type, holder.resource) == (LOCK_ID, "s", "job", "r")
         assert dict(holder.metadata) == {"k": "v"}
         assert holder.remaining == 29.0
 
 
 def test_a_conflict_of_an_acquire_names_the_holder_by_its_scopes_id() -> None:
     c = core()
-    call = c.acquire("s", "job", "r", "bob", ttl=None, metadata=None, expires_at=None,
-                     request_id=None)
+    call = c.acquire(
+        "s", "job", "r", "bob", ttl=None, metadata=None, expires_at=None, request_id=None
+    )
     with pytest.raises(LockConflict) as info:
         c.acquired([1, 2000, 0, TOKEN, RECORD], call)
     holder = info.value.holder
@@ -99,12 +110,19 @@ def test_a_conflict_of_an_acquire_names_the_holder_by_its_scopes_id() -> None:
     short = Lock.from_record(TOKEN, b"xe 31000 alice job:r 30000", "s", 2000, "1")
     assert (short.acquired_at, short.updated_at, short.expires_at) == (1.0, 1.0, 31.0)
     assert (short.owner, short.type, short.resource, dict(short.metadata)) == (
-        "alice", "job", "r", {})
+        "alice",
+        "job",
+        "r",
+        {},
+    )
 
 
 def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None:  # type: ignore[no-untyped-def]
-    subprocess.run([sys.executable, "-m", "lockcore.scripts", "dump", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lockcore.scripts", "dump", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     client = real_server.client()
     client.flushall()
     keys = ScopeKeys.for_scope("native", "course:1")
@@ -116,8 +134,23 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
         # ARGV as acquire.lua's header describes them: <type>:<resource>, owner, ttl ms,
         # flags, metadata, max ttl ms, absolute expiry, retention ms, hand-off ms, id
         # prefix, event stream length (waiting and request id left off)
-        return client.eval(acquire, 2, keys.locks, keys.directory, "gadget:g1", owner,
-                           30000, "xe", "n=1", 0, "", 60000, 5, keys.id_prefix, 1000)
+        return client.eval(
+            acquire,
+            2,
+            keys.locks,
+            keys.directory,
+            "gadget:g1",
+            owner,
+            30000,
+            "xe",
+            "n=1",
+            0,
+            "",
+            60000,
+            5,
+            keys.id_prefix,
+            1000,
+        )
 
     ok = take("alice")
     # A new lock made as asked: the short reply {OK, now, expired, token}
@@ -125,24 +158,35 @@ def test_dumped_scripts_run_with_plain_eval(tmp_path: Path, real_server) -> None
     token = int(ok[3])
     record = client.hget(keys.locks, token).decode()
     flags, expires, owner, field, acquired, updated, ttl, max_ttl, meta = record.split(" ")
-    assert (flags, owner, field, ttl, max_ttl, meta) == ("xe", "alice", "gadget:g1",
-                                                         "30000", "0", "n=1")
+    assert (flags, owner, field, ttl, max_ttl, meta) == (
+        "xe",
+        "alice",
+        "gadget:g1",
+        "30000",
+        "0",
+        "n=1",
+    )
     assert int(expires) == int(acquired) + 30000 and acquired == str(ok[1])
     assert updated == "0"  # ms after acquired
     conflict = take("bob")
     assert conflict[0] == 1 and int(conflict[3]) == token and conflict[4].decode() == record
     lock_id = f"{keys.id_prefix}{token:014d}"
     # by id alone: the slot's directory gives the scope
-    found = client.eval(get, 1, directory_key("native", slot_of_id(lock_id)),  # type: ignore[arg-type]
-                        str(int(lock_id[-14:])), "")
-    assert found[0] == 0 and found[3:] == [str(token).encode(), record.encode(),
-                                           b"course%3A1"]
+    found = client.eval(
+        get,
+        1,
+        directory_key("native", slot_of_id(lock_id)),  # type: ignore[arg-type]
+        str(int(lock_id[-14:])),
+        "",
+    )
+    assert found[0] == 0 and found[3:] == [str(token).encode(), record.encode(), b"course%3A1"]
     assert [e[1][b"event"] for e in client.xrange(keys.events)] == [b"acquired"]
     client.close()
 
 
 def test_a_slot_that_holds_layout_1_locks_is_refused_with_a_clear_message(
-        mgr: Any, redis_client: Any) -> None:
+    mgr: Any, redis_client: Any
+) -> None:
     """Data written by lockcore 0.1 (one directory per slot, ``<p>:{#n}:ids``) is not read
     by layout 2: a new lock in such a slot is refused, naming the key and the procedure."""
     keys = mgr.core.keys("legacy")
@@ -164,14 +208,17 @@ def test_the_shipped_slot_tags_are_the_computed_ones_and_the_documented_ones() -
 
     shipped = _slot_tags()
     assert shipped == _computed_slot_tags()
-    documented = [line.split() for line in
-                  (lua_dir().parent / "docs" / "slot-tags.txt").read_text().splitlines()
-                  if line and not line.startswith("#")]
+    documented = [
+        line.split()
+        for line in (lua_dir().parent / "docs" / "slot-tags.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert [(int(slot), tag) for slot, tag in documented] == list(enumerate(shipped))
 
 
 def test_scripts_run_as_one_function_library_where_the_server_has_functions(
-        mgr: Any, redis_client: Any, backend: str) -> None:
+    mgr: Any, redis_client: Any, backend: str
+) -> None:
     """Redis 7 (and fakeredis): FCALL of the library, loaded on first use and again after
     the server lost it; Redis 6.2 (the bundled server, the Cluster): EVALSHA."""
     functions = backend in ("real7", "fake")
@@ -196,8 +243,7 @@ def test_scripts_run_as_one_function_library_where_the_server_has_functions(
 
 def _script_calls(client: Any) -> dict[str, int]:
     stats = client.info("commandstats")
-    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
-            for name in ("fcall", "evalsha")}
+    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha")}
 
 
 def test_evalsha_on_redis_7_when_functions_are_off(real7_server: Any) -> None:
@@ -217,14 +263,22 @@ def test_a_server_that_refuses_function_load_gets_evalsha(real7_server: Any) -> 
     admin = real7_server.client()
     admin.flushall()
     admin.function_flush()
-    admin.acl_setuser("nofunction", enabled=True, passwords=["+pw"], keys=["*"],
-                      channels=["*"], commands=["+@all", "-function"])
+    admin.acl_setuser(
+        "nofunction",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-function"],
+    )
     try:
-        client = redis.Redis(unix_socket_path=str(real7_server.socket_path),
-                             username="nofunction", password="pw")
+        client = redis.Redis(
+            unix_socket_path=str(real7_server.socket_path), username="nofunction", password="pw"
+        )
         with pytest.raises(redis.exceptions.NoPermissionError):
-            client.function_load("#!lua name=probe\nredis.register_function('p', "
-                                 "function() return 1 end)")
+            client.function_load(
+                "#!lua name=probe\nredis.register_function('p', function() return 1 end)"
+            )
         admin.config_resetstat()
         mgr = LockManager(client, TYPES, prefix="t")
         lock = mgr.acquire("fn", "job", "r1", "alice").lock
@@ -243,8 +297,10 @@ def test_functions_on_a_redis_7_cluster(tmp_path: Path) -> None:
     try:
         client = nodes.client()
         assert client.info("server")  # every node answers
-        versions = {info["redis_version"][0] for info in client.info(
-            "server", target_nodes=client.PRIMARIES).values()}
+        versions = {
+            info["redis_version"][0]
+            for info in client.info("server", target_nodes=client.PRIMARIES).values()
+        }
         assert versions == {"7"}
         mgr = LockManager(client, TYPES, prefix="t")
         locks = [mgr.acquire(f"scope-{n}", "job", "r", "alice").lock for n in range(12)]
@@ -264,25 +320,30 @@ def test_functions_on_a_redis_7_cluster(tmp_path: Path) -> None:
         nodes.stop()
 
 
-def test_the_dumped_library_loads_and_runs_with_plain_fcall(tmp_path: Path,
-                                                            real7_server: Any) -> None:
+def test_the_dumped_library_loads_and_runs_with_plain_fcall(
+    tmp_path: Path, real7_server: Any
+) -> None:
     """What a consumer in another language does on Redis 7: FUNCTION LOAD the dumped
     library, FCALL its functions with the scripts' own KEYS and ARGV."""
-    subprocess.run([sys.executable, "-m", "lockcore.scripts", "dump", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lockcore.scripts", "dump", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     client = real7_server.client()
     client.flushall()
     client.function_flush()
     name = client.function_load((tmp_path / "library.lua").read_text())
     name = name.decode() if isinstance(name, bytes) else name
     keys = ScopeKeys.for_scope("native", "course:1")
-    ok = client.fcall(f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1", "alice",
-                      30000, "x")
+    ok = client.fcall(
+        f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1", "alice", 30000, "x"
+    )
     assert len(ok) == 4 and ok[0] == 0
-    conflict = client.fcall(f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1",
-                            "bob", 30000, "x")
+    conflict = client.fcall(
+        f"{name}_acquire", 2, keys.locks, keys.directory, "gadget:g1", "bob", 30000, "x"
+    )
     assert conflict[0] == 1 and conflict[3] == ok[3]
-    released = client.fcall(f"{name}_release", 1, keys.directory, ok[3], keys.scope, "alice",
-                            0)
+    released = client.fcall(f"{name}_release", 1, keys.directory, ok[3], keys.scope, "alice", 0)
     assert released[0] == 0 and client.hget(keys.locks, ok[3]) is None
     client.close()

@@ -38,20 +38,25 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 # --- the demo catalog --------------------------------------------------------------------
 
-@pytest.mark.parametrize(("requested", "embedded", "host", "allowed"), [
-    (None, True, "127.0.0.1", True),
-    (None, True, "localhost", True),
-    (None, True, "::1", True),
-    (None, True, "0.0.0.0", False),
-    (None, True, "::", False),
-    (None, True, "192.168.1.5", False),
-    (None, True, "lockcore.example.com", False),
-    (None, False, "127.0.0.1", False),  # an external Redis may be shared, outlive the demo
-    (True, False, "0.0.0.0", True),  # asked for
-    (False, True, "127.0.0.1", False),  # refused
-])
+
+@pytest.mark.parametrize(
+    ("requested", "embedded", "host", "allowed"),
+    [
+        (None, True, "127.0.0.1", True),
+        (None, True, "localhost", True),
+        (None, True, "::1", True),
+        (None, True, "0.0.0.0", False),
+        (None, True, "::", False),
+        (None, True, "192.168.1.5", False),
+        (None, True, "lockcore.example.com", False),
+        (None, False, "127.0.0.1", False),  # an external Redis may be shared, outlive the demo
+        (True, False, "0.0.0.0", True),  # asked for
+        (False, True, "127.0.0.1", False),  # refused
+    ],
+)
 def test_the_demo_is_loaded_only_locally_unless_asked_for(
-        requested: bool | None, embedded: bool, host: str, allowed: bool) -> None:
+    requested: bool | None, embedded: bool, host: str, allowed: bool
+) -> None:
     assert demo_allowed(requested, embedded=embedded, host=host) is allowed
 
 
@@ -67,13 +72,13 @@ def test_the_demo_is_never_loaded_over_real_users(real_server: Any) -> None:
 
 
 @pytest.mark.slow
-def test_serve_on_an_external_redis_loads_the_demo_only_with_demo_flag(
-        tmp_path: Path) -> None:
+def test_serve_on_an_external_redis_loads_the_demo_only_with_demo_flag(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis") as store:
         url = ["--redis-url", store.url]
         with LiveService(tmp_path / "a", *url, workers=1) as plain:
-            refused = plain.request("GET", "/admin/users",
-                                    headers={"Authorization": "Bearer demo-admin-key"})
+            refused = plain.request(
+                "GET", "/admin/users", headers={"Authorization": "Bearer demo-admin-key"}
+            )
             assert refused.status_code == 401
         assert "demo-admin-key" not in plain.output
         assert "lockcore users add ID --name NAME --role sysadmin" in plain.output
@@ -81,8 +86,9 @@ def test_serve_on_an_external_redis_loads_the_demo_only_with_demo_flag(
         assert Catalog(store.client(), "lockcore").is_empty()
 
         with LiveService(tmp_path / "b", *url, "--demo", workers=1) as demo:
-            allowed = demo.request("GET", "/admin/users",
-                                   headers={"Authorization": "Bearer demo-admin-key"})
+            allowed = demo.request(
+                "GET", "/admin/users", headers={"Authorization": "Bearer demo-admin-key"}
+            )
             assert allowed.status_code == 200
         assert "demo-admin-key" in demo.output
 
@@ -101,8 +107,10 @@ def test_docker_never_loads_the_demo() -> None:
 
 # --- HTTP hardening ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/healthz", "/locks", "/admin/users", "/openapi.json",
-                                  "/metrics", "/no/such/page"])
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/locks", "/admin/users", "/openapi.json", "/metrics", "/no/such/page"]
+)
 def test_every_answer_carries_security_headers(client: Any, path: str) -> None:
     headers = client.get(path).headers
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -129,25 +137,33 @@ def test_readyz_does_not_leak_the_redis_error_or_socket_path(tmp_path: Path) -> 
     body = response.get_data(as_text=True)
     assert str(tmp_path) not in body and "gone.sock" not in body
     assert "Error" not in body and "connecting" not in body
-    assert response.get_json() == {"status": "unavailable",
-                                   "message": response.get_json()["message"]}
+    assert response.get_json() == {
+        "status": "unavailable",
+        "message": response.get_json()["message"],
+    }
 
 
-@pytest.mark.parametrize(("document", "reason"), [
-    ('{"users": [{"id": "\\ud800", "name": "Lone"}]}', "not valid Unicode"),
-    ("[" * 5_000 + "]" * 5_000, "nested too deeply"),
-])
-def test_a_catalog_redis_cannot_store_is_a_400(client: Any, document: str,
-                                              reason: str) -> None:
-    response = client.put("/admin/catalog", data=document,
-                          headers={"Authorization": "Bearer key-admin"})
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ('{"users": [{"id": "\\ud800", "name": "Lone"}]}', "not valid Unicode"),
+        ("[" * 5_000 + "]" * 5_000, "nested too deeply"),
+    ],
+)
+def test_a_catalog_redis_cannot_store_is_a_400(client: Any, document: str, reason: str) -> None:
+    response = client.put(
+        "/admin/catalog", data=document, headers={"Authorization": "Bearer key-admin"}
+    )
     assert response.status_code == 400
     assert reason in response.get_json()["error"]["details"]["_document"][0]
 
 
 def test_a_json_catalog_may_escape_characters_as_surrogate_pairs(client: Any) -> None:
-    response = client.put("/admin/catalog", data='{"courses": [{"key": "\\ud83d\\ude00"}]}',
-                          headers={"Authorization": "Bearer key-admin"})
+    response = client.put(
+        "/admin/catalog",
+        data='{"courses": [{"key": "\\ud83d\\ude00"}]}',
+        headers={"Authorization": "Bearer key-admin"},
+    )
     assert response.status_code == 200
     courses = client.get("/admin/catalog", headers={"Authorization": "Bearer key-admin"})
     assert list(courses.get_json()["courses"]) == ["\U0001f600"]
@@ -161,17 +177,29 @@ def test_metrics_content_type_is_valid(client: Any) -> None:
 
 # --- the command line --------------------------------------------------------------------
 
-def run(*args: str, env: dict[str, str] | None = None,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKCORE, *args], capture_output=True, text=True, timeout=60,
-                          check=False, env={**os.environ, **(env or {})}, cwd=cwd)
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LOCKCORE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("ftp://example.invalid/0", "scheme"),
-    ("redis://127.0.0.1:notaport/0", "Port"),
-    ("redis://127.0.0.1:1/0", "127.0.0.1:1"),  # nothing listens on port 1
-])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("ftp://example.invalid/0", "scheme"),
+        ("redis://127.0.0.1:notaport/0", "Port"),
+        ("redis://127.0.0.1:1/0", "127.0.0.1:1"),  # nothing listens on port 1
+    ],
+)
 def test_cli_reports_a_bad_or_unreachable_redis_in_one_line(url: str, says: str) -> None:
     out = run("users", "list", "--redis-url", url)
     assert out.returncode == 1 and out.stdout == ""
@@ -187,11 +215,11 @@ def test_cli_never_prints_a_redis_password() -> None:
 
 
 def test_a_bad_appendfsync_stops_serve_in_one_line(tmp_path: Path) -> None:
-    out = run("serve", "--port", "1", env={"LOCKCORE_APPENDFSYNC": "sometimes"},
-              cwd=tmp_path)
+    out = run("serve", "--port", "1", env={"LOCKCORE_APPENDFSYNC": "sometimes"}, cwd=tmp_path)
     assert out.returncode == 1
-    assert out.stderr.strip() == ("lockcore: LOCKCORE_APPENDFSYNC='sometimes': "
-                                  "must be one of everysec, always")
+    assert out.stderr.strip() == (
+        "lockcore: LOCKCORE_APPENDFSYNC='sometimes': must be one of everysec, always"
+    )
     assert not (tmp_path / "lockcore-data").exists()  # nothing was started
 
 
@@ -217,6 +245,7 @@ def test_every_option_of_every_command_has_help() -> None:
 
 
 # --- lockcore serve: supervision and clean-up --------------------------------------------
+
 
 @pytest.mark.slow
 def test_serve_restarts_a_killed_embedded_redis_and_cleans_up(tmp_path: Path) -> None:

@@ -43,14 +43,19 @@ def test_a_bad_environment_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
 
 # --- identities --------------------------------------------------------------------------
 
+
 def test_api_keys_are_stored_only_as_hashes(app: Any, service_client: Any) -> None:
     users: Users = app.extensions["lockcore"].users
     key = users.add_key("carol")
     assert users.authenticate(key).id == "carol"  # type: ignore[union-attr]
     assert users.authenticate(key + "x") is None and users.authenticate("") is None
-    dump = json.dumps({k: {kk.decode(): vv.decode() for kk, vv in
-                           service_client.hgetall(k).items()}
-                       for k in all_keys(service_client) if service_client.type(k) == b"hash"})
+    dump = json.dumps(
+        {
+            k: {kk.decode(): vv.decode() for kk, vv in service_client.hgetall(k).items()}
+            for k in all_keys(service_client)
+            if service_client.type(k) == b"hash"
+        }
+    )
     for secret in [key, *KEYS.values()]:
         assert secret not in dump
 
@@ -58,9 +63,25 @@ def test_api_keys_are_stored_only_as_hashes(app: Any, service_client: Any) -> No
 def test_cli_adds_a_user_and_prints_a_working_key(real_server: Any) -> None:
     real_server.client().flushall()
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "users", "add", "erin", "--name", "Erin",
-         "--email", "erin@example.com", "--role", "sysadmin", "--redis-url", real_server.url],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "users",
+            "add",
+            "erin",
+            "--name",
+            "Erin",
+            "--email",
+            "erin@example.com",
+            "--role",
+            "sysadmin",
+            "--redis-url",
+            real_server.url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     key = out.stdout.strip()
     user = Users(real_server.client(), "lockcore").authenticate(key)
@@ -69,16 +90,33 @@ def test_cli_adds_a_user_and_prints_a_working_key(real_server: Any) -> None:
 
 # --- catalog -----------------------------------------------------------------------------
 
+
 def test_cli_loads_a_catalog_file(real_server: Any, tmp_path: Path) -> None:
     real_server.client().flushall()
     path = tmp_path / "catalog.json"
-    path.write_text(json.dumps({
-        "courses": [{"key": "k1", "gadgets": ["a"], "roles": {"u": "editor"}}],
-        "vidispine": {"collections": [{"id": "VX-9", "items": ["VX-1"]}]},
-    }))
-    out = subprocess.run([sys.executable, "-m", "app.cli", "catalog", "load", str(path),
-                          "--redis-url", real_server.url],
-                         check=True, capture_output=True, text=True)
+    path.write_text(
+        json.dumps(
+            {
+                "courses": [{"key": "k1", "gadgets": ["a"], "roles": {"u": "editor"}}],
+                "vidispine": {"collections": [{"id": "VX-9", "items": ["VX-1"]}]},
+            }
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "catalog",
+            "load",
+            str(path),
+            "--redis-url",
+            real_server.url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "1 courses" in out.stdout
     from app.catalog import Catalog
 
@@ -91,9 +129,21 @@ def test_cli_loads_a_catalog_file(real_server: Any, tmp_path: Path) -> None:
 def test_cli_refuses_an_invalid_catalog_with_the_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("courses:\n  - {key: k1, roles: {u: wizard}}\n")
-    out = subprocess.run([sys.executable, "-m", "app.cli", "catalog", "load", str(path),
-                          "--redis-url", "redis://127.0.0.1:1"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "catalog",
+            "load",
+            str(path),
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 2 and "wizard" not in out.stdout and "Must be one of" in out.stderr
 
 
@@ -106,6 +156,7 @@ def test_the_demo_catalog_is_valid() -> None:
 
 
 # --- admin API ---------------------------------------------------------------------------
+
 
 def bearer(user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[user]}"}
@@ -120,8 +171,11 @@ def test_admin_api_needs_a_sysadmin(client: Any) -> None:
 
 
 def test_admin_edits_a_course_and_versal_sees_it(client: Any) -> None:
-    response = client.put("/admin/catalog/courses/c9", headers=bearer("admin"),
-                          json={"gadgets": ["x"], "roles": {"carol": "editor"}})
+    response = client.put(
+        "/admin/catalog/courses/c9",
+        headers=bearer("admin"),
+        json={"gadgets": ["x"], "roles": {"carol": "editor"}},
+    )
     assert response.status_code == 200
     body = {"type": "gadget", "subject": {"courseId": "c9", "gadgetId": "x"}}
     assert client.post("/locks", json=body, headers={"SID": KEYS["carol"]}).status_code == 201
@@ -130,8 +184,9 @@ def test_admin_edits_a_course_and_versal_sees_it(client: Any) -> None:
 
 
 def test_admin_rejects_invalid_entities_with_details(client: Any) -> None:
-    response = client.put("/admin/catalog/courses/c9", headers=bearer("admin"),
-                          json={"roles": {"carol": "wizard"}})
+    response = client.put(
+        "/admin/catalog/courses/c9", headers=bearer("admin"), json={"roles": {"carol": "wizard"}}
+    )
     assert response.status_code == 400
     assert "roles" in response.get_json()["error"]["details"]
     response = client.put("/admin/catalog/planets/p1", headers=bearer("admin"), json={})
@@ -141,19 +196,25 @@ def test_admin_rejects_invalid_entities_with_details(client: Any) -> None:
 
 
 def test_admin_replaces_the_catalog_and_creates_users(client: Any) -> None:
-    response = client.put("/admin/catalog", headers=bearer("admin"),
-                          data="courses: [{key: only, gadgets: [g]}]")
+    response = client.put(
+        "/admin/catalog", headers=bearer("admin"), data="courses: [{key: only, gadgets: [g]}]"
+    )
     assert response.status_code == 200 and response.get_json()["courses"] == 1
-    assert client.get("/locks?subject.courseId=c1",
-                      headers={"SID": KEYS["admin"]}).status_code == 404
-    made = client.post("/admin/users", headers=bearer("admin"),
-                       json={"id": "frank", "name": "Frank", "roles": ["sysadmin"]})
+    assert (
+        client.get("/locks?subject.courseId=c1", headers={"SID": KEYS["admin"]}).status_code == 404
+    )
+    made = client.post(
+        "/admin/users",
+        headers=bearer("admin"),
+        json={"id": "frank", "name": "Frank", "roles": ["sysadmin"]},
+    )
     assert made.status_code == 201
     key = made.get_json()["api_key"]
     assert client.get("/locks?subject.courseId=only", headers={"SID": key}).status_code == 200
 
 
 # --- Redis outages -----------------------------------------------------------------------
+
 
 def dead_redis() -> redis.Redis:
     from redis.backoff import NoBackoff
@@ -188,6 +249,7 @@ def test_health_and_readiness(client: Any) -> None:
 
 
 # --- OpenAPI, metrics, logs --------------------------------------------------------------
+
 
 def test_openapi_covers_every_endpoint(app: Any, client: Any) -> None:
     spec = client.get("/openapi.json").get_json()
@@ -238,8 +300,7 @@ def test_metrics_count_expired_locks(app: Any, client: Any) -> None:
         return 0.0
 
     before = expired()
-    app.extensions["lockcore"].locks.acquire("versal:course:c1", "gadget", "g1", "alice",
-                                             ttl=0.02)
+    app.extensions["lockcore"].locks.acquire("versal:course:c1", "gadget", "g1", "alice", ttl=0.02)
     time.sleep(0.05)
     body = {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}}
     assert client.post("/locks", json=body, headers={"SID": KEYS["bob"]}).status_code == 201
@@ -251,7 +312,9 @@ def test_logs_are_json_lines_with_the_request_id(client: Any, capfd: Any) -> Non
     response = client.get("/healthz", headers={"X-Request-Id": "req-123"})
     assert response.headers["X-Request-Id"] == "req-123"
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
-    assert any(e["request_id"] == "req-123" and e["path"] == "/healthz" and e["status"] == 200
-               for e in lines)
+    assert any(
+        e["request_id"] == "req-123" and e["path"] == "/healthz" and e["status"] == 200
+        for e in lines
+    )
     generated = client.get("/healthz").headers["X-Request-Id"]
     assert len(generated) == 32

@@ -49,20 +49,21 @@ class Waiter(threading.Thread):
         self.response: Any = None
 
     def run(self) -> None:
-        self.response = self.app.test_client().post("/v1/locks", json=WAIT,
-                                                    headers=auth("alice"))
+        self.response = self.app.test_client().post("/v1/locks", json=WAIT, headers=auth("alice"))
 
 
 @pytest.fixture
 def held(client: Any) -> Iterator[dict[str, Any]]:
-    lock = client.post("/v1/locks", json={"scope": "batch", "resource": "r"},
-                       headers=auth("bob")).get_json()
+    lock = client.post(
+        "/v1/locks", json={"scope": "batch", "resource": "r"}, headers=auth("bob")
+    ).get_json()
     yield lock
     draining().clear()
 
 
-def test_a_wait_beyond_the_cap_is_refused_at_once(app: Any, client: Any,
-                                                   held: dict[str, Any]) -> None:
+def test_a_wait_beyond_the_cap_is_refused_at_once(
+    app: Any, client: Any, held: dict[str, Any]
+) -> None:
     app.config["V1_MAX_WAITERS"] = 1
     first = Waiter(app)
     first.start()
@@ -72,18 +73,23 @@ def test_a_wait_beyond_the_cap_is_refused_at_once(app: Any, client: Any,
     assert refused.get_json()["error"]["code"] == "unavailable"
     assert queue_length(app) == 1  # the refused one never joined the line
     # a call that does not wait is not capped
-    assert client.post("/v1/locks", json={**WAIT, "wait": None},
-                       headers=auth("carol")).status_code == 409
+    assert (
+        client.post("/v1/locks", json={**WAIT, "wait": None}, headers=auth("carol")).status_code
+        == 409
+    )
     client.delete(f"/v1/locks/{held['id']}", headers=auth("bob"))
     first.join(10)
     assert first.response.status_code == 201
     # the slot is free again
-    assert client.post("/v1/locks", json={**WAIT, "wait": 0.05},
-                       headers=auth("carol")).status_code == 409
+    assert (
+        client.post("/v1/locks", json={**WAIT, "wait": 0.05}, headers=auth("carol")).status_code
+        == 409
+    )
 
 
-def test_the_drain_answers_waiters_503_and_leaves_no_line(app: Any, client: Any,
-                                                          held: dict[str, Any]) -> None:
+def test_the_drain_answers_waiters_503_and_leaves_no_line(
+    app: Any, client: Any, held: dict[str, Any]
+) -> None:
     waiters = [Waiter(app) for _ in range(3)]
     for waiter in waiters:
         waiter.start()
@@ -98,7 +104,8 @@ def test_the_drain_answers_waiters_503_and_leaves_no_line(app: Any, client: Any,
 
 @pytest.mark.parametrize("max_wait, redis_timeout", [("30", "5"), ("300", "5"), ("5", "60")])
 def test_the_worker_timeout_outlasts_the_longest_wait(
-        monkeypatch: pytest.MonkeyPatch, max_wait: str, redis_timeout: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, max_wait: str, redis_timeout: str
+) -> None:
     monkeypatch.setenv("LOCKCORE_V1_MAX_WAIT", max_wait)
     monkeypatch.setenv("LOCKCORE_REDIS_TIMEOUT", redis_timeout)
     conf = settings(workers=2, threads=64)
@@ -120,24 +127,26 @@ def half_open(port: int) -> socket.socket:
 
 @pytest.mark.slow
 def test_fifty_waiters_and_ten_half_open_connections_do_not_starve_the_service(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     redis_server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
     redis_client = redis_server.client()
     catalog_and_users(redis_client)
-    service = LiveService(tmp_path / "app", "--redis-url", redis_server.url,
-                          workers=2).start()
+    service = LiveService(tmp_path / "app", "--redis-url", redis_server.url, workers=2).start()
     sockets: list[socket.socket] = []
     results: list[requests.Response | BaseException] = []
     try:
         bob, alice = auth("bob"), auth("alice")
-        lock = service.request("POST", "/v1/locks", json={"scope": "batch", "resource": "r"},
-                               headers=bob)
+        lock = service.request(
+            "POST", "/v1/locks", json={"scope": "batch", "resource": "r"}, headers=bob
+        )
         assert lock.status_code == 201
 
         def wait() -> None:
             try:
-                results.append(requests.post(service.url + "/v1/locks", json=WAIT,
-                                             headers=alice, timeout=60))
+                results.append(
+                    requests.post(service.url + "/v1/locks", json=WAIT, headers=alice, timeout=60)
+                )
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 results.append(exc)
 
@@ -150,11 +159,19 @@ def test_fifty_waiters_and_ten_half_open_connections_do_not_starve_the_service(
 
         # Everything else is still served, with 50 waiters and 10 stalled clients.
         assert requests.get(service.url + "/healthz", timeout=5).status_code == 200
-        other = requests.post(service.url + "/v1/locks", headers=bob, timeout=5,
-                              json={"scope": "batch", "resource": "other"})
+        other = requests.post(
+            service.url + "/v1/locks",
+            headers=bob,
+            timeout=5,
+            json={"scope": "batch", "resource": "other"},
+        )
         assert other.status_code == 201
-        assert requests.delete(f"{service.url}/v1/locks/{other.json()['id']}", headers=bob,
-                               timeout=5).status_code == 200
+        assert (
+            requests.delete(
+                f"{service.url}/v1/locks/{other.json()['id']}", headers=bob, timeout=5
+            ).status_code
+            == 200
+        )
 
         # SIGTERM: every waiter gets a clean answer in the envelope before the exit.
         assert service.process is not None
@@ -180,7 +197,6 @@ def catalog_and_users(redis_client: Any) -> None:
     from app.catalog import Catalog, parse_document
     from app.identity import Users
 
-    Catalog(redis_client, "lockcore").replace(parse_document(CATALOG),
-                                              Users(redis_client, "lockcore"))
-
-
+    Catalog(redis_client, "lockcore").replace(
+        parse_document(CATALOG), Users(redis_client, "lockcore")
+    )

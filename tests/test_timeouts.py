@@ -26,8 +26,7 @@ def app(server: EmbeddedRedis) -> Any:
     from app import create_app
     from app.catalog import parse_document
 
-    application = create_app({"REDIS_URL": server.url, "REDIS_TIMEOUT": TIMEOUT,
-                              "KEY_PREFIX": "t"})
+    application = create_app({"REDIS_URL": server.url, "REDIS_TIMEOUT": TIMEOUT, "KEY_PREFIX": "t"})
     services = application.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     services.locks.load_scripts()
@@ -39,8 +38,9 @@ class Stall:
     """SIGSTOPs the server just before the acquire script is sent (the first ``times``
     acquires), so that script reaches Redis but its reply comes too late."""
 
-    def __init__(self, app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch,
-                 times: int = 1) -> None:
+    def __init__(
+        self, app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch, times: int = 1
+    ) -> None:
         self.server = server
         self.left = times
         scripts = app.extensions["lockcore"].locks._scripts
@@ -79,12 +79,15 @@ def vidispine_locks(app: Any) -> int:
 
 
 def test_a_late_reply_gives_one_503_within_the_timeout_and_the_script_runs_once(
-        app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stall = Stall(app, server, monkeypatch)
     client = app.test_client()
-    response, took = timed(lambda: client.post(
-        "/API/item/VX-1/deletion-lock", json={"expiryTime": future()},
-        headers={**ALICE, **JSON}))
+    response, took = timed(
+        lambda: client.post(
+            "/API/item/VX-1/deletion-lock", json={"expiryTime": future()}, headers={**ALICE, **JSON}
+        )
+    )
     assert response.status_code == 503
     # One timeout, not one per retry (redis-py 6+ would retry it).
     assert TIMEOUT <= took < 2 * TIMEOUT
@@ -93,13 +96,15 @@ def test_a_late_reply_gives_one_503_within_the_timeout_and_the_script_runs_once(
 
 
 def test_an_idempotency_key_repeated_after_a_503_returns_the_first_lock(
-        app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stall = Stall(app, server, monkeypatch)
     client = app.test_client()
     body = {"expiryTime": future()}
     headers = {**ALICE, **JSON, "Idempotency-Key": "create-1"}
-    assert client.post("/API/item/VX-1/deletion-lock", json=body,
-                       headers=headers).status_code == 503
+    assert (
+        client.post("/API/item/VX-1/deletion-lock", json=body, headers=headers).status_code == 503
+    )
     stall.resume()
     again = client.post("/API/item/VX-1/deletion-lock", json=body, headers=headers)
     assert again.status_code == 200
@@ -112,7 +117,8 @@ def test_an_idempotency_key_repeated_after_a_503_returns_the_first_lock(
 
 
 def test_v1_acquire_repeated_after_a_503_returns_the_first_outcome(
-        app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Any, server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stall = Stall(app, server, monkeypatch)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {KEYS['alice']}", "Idempotency-Key": "job-7"}
@@ -127,22 +133,30 @@ def test_v1_acquire_repeated_after_a_503_returns_the_first_outcome(
     assert [lock.id for lock in locks] == [again.get_json()["id"]]
 
 
-@pytest.mark.parametrize("method, path, headers", [
-    ("GET", "/locks?subject.courseId=c1", {"SID": KEYS["alice"]}),
-    ("POST", "/v1/locks", {"Authorization": f"Bearer {KEYS['alice']}"}),
-    ("GET", "/API/deletion-lock", ALICE),
-    ("GET", "/readyz", {}),
-])
+@pytest.mark.parametrize(
+    "method, path, headers",
+    [
+        ("GET", "/locks?subject.courseId=c1", {"SID": KEYS["alice"]}),
+        ("POST", "/v1/locks", {"Authorization": f"Bearer {KEYS['alice']}"}),
+        ("GET", "/API/deletion-lock", ALICE),
+        ("GET", "/readyz", {}),
+    ],
+)
 def test_a_stopped_redis_gives_503_within_the_timeout(
-        app: Any, server: EmbeddedRedis, method: str, path: str,
-        headers: dict[str, str]) -> None:
+    app: Any, server: EmbeddedRedis, method: str, path: str, headers: dict[str, str]
+) -> None:
     client = app.test_client()
     assert server.process is not None
     os.kill(server.process.pid, signal.SIGSTOP)
     try:
-        response, took = timed(lambda: client.open(
-            path, method=method, headers=headers, json={"scope": "s", "resource": "r"}
-            if method == "POST" else None))
+        response, took = timed(
+            lambda: client.open(
+                path,
+                method=method,
+                headers=headers,
+                json={"scope": "s", "resource": "r"} if method == "POST" else None,
+            )
+        )
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
     assert response.status_code == 503

@@ -33,9 +33,13 @@ def authenticates(client: Any, key: str) -> bool:
 
 # --- admin API ---------------------------------------------------------------------------
 
+
 def test_creating_an_existing_user_is_refused_and_changes_nothing(client: Any) -> None:
-    response = client.post("/admin/users", headers=ADMIN,
-                           json={"id": "alice", "name": "Mallory", "roles": ["sysadmin"]})
+    response = client.post(
+        "/admin/users",
+        headers=ADMIN,
+        json={"id": "alice", "name": "Mallory", "roles": ["sysadmin"]},
+    )
     assert response.status_code == 409
     error = response.get_json()["error"]
     assert error["status"] == 409 and "alice" in error["message"]
@@ -47,8 +51,11 @@ def test_creating_an_existing_user_is_refused_and_changes_nothing(client: Any) -
 
 
 def test_a_new_user_gets_a_key_that_no_cache_may_keep(client: Any) -> None:
-    made = client.post("/admin/users", headers=ADMIN,
-                       json={"id": "frank", "name": "Frank", "email": "f@example.com"})
+    made = client.post(
+        "/admin/users",
+        headers=ADMIN,
+        json={"id": "frank", "name": "Frank", "email": "f@example.com"},
+    )
     assert made.status_code == 201
     assert made.headers["Cache-Control"] == "no-store"
     body = made.get_json()
@@ -62,9 +69,13 @@ def test_users_are_listed_with_key_ids_never_keys(client: Any) -> None:
     users = response.get_json()
     assert [u["id"] for u in users] == sorted(KEYS)
     alice = next(u for u in users if u["id"] == "alice")
-    assert alice == {"id": "alice", "name": "Alice Author", "email": "alice@example.com",
-                     "roles": ["_deletion_lock_write"],
-                     "key_ids": [digest(KEYS["alice"])[:12]]}
+    assert alice == {
+        "id": "alice",
+        "name": "Alice Author",
+        "email": "alice@example.com",
+        "roles": ["_deletion_lock_write"],
+        "key_ids": [digest(KEYS["alice"])[:12]],
+    }
     text = response.get_data(as_text=True)
     assert not any(key in text or digest(key) in text for key in KEYS.values())
     one = client.get("/admin/users/alice", headers=ADMIN)
@@ -91,29 +102,36 @@ def test_revoking_every_key_of_a_user(client: Any) -> None:
     response = client.delete("/admin/users/bob/keys", headers=ADMIN)
     assert response.status_code == 200
     assert sorted(response.get_json()["revoked"]) == sorted(
-        [digest(KEYS["bob"])[:12], extra["key_id"]])
+        [digest(KEYS["bob"])[:12], extra["key_id"]]
+    )
     assert not authenticates(client, KEYS["bob"]) and not authenticates(client, extra["api_key"])
 
 
 def test_a_revoked_sysadmin_key_loses_the_admin_api(client: Any) -> None:
     second = client.post("/admin/users/admin/keys", headers=ADMIN).get_json()
     key_id = digest(KEYS["admin"])[:12]
-    assert client.delete(f"/admin/users/admin/keys/{key_id}",
-                         headers=bearer(second["api_key"])).status_code == 204
+    assert (
+        client.delete(
+            f"/admin/users/admin/keys/{key_id}", headers=bearer(second["api_key"])
+        ).status_code
+        == 204
+    )
     assert client.get("/admin/users", headers=ADMIN).status_code == 401
     assert client.get("/admin/users", headers=bearer(second["api_key"])).status_code == 200
 
 
 def test_keys_of_unknown_users_are_404s(client: Any) -> None:
     assert client.post("/admin/users/nobody/keys", headers=ADMIN).status_code == 404
-    assert client.delete("/admin/users/nobody/keys/0123456789ab",
-                         headers=ADMIN).status_code == 404
+    assert client.delete("/admin/users/nobody/keys/0123456789ab", headers=ADMIN).status_code == 404
     assert client.delete("/admin/users/nobody/keys", headers=ADMIN).status_code == 404
 
 
 def test_user_routes_need_a_sysadmin(client: Any) -> None:
-    for method, path in [("get", "/admin/users"), ("post", "/admin/users/alice/keys"),
-                         ("delete", "/admin/users/alice/keys")]:
+    for method, path in [
+        ("get", "/admin/users"),
+        ("post", "/admin/users/alice/keys"),
+        ("delete", "/admin/users/alice/keys"),
+    ]:
         assert getattr(client, method)(path).status_code == 401
         response = getattr(client, method)(path, headers=bearer(KEYS["alice"]))
         assert response.status_code == 403
@@ -121,6 +139,7 @@ def test_user_routes_need_a_sysadmin(client: Any) -> None:
 
 
 # --- concurrent changes ------------------------------------------------------------------
+
 
 @pytest.fixture
 def users(real_server: Any) -> Users:
@@ -184,9 +203,16 @@ def test_revoking_by_the_key_itself(users: Users) -> None:
 
 # --- lockcore users ----------------------------------------------------------------------
 
+
 def cli(url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOCKCORE, "users", *args, "--redis-url", url], input=stdin,
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [LOCKCORE, "users", *args, "--redis-url", url],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -212,8 +238,10 @@ def test_cli_lists_users_with_key_ids_never_keys(url: str) -> None:
     assert table.returncode == 0 and key not in table.stdout
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ID", "NAME", "EMAIL", "ROLES", "KEY", "IDS"]
-    assert any(line.startswith("root") and "sysadmin" in line and digest(key)[:12] in line
-               for line in lines)
+    assert any(
+        line.startswith("root") and "sysadmin" in line and digest(key)[:12] in line
+        for line in lines
+    )
     rows = json.loads(cli(url, "list", "--json").stdout)
     assert [(r["id"], r["roles"]) for r in rows] == [("bob", []), ("root", ["sysadmin"])]
     assert rows[1]["key_ids"] == [digest(key)[:12]]

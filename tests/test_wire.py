@@ -47,8 +47,7 @@ def cycle(mgr: LockManager, resource: str = "r") -> None:
     mgr.release(lock, "me")
 
 
-def test_a_warm_manager_takes_no_connection_from_the_pool_per_call(server: EmbeddedRedis
-                                                                     ) -> None:
+def test_a_warm_manager_takes_no_connection_from_the_pool_per_call(server: EmbeddedRedis) -> None:
     client = server.client()
     mgr = manager(client)
     assert mgr._scripts.wire is not None
@@ -78,8 +77,9 @@ def test_a_waiter_blocks_on_its_signal_the_short_way_too(server: EmbeddedRedis) 
     def wait_once() -> None:
         lock = holder.acquire("s", "job", "r", "holder").lock
         got: list[Any] = []
-        thread = threading.Thread(target=lambda: got.append(
-            waiter.acquire("s", "job", "r", "waiter", wait=10).lock))
+        thread = threading.Thread(
+            target=lambda: got.append(waiter.acquire("s", "job", "r", "waiter", wait=10).lock)
+        )
         thread.start()
         line = "w:{s}:q:job:r"
         deadline = time.monotonic() + 10
@@ -114,8 +114,7 @@ def test_a_wrapped_client_sees_every_script_call(server: EmbeddedRedis) -> None:
     client.close()
 
 
-def test_a_connection_the_server_closed_is_replaced_before_the_call(server: EmbeddedRedis
-                                                                   ) -> None:
+def test_a_connection_the_server_closed_is_replaced_before_the_call(server: EmbeddedRedis) -> None:
     client = server.client()
     mgr = manager(client)
     lock = mgr.acquire("s", "job", "r", "me").lock
@@ -139,8 +138,7 @@ def _closed_by_server(sock: Any) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
-def test_after_a_timeout_the_late_reply_is_never_read_as_the_next(server: EmbeddedRedis
-                                                                 ) -> None:
+def test_after_a_timeout_the_late_reply_is_never_read_as_the_next(server: EmbeddedRedis) -> None:
     client = server.client(socket_timeout=0.5)
     mgr = manager(client)
     lock = mgr.acquire("s", "job", "r", "me").lock
@@ -170,8 +168,7 @@ def test_a_flushed_script_is_loaded_again_and_called_once(server: EmbeddedRedis)
     client.close()
 
 
-def test_connections_go_back_to_the_pool_and_its_limit_holds(server: EmbeddedRedis
-                                                            ) -> None:
+def test_connections_go_back_to_the_pool_and_its_limit_holds(server: EmbeddedRedis) -> None:
     client = redis.Redis(unix_socket_path=str(server.socket_path), max_connections=8)
     mgr = manager(client)
     assert mgr._scripts.wire is not None
@@ -232,8 +229,11 @@ def test_pack_speaks_as_redis_py_does() -> None:
 def test_clients_it_cannot_serve_exactly_go_through_redis_py(server: EmbeddedRedis) -> None:
     assert Wire.serves(server.client())
     assert not Wire.serves(fakeredis.FakeRedis())
-    blocking = redis.Redis(connection_pool=redis.BlockingConnectionPool(
-        connection_class=redis.UnixDomainSocketConnection, path=str(server.socket_path)))
+    blocking = redis.Redis(
+        connection_pool=redis.BlockingConnectionPool(
+            connection_class=redis.UnixDomainSocketConnection, path=str(server.socket_path)
+        )
+    )
     assert not Wire.serves(blocking)
 
     class Traced(redis.Redis):

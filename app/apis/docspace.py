@@ -40,36 +40,98 @@ ROOM_MANAGER, CONTENT_CREATOR = "RoomManager", "ContentCreator"
 
 #: What each access level may do to a file, before locks are considered.
 ABILITIES: dict[str, set[str]] = {
-    ROOM_MANAGER: {"Read", "Comment", "FillForms", "Review", "Edit", "Delete", "CustomFilter",
-                   "EditHistory", "Rename", "ReadHistory", "Lock", "Move", "Duplicate", "Copy",
-                   "Download", "Convert"},
-    CONTENT_CREATOR: {"Read", "Comment", "FillForms", "Review", "Edit", "Delete", "Rename",
-                      "ReadHistory", "Lock", "Move", "Duplicate", "Copy", "Download",
-                      "Convert"},
-    "Editor": {"Read", "Comment", "FillForms", "Review", "Edit", "ReadHistory", "Copy",
-               "Download", "Convert"},
+    ROOM_MANAGER: {
+        "Read",
+        "Comment",
+        "FillForms",
+        "Review",
+        "Edit",
+        "Delete",
+        "CustomFilter",
+        "EditHistory",
+        "Rename",
+        "ReadHistory",
+        "Lock",
+        "Move",
+        "Duplicate",
+        "Copy",
+        "Download",
+        "Convert",
+    },
+    CONTENT_CREATOR: {
+        "Read",
+        "Comment",
+        "FillForms",
+        "Review",
+        "Edit",
+        "Delete",
+        "Rename",
+        "ReadHistory",
+        "Lock",
+        "Move",
+        "Duplicate",
+        "Copy",
+        "Download",
+        "Convert",
+    },
+    "Editor": {
+        "Read",
+        "Comment",
+        "FillForms",
+        "Review",
+        "Edit",
+        "ReadHistory",
+        "Copy",
+        "Download",
+        "Convert",
+    },
     "Reviewer": {"Read", "Comment", "Review", "ReadHistory", "Copy", "Download"},
     "Commenter": {"Read", "Comment", "Copy", "Download"},
     "FormFiller": {"Read", "FillForms", "Copy", "Download"},
     "Viewer": {"Read", "Copy", "Download"},
 }
-SECURITY_FLAGS = ("Read", "Comment", "FillForms", "Review", "Edit", "Delete", "CustomFilter",
-                  "EditHistory", "Rename", "ReadHistory", "Lock", "Move", "Duplicate", "Copy",
-                  "Download", "Convert")
+SECURITY_FLAGS = (
+    "Read",
+    "Comment",
+    "FillForms",
+    "Review",
+    "Edit",
+    "Delete",
+    "CustomFilter",
+    "EditHistory",
+    "Rename",
+    "ReadHistory",
+    "Lock",
+    "Move",
+    "Duplicate",
+    "Copy",
+    "Download",
+    "Convert",
+)
 #: Flags that stay while someone else holds the lock; every other one is an edit.
 READ_FLAGS = {"Read", "ReadHistory", "Copy", "Download"}
 
 # -- envelope -----------------------------------------------------------------------------
 
-TYPES = {400: "ArgumentException", 401: "AuthenticationException", 403: "SecurityException",
-         404: "ItemNotFoundException", 405: "MethodNotAllowed", 503: "ServiceUnavailable"}
+TYPES = {
+    400: "ArgumentException",
+    401: "AuthenticationException",
+    403: "SecurityException",
+    404: "ItemNotFoundException",
+    405: "MethodNotAllowed",
+    503: "ServiceUnavailable",
+}
 
 
 def envelope(exc: ApiError) -> tuple[Any, int]:
-    kind = exc.kind if exc.kind in TYPES.values() or exc.kind == "InvalidOperationException" \
+    kind = (
+        exc.kind
+        if exc.kind in TYPES.values() or exc.kind == "InvalidOperationException"
         else TYPES.get(exc.status, "Exception")
-    return jsonify({"error": {"message": exc.message, "type": kind}, "status": 1,
-                    "statusCode": exc.status}), exc.status
+    )
+    return jsonify(
+        {"error": {"message": exc.message, "type": kind}, "status": 1, "statusCode": exc.status}
+    ), exc.status
 
 
 HTTP_MESSAGES = {404: "The requested resource was not found", 405: "Method not allowed"}
@@ -80,9 +142,15 @@ SECURITY = [{"DocSpaceBearer": []}]
 
 
 def ok(dto: Any) -> Any:
-    return jsonify({"response": dto, "count": len(dto) if isinstance(dto, list) else 1,
-                    "links": [{"href": request.url, "action": request.method}],
-                    "status": 0, "statusCode": 200})
+    return jsonify(
+        {
+            "response": dto,
+            "count": len(dto) if isinstance(dto, list) else 1,
+            "links": [{"href": request.url, "action": request.method}],
+            "status": 0,
+            "statusCode": 200,
+        }
+    )
 
 
 # -- schemas (OpenAPI) --------------------------------------------------------------------
@@ -97,8 +165,10 @@ class FileSchema(Schema):
     title = fields.String(dump_only=True)
     folderId = fields.String(dump_only=True)
     locked = fields.Boolean(dump_only=True, metadata={"description": "present only when true"})
-    lockedBy = fields.String(dump_only=True, metadata={
-        "description": "the locker's name, for viewers other than the locker"})
+    lockedBy = fields.String(
+        dump_only=True,
+        metadata={"description": "the locker's name, for viewers other than the locker"},
+    )
     security = fields.Dict(keys=fields.String(), values=fields.Boolean(), dump_only=True)
 
 
@@ -172,8 +242,11 @@ def file_dto(doc: DocFile, user: User, lock: Lock | None) -> dict[str, Any]:
         abilities.add("Lock")
     else:
         abilities.discard("Lock")
-    dto: dict[str, Any] = {"id": int(doc.id) if doc.id.isdigit() else doc.id,
-                           "title": doc.title, "folderId": doc.room}
+    dto: dict[str, Any] = {
+        "id": int(doc.id) if doc.id.isdigit() else doc.id,
+        "title": doc.title,
+        "folderId": doc.room,
+    }
     if lock is not None:
         dto["locked"] = True
         if locked_by_other:
@@ -199,10 +272,16 @@ ERRORS = {
 }
 
 
-@route(bp, "/<file_id>/lock", "PUT", summary="Lock or unlock a file", tag=TAG,
-       security=SECURITY, body=LockFileSchema,
-       responses={200: ("The file", FileEnvelopeSchema), 400: ("Bad lockFile", ErrorSchema),
-                  **ERRORS})
+@route(
+    bp,
+    "/<file_id>/lock",
+    "PUT",
+    summary="Lock or unlock a file",
+    tag=TAG,
+    security=SECURITY,
+    body=LockFileSchema,
+    responses={200: ("The file", FileEnvelopeSchema), 400: ("Bad lockFile", ErrorSchema), **ERRORS},
+)
 def lock_file(file_id: str) -> Any:
     user = caller()
     try:
@@ -222,8 +301,13 @@ def lock_file(file_id: str) -> Any:
         raise ApiError(403, NO_PERMISSION)
     if lock_wanted and lock is None:
         try:
-            lock = locks.acquire(scope_of(doc), LOCK_TYPE, doc.id, user.id,
-                                 metadata={"name": user.name, "email": user.email}).lock
+            lock = locks.acquire(
+                scope_of(doc),
+                LOCK_TYPE,
+                doc.id,
+                user.id,
+                metadata={"name": user.name, "email": user.email},
+            ).lock
         except LockConflict as exc:
             lock = exc.holder  # locked meanwhile; as a room manager would find it
             if not may_lock(access, lock, user):
@@ -237,8 +321,15 @@ def lock_file(file_id: str) -> Any:
     return ok(file_dto(doc, user, lock))
 
 
-@route(bp, "/<file_id>", "GET", summary="A file, with its lock state for the caller",
-       tag=TAG, security=SECURITY, responses={200: ("The file", FileEnvelopeSchema), **ERRORS})
+@route(
+    bp,
+    "/<file_id>",
+    "GET",
+    summary="A file, with its lock state for the caller",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("The file", FileEnvelopeSchema), **ERRORS},
+)
 def get_file(file_id: str) -> Any:
     user = caller()
     doc = file_for(file_id)
@@ -246,10 +337,15 @@ def get_file(file_id: str) -> Any:
     return ok(file_dto(doc, user, current_lock(doc)))
 
 
-@route(bp, "/<file_id>/protectusers", "GET",
-       summary="Users with access to the file (except the caller), with their access level",
-       tag=TAG, security=SECURITY,
-       responses={200: ("Users", {"type": "array", "items": ProtectUserSchema}), **ERRORS})
+@route(
+    bp,
+    "/<file_id>/protectusers",
+    "GET",
+    summary="Users with access to the file (except the caller), with their access level",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("Users", {"type": "array", "items": ProtectUserSchema}), **ERRORS},
+)
 def protect_users(file_id: str) -> Any:
     user = caller()
     doc = file_for(file_id)
@@ -260,17 +356,31 @@ def protect_users(file_id: str) -> Any:
         if user_id == user.id:
             continue
         other = users.get(user_id)
-        out.append({"id": user_id, "name": other.name if other else user_id,
-                    "email": other.email if other else "", "hasAccess": True,
-                    "access": access})
+        out.append(
+            {
+                "id": user_id,
+                "name": other.name if other else user_id,
+                "email": other.email if other else "",
+                "hasAccess": True,
+                "access": access,
+            }
+        )
     return ok(out)
 
 
-@route(bp, "/<file_id>/edit-check", "GET",
-       summary="May the caller save edits now (the editor integration asks before saving)",
-       tag=TAG, security=SECURITY,
-       responses={200: ("{canEdit: true}", None),
-                  403: (f"{LOCKED_BY_OTHER} / {NO_PERMISSION}", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/<file_id>/edit-check",
+    "GET",
+    summary="May the caller save edits now (the editor integration asks before saving)",
+    tag=TAG,
+    security=SECURITY,
+    responses={
+        200: ("{canEdit: true}", None),
+        403: (f"{LOCKED_BY_OTHER} / {NO_PERMISSION}", ErrorSchema),
+        **ERRORS,
+    },
+)
 def edit_check(file_id: str) -> Any:
     user = caller()
     doc = file_for(file_id)

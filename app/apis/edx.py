@@ -44,11 +44,17 @@ KEY_HEADERS = ("X-CKAN-API-Key", "EDX-API-Key", "Authorization")
 FEATURES_FILE = Path(__file__).with_name("edx_features.yaml")
 
 AUTHZ, NOT_FOUND, VALIDATION, BAD_REQUEST = (
-    "Authorization Error", "Not Found Error", "Validation Error", "Bad Request")
+    "Authorization Error",
+    "Not Found Error",
+    "Validation Error",
+    "Bad Request",
+)
 STATUS = {AUTHZ: 403, NOT_FOUND: 404, VALIDATION: 409, BAD_REQUEST: 400}
 
-LOCKED_MESSAGE = ("This workspace was locked by {label} and you cannot perform this action. "
-                  "It must be unlocked by the user who locked it.")
+LOCKED_MESSAGE = (
+    "This workspace was locked by {label} and you cannot perform this action. "
+    "It must be unlocked by the user who locked it."
+)
 
 # -- the envelope -------------------------------------------------------------------------
 
@@ -63,8 +69,11 @@ def help_name() -> str:
 
 
 def envelope(exc: ApiError) -> tuple[Any, int]:
-    kind = exc.kind if exc.kind in STATUS else {
-        403: AUTHZ, 404: NOT_FOUND, 409: VALIDATION}.get(exc.status, exc.kind or BAD_REQUEST)
+    kind = (
+        exc.kind
+        if exc.kind in STATUS
+        else {403: AUTHZ, 404: NOT_FOUND, 409: VALIDATION}.get(exc.status, exc.kind or BAD_REQUEST)
+    )
     error: dict[str, Any] = {"__type": kind, "message": exc.message}
     if isinstance(exc.details, dict):
         error.update(exc.details)
@@ -122,9 +131,11 @@ def load_features(override: str = "") -> tuple[dict[str, Feature], dict[str, dic
     """The feature table, and per-workspace overrides, from the data files."""
     table = yaml.safe_load(FEATURES_FILE.read_text())["tables"]
     features = {
-        row["key"]: Feature(row["key"], row["label"], bool(row["restricted"]),
-                            tuple(row.get("actions", ())))
-        for rows in table.values() for row in rows
+        row["key"]: Feature(
+            row["key"], row["label"], bool(row["restricted"]), tuple(row.get("actions", ()))
+        )
+        for rows in table.values()
+        for row in rows
     }
     per_workspace: dict[str, dict[str, bool]] = {}
     if override:
@@ -134,13 +145,16 @@ def load_features(override: str = "") -> tuple[dict[str, Feature], dict[str, dic
         for where, values in changes.items():
             for key, restricted in values.items():
                 if key not in features or not isinstance(restricted, bool):
-                    raise ValueError(f"{override}: {where or 'default'}.{key}: unknown "
-                                     f"feature or not true/false")
+                    raise ValueError(
+                        f"{override}: {where or 'default'}.{key}: unknown feature or not true/false"
+                    )
             if where:
                 per_workspace[where] = dict(values)
             else:
-                features = {k: Feature(f.key, f.label, values.get(k, f.restricted), f.actions)
-                            for k, f in features.items()}
+                features = {
+                    k: Feature(f.key, f.label, values.get(k, f.restricted), f.actions)
+                    for k, f in features.items()
+                }
     return features, per_workspace
 
 
@@ -206,8 +220,10 @@ def params() -> dict[str, Any]:
 
 def caller() -> User:
     if request.headers.get("User-Agent", "") != USER_AGENT:
-        raise error(AUTHZ, f"Access denied: EDX API requests must send the header "
-                    f"'User-Agent: {USER_AGENT}'")
+        raise error(
+            AUTHZ,
+            f"Access denied: EDX API requests must send the header 'User-Agent: {USER_AGENT}'",
+        )
     for header in KEY_HEADERS:
         value = request.headers.get(header, "").strip()
         if value.lower().startswith("bearer "):
@@ -217,8 +233,10 @@ def caller() -> User:
             if user is None:
                 raise error(AUTHZ, f"Access denied: the API key in {header} is not valid")
             return user
-    raise error(AUTHZ, "Access denied: an API key is required in X-CKAN-API-Key, "
-                "EDX-API-Key or Authorization")
+    raise error(
+        AUTHZ,
+        "Access denied: an API key is required in X-CKAN-API-Key, EDX-API-Key or Authorization",
+    )
 
 
 def required(data: dict[str, Any], name: str) -> str:
@@ -275,13 +293,26 @@ ERRORS = {
 
 
 def _document(name: str, summary: str, body: Any, **extra: Any) -> Any:
-    return route(bp, f"/{name}", "POST", summary=summary, tag=TAG, security=SECURITY,
-                 body=body, body_media=("application/json", "application/x-www-form-urlencoded"),
-                 responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS}, **extra)
+    return route(
+        bp,
+        f"/{name}",
+        "POST",
+        summary=summary,
+        tag=TAG,
+        security=SECURITY,
+        body=body,
+        body_media=("application/json", "application/x-www-form-urlencoded"),
+        responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS},
+        **extra,
+    )
 
 
-@_document("lock_workspace", "Lock, or unlock, a workspace (the call toggles)",
-           LockWorkspaceSchema, parameters=[idempotency.PARAMETER])
+@_document(
+    "lock_workspace",
+    "Lock, or unlock, a workspace (the call toggles)",
+    LockWorkspaceSchema,
+    parameters=[idempotency.PARAMETER],
+)
 @idempotency.idempotent
 def lock_workspace() -> Any:
     user = caller()
@@ -302,21 +333,32 @@ def lock_workspace() -> Any:
         return ok({"is_locked": True, **({"notes": notes} if notes is not None else {})})
     if lock is None:
         if not (user.is_sysadmin or user.id in ws.admins):
-            raise error(AUTHZ, f"Access denied: only a System Administrator or an administrator"
-                        f" of workspace '{ws.id}' can lock it")
+            raise error(
+                AUTHZ,
+                f"Access denied: only a System Administrator or an administrator"
+                f" of workspace '{ws.id}' can lock it",
+            )
         try:
-            locks.acquire(scope_of(ws), LOCK_TYPE, ws.id, user.id, metadata={
-                "name": user.name, "email": user.email, "notes": notes or ""},
-                request_id=request_id)
+            locks.acquire(
+                scope_of(ws),
+                LOCK_TYPE,
+                ws.id,
+                user.id,
+                metadata={"name": user.name, "email": user.email, "notes": notes or ""},
+                request_id=request_id,
+            )
         except LockConflict as exc:
             lock = exc.holder  # locked meanwhile by someone else: this call unlocks
         else:
             return ok({"is_locked": True, **({"notes": notes} if notes is not None else {})})
     assert lock is not None
     if not (user.is_sysadmin or (user.id in ws.admins and user.id == lock.owner)):
-        raise error(AUTHZ, f"Access denied: only a System Administrator or the workspace "
-                    f"administrator who locked it ({locker_label(lock)}) can unlock "
-                    f"workspace '{ws.id}'")
+        raise error(
+            AUTHZ,
+            f"Access denied: only a System Administrator or the workspace "
+            f"administrator who locked it ({locker_label(lock)}) can unlock "
+            f"workspace '{ws.id}'",
+        )
     try:
         locks.release(lock, user.id, force=user.is_sysadmin)
     except LockNotFound:
@@ -326,8 +368,9 @@ def lock_workspace() -> Any:
     return ok({"is_locked": False})
 
 
-@_document("check_workspace_lock", "Is the workspace locked, by whom, since when",
-           WorkspaceIdSchema)
+@_document(
+    "check_workspace_lock", "Is the workspace locked, by whom, since when", WorkspaceIdSchema
+)
 def check_workspace_lock() -> Any:
     user = caller()
     ws = workspace_for(params())
@@ -336,13 +379,19 @@ def check_workspace_lock() -> Any:
     if lock is None:
         return ok({"is_locked": False})
     locked_at = datetime.fromtimestamp(lock.acquired_at, tz=timezone.utc)
-    return ok({"is_locked": True, "locked_by": locker_label(lock),
-               "date_locked": locked_at.strftime("%Y-%m-%d %H:%M"),
-               "notes": lock.metadata.get("notes", "")})
+    return ok(
+        {
+            "is_locked": True,
+            "locked_by": locker_label(lock),
+            "date_locked": locked_at.strftime("%Y-%m-%d %H:%M"),
+            "notes": lock.metadata.get("notes", ""),
+        }
+    )
 
 
-@_document("workspace_action_check", "May the caller use a feature of the workspace now",
-           ActionCheckSchema)
+@_document(
+    "workspace_action_check", "May the caller use a feature of the workspace now", ActionCheckSchema
+)
 def workspace_action_check() -> Any:
     user = caller()
     data = params()
@@ -352,12 +401,22 @@ def workspace_action_check() -> Any:
     feature = table.get(action)
     if feature is None:
         known = ", ".join(table)
-        raise error(VALIDATION, f"action: unknown feature '{action}'; known features: {known}",
-                    {"action": [f"Unknown feature; known: {known}"]})
+        raise error(
+            VALIDATION,
+            f"action: unknown feature '{action}'; known features: {known}",
+            {"action": [f"Unknown feature; known: {known}"]},
+        )
     may_see(user, ws)
     lock = refuse_if_restricted(user, ws, feature)
-    return ok({"allowed": True, "action": feature.key, "feature": feature.label,
-               "restricted": is_restricted(feature, ws), "is_locked": lock is not None})
+    return ok(
+        {
+            "allowed": True,
+            "action": feature.key,
+            "feature": feature.label,
+            "restricted": is_restricted(feature, ws),
+            "is_locked": lock is not None,
+        }
+    )
 
 
 def _guarded(name: str, feature_key: str) -> None:
@@ -367,12 +426,17 @@ def _guarded(name: str, feature_key: str) -> None:
         may_see(user, ws)
         feature = features()[0][feature_key]
         refuse_if_restricted(user, ws, feature)
-        return ok({"allowed": True, "action": name, "feature": feature.label,
-                   "workspace_id": ws.id})
+        return ok(
+            {"allowed": True, "action": name, "feature": feature.label, "workspace_id": ws.id}
+        )
 
     view.__name__ = f"guarded_{name}"
-    _document(name, f"Guarded action: refused while locked if '{feature_key}' is restricted"
-              " (lockcore checks; it performs nothing)", WorkspaceIdSchema)(view)
+    _document(
+        name,
+        f"Guarded action: refused while locked if '{feature_key}' is restricted"
+        " (lockcore checks; it performs nothing)",
+        WorkspaceIdSchema,
+    )(view)
 
 
 for _action, _key in GUARDED_ACTIONS.items():

@@ -37,14 +37,24 @@ from ..services import services
 bp = Blueprint("native", __name__, url_prefix="/v1")
 TAG = "Native lock API (/v1)"
 LOCK_TYPE = "job"
-CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "too_large",
-         429: "too_many_failures", 503: "unavailable"}
+CODES = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    429: "too_many_failures",
+    503: "unavailable",
+}
 
 
 def envelope(exc: ApiError) -> tuple[Any, int]:
-    error: dict[str, Any] = {"code": exc.kind if exc.kind in CODES.values() else
-                             CODES.get(exc.status, "error"), "message": exc.message}
+    error: dict[str, Any] = {
+        "code": exc.kind if exc.kind in CODES.values() else CODES.get(exc.status, "error"),
+        "message": exc.message,
+    }
     if exc.details is not None:
         error.update(exc.details)
     return jsonify({"error": error}), exc.status
@@ -55,6 +65,7 @@ register_prefix("/v1", envelope)
 REGISTRY.security_schemes["V1Bearer"] = {"type": "http", "scheme": "bearer"}
 SECURITY = [{"V1Bearer": []}]
 
+
 class AcquireSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -62,13 +73,22 @@ class AcquireSchema(Schema):
     scope = fields.String(required=True, validate=Limited("name", "scope"))
     resource = fields.String(required=True, validate=Limited("name", "resource"))
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
-    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001),
-                       metadata={"description": "lease in seconds"})
-    wait = fields.Float(load_default=None,
-                        validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
-                        metadata={"description": "seconds to wait in line (long poll)"})
-    metadata = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict,
-                           validate=Limited("metadata", "metadata"))
+    ttl = fields.Float(
+        load_default=None,
+        validate=validate.Range(min=0.001),
+        metadata={"description": "lease in seconds"},
+    )
+    wait = fields.Float(
+        load_default=None,
+        validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
+        metadata={"description": "seconds to wait in line (long poll)"},
+    )
+    metadata = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        validate=Limited("metadata", "metadata"),
+    )
 
 
 class RefreshSchema(Schema):
@@ -85,8 +105,9 @@ class ValidateSchema(Schema):
     scope = fields.String(required=True, validate=Limited("name", "scope"))
     resource = fields.String(required=True, validate=Limited("name", "resource"))
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
-    fencing_token = fields.Integer(required=True, strict=True,
-                                   validate=validate.Range(min=0, max=2**63 - 1))
+    fencing_token = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1)
+    )
 
 
 class LockSchema(Schema):
@@ -122,11 +143,20 @@ VALIDATE = ValidateSchema()
 
 
 def to_json(lock: Lock) -> dict[str, Any]:
-    return LOCK.dump({
-        "id": lock.id, "scope": lock.scope.removeprefix(SCOPE_PREFIX), "type": lock.type,
-        "resource": lock.resource, "owner": lock.owner, "fencing_token": lock.fencing_token,
-        "acquired_at": lock.acquired_at, "expires_at": lock.expires_at,
-        "expires_in": lock.remaining, "metadata": dict(lock.metadata)})
+    return LOCK.dump(
+        {
+            "id": lock.id,
+            "scope": lock.scope.removeprefix(SCOPE_PREFIX),
+            "type": lock.type,
+            "resource": lock.resource,
+            "owner": lock.owner,
+            "fencing_token": lock.fencing_token,
+            "acquired_at": lock.acquired_at,
+            "expires_at": lock.expires_at,
+            "expires_in": lock.remaining,
+            "metadata": dict(lock.metadata),
+        }
+    )
 
 
 def caller() -> User:
@@ -149,11 +179,13 @@ def body(schema: Schema) -> dict[str, Any]:
     try:
         return schema.load(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        problems = "; ".join(f"{name}: {' '.join(map(str, errors))}"
-                             if isinstance(errors, list) else str(name)
-                             for name, errors in exc.normalized_messages().items())
-        raise ApiError(400, f"Invalid request: {problems}",
-                       details={"fields": exc.messages}) from exc
+        problems = "; ".join(
+            f"{name}: {' '.join(map(str, errors))}" if isinstance(errors, list) else str(name)
+            for name, errors in exc.normalized_messages().items()
+        )
+        raise ApiError(
+            400, f"Invalid request: {problems}", details={"fields": exc.messages}
+        ) from exc
 
 
 def own_lock(lock_id: str) -> Lock:
@@ -181,15 +213,30 @@ def conflict(exc: LockConflict) -> ApiError:
     return ApiError(409, "The resource is held by someone else", details={"holder": holder})
 
 
-ERRORS = {400: ("Invalid request", ErrorSchema), 401: ("No valid key", ErrorSchema),
-          503: ("Lock store unavailable", ErrorSchema)}
+ERRORS = {
+    400: ("Invalid request", ErrorSchema),
+    401: ("No valid key", ErrorSchema),
+    503: ("Lock store unavailable", ErrorSchema),
+}
 
 
-@route(bp, "/locks", "POST", summary="Acquire a lock (optionally waiting in line)", tag=TAG,
-       security=SECURITY, body=AcquireSchema, parameters=[idempotency.PARAMETER],
-       responses={201: ("Acquired", LockSchema), 200: ("Already yours: refreshed", LockSchema),
-                  409: ("Held by someone else (after the wait)", ErrorSchema),
-                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/locks",
+    "POST",
+    summary="Acquire a lock (optionally waiting in line)",
+    tag=TAG,
+    security=SECURITY,
+    body=AcquireSchema,
+    parameters=[idempotency.PARAMETER],
+    responses={
+        201: ("Acquired", LockSchema),
+        200: ("Already yours: refreshed", LockSchema),
+        409: ("Held by someone else (after the wait)", ErrorSchema),
+        422: ("Idempotency-Key reused for another request", ErrorSchema),
+        **ERRORS,
+    },
+)
 @idempotency.idempotent
 def acquire() -> Any:
     user = caller()
@@ -210,10 +257,12 @@ def waiting_slot(waits: bool) -> Iterator[None]:
         yield
         return
     slots = current_app.extensions.setdefault(
-        "v1_waiters", threading.BoundedSemaphore(current_app.config["V1_MAX_WAITERS"]))
+        "v1_waiters", threading.BoundedSemaphore(current_app.config["V1_MAX_WAITERS"])
+    )
     if not slots.acquire(blocking=False):
-        raise ApiError(503, "Too many requests are waiting for locks; try again shortly",
-                       kind="unavailable")
+        raise ApiError(
+            503, "Too many requests are waiting for locks; try again shortly", kind="unavailable"
+        )
     try:
         yield
     finally:
@@ -223,32 +272,61 @@ def waiting_slot(waits: bool) -> Iterator[None]:
 def _acquire(user: User, data: dict[str, Any]) -> AcquireResult:
     try:
         return services().locks.acquire(
-            SCOPE_PREFIX + data["scope"], data["type"], data["resource"], user.id,
-            ttl=data["ttl"], metadata=data["metadata"], wait=data["wait"] or None,
-            request_id=idempotency.request_id(), cancel=draining().is_set)
+            SCOPE_PREFIX + data["scope"],
+            data["type"],
+            data["resource"],
+            user.id,
+            ttl=data["ttl"],
+            metadata=data["metadata"],
+            wait=data["wait"] or None,
+            request_id=idempotency.request_id(),
+            cancel=draining().is_set,
+        )
     except LockConflict as exc:
         raise conflict(exc) from exc
     except WaitCancelled as exc:
-        raise ApiError(503, "The service is shutting down; send the request again",
-                       kind="unavailable") from exc
+        raise ApiError(
+            503, "The service is shutting down; send the request again", kind="unavailable"
+        ) from exc
     except LockNotFound as exc:  # a repeated Idempotency-Key whose lock is gone
-        raise ApiError(409, "The lock this Idempotency-Key acquired was released or has "
-                       "expired", kind="conflict") from exc
+        raise ApiError(
+            409,
+            "The lock this Idempotency-Key acquired was released or has expired",
+            kind="conflict",
+        ) from exc
     except InvalidLockRequest as exc:
         raise ApiError(400, str(exc)) from exc
 
 
-@route(bp, "/locks/<lock_id>", "GET", summary="A lock", tag=TAG, security=SECURITY,
-       responses={200: ("The lock", LockSchema), 404: ("No such lock", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/locks/<lock_id>",
+    "GET",
+    summary="A lock",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("The lock", LockSchema), 404: ("No such lock", ErrorSchema), **ERRORS},
+)
 def get_lock(lock_id: str) -> Any:
     caller()
     return jsonify(to_json(own_lock(lock_id)))
 
 
-@route(bp, "/locks/<lock_id>/refresh", "POST", summary="Extend a lease", tag=TAG,
-       security=SECURITY, body=RefreshSchema,
-       responses={200: ("The lock", LockSchema), 403: ("Not yours", ErrorSchema),
-                  404: ("No such lock", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/locks/<lock_id>/refresh",
+    "POST",
+    summary="Extend a lease",
+    tag=TAG,
+    security=SECURITY,
+    body=RefreshSchema,
+    responses={
+        200: ("The lock", LockSchema),
+        403: ("Not yours", ErrorSchema),
+        404: ("No such lock", ErrorSchema),
+        **ERRORS,
+    },
+)
 def refresh(lock_id: str) -> Any:
     user = caller()
     data = body(REFRESH)
@@ -256,12 +334,21 @@ def refresh(lock_id: str) -> Any:
     return changed(lock, lambda: services().locks.refresh(lock, user.id, data["ttl"]))
 
 
-@route(bp, "/locks/<lock_id>", "DELETE", summary="Release a lock (?force=true: sysadmins)",
-       tag=TAG, security=SECURITY,
-       parameters=[{"name": "force", "in": "query", "required": False,
-                    "schema": {"type": "boolean"}}],
-       responses={200: ("Released", LockSchema), 403: ("Not yours", ErrorSchema),
-                  404: ("No such lock", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "/locks/<lock_id>",
+    "DELETE",
+    summary="Release a lock (?force=true: sysadmins)",
+    tag=TAG,
+    security=SECURITY,
+    parameters=[{"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"}}],
+    responses={
+        200: ("Released", LockSchema),
+        403: ("Not yours", ErrorSchema),
+        404: ("No such lock", ErrorSchema),
+        **ERRORS,
+    },
+)
 def release(lock_id: str) -> Any:
     user = caller()
     force = request.args.get("force", "false").lower() == "true"
@@ -271,15 +358,24 @@ def release(lock_id: str) -> Any:
     return changed(lock, lambda: services().locks.release(lock, user.id, force=force))
 
 
-@route(bp, "/scopes/<scope>/locks", "GET", summary="A scope's live locks, a page at a time",
-       tag=TAG, security=SECURITY,
-       parameters=[{"name": n, "in": "query", "required": False, "schema": schema}
-                   for n, schema in (("owner", {"type": "string"}),
-                                     ("resource", {"type": "string"}),
-                                     ("cursor", {"type": "string"}),
-                                     ("limit", {"type": "integer", "minimum": 1,
-                                                "maximum": 10000}))],
-       responses={200: ("A page", PageSchema), **ERRORS})
+@route(
+    bp,
+    "/scopes/<scope>/locks",
+    "GET",
+    summary="A scope's live locks, a page at a time",
+    tag=TAG,
+    security=SECURITY,
+    parameters=[
+        {"name": n, "in": "query", "required": False, "schema": schema}
+        for n, schema in (
+            ("owner", {"type": "string"}),
+            ("resource", {"type": "string"}),
+            ("cursor", {"type": "string"}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 10000}),
+        )
+    ],
+    responses={200: ("A page", PageSchema), **ERRORS},
+)
 def list_locks(scope: str) -> Any:
     caller()
     args = request.args
@@ -287,19 +383,32 @@ def list_locks(scope: str) -> Any:
         limit = int(args.get("limit", "100"))
         page = services().locks.list(
             # An empty filter is no filter.
-            SCOPE_PREFIX + scope, owner=args.get("owner") or None, type=LOCK_TYPE,
-            resource=args.get("resource") or None, cursor=args.get("cursor"), limit=limit)
+            SCOPE_PREFIX + scope,
+            owner=args.get("owner") or None,
+            type=LOCK_TYPE,
+            resource=args.get("resource") or None,
+            cursor=args.get("cursor"),
+            limit=limit,
+        )
     except (ValueError, InvalidLockRequest) as exc:
         raise ApiError(400, f"Invalid listing: {exc}") from exc
     return jsonify({"locks": [to_json(lock) for lock in page.locks], "cursor": page.cursor})
 
 
-@route(bp, "/validate", "POST", summary="Fencing check: is this token the live lock's?",
-       tag=TAG, security=SECURITY, body=ValidateSchema,
-       responses={200: ("{valid: bool}", None), **ERRORS})
+@route(
+    bp,
+    "/validate",
+    "POST",
+    summary="Fencing check: is this token the live lock's?",
+    tag=TAG,
+    security=SECURITY,
+    body=ValidateSchema,
+    responses={200: ("{valid: bool}", None), **ERRORS},
+)
 def validate_token() -> Any:
     caller()
     data = body(VALIDATE)
-    valid = services().locks.validate(SCOPE_PREFIX + data["scope"], data["type"],
-                                      data["resource"], data["fencing_token"])
+    valid = services().locks.validate(
+        SCOPE_PREFIX + data["scope"], data["type"], data["resource"], data["fencing_token"]
+    )
     return jsonify({"valid": valid})

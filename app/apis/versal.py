@@ -48,8 +48,12 @@ class Id(fields.Field):
 
 
 #: What ``Id`` takes: text that is not blank, or a 64-bit integer.
-ID_DOC = {"anyOf": [{"type": "string", "pattern": r"\S"},
-                    {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}]}
+ID_DOC = {
+    "anyOf": [
+        {"type": "string", "pattern": r"\S"},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    ]
+}
 
 
 class SubjectSchema(Schema):
@@ -104,7 +108,7 @@ def scope_of(course_key: str) -> str:
 
 def course_of(scope: str) -> str | None:
     prefix = scope_of("")
-    return scope[len(prefix):] if scope.startswith(prefix) else None
+    return scope[len(prefix) :] if scope.startswith(prefix) else None
 
 
 #: Built once: a schema is reusable, and building one per request costs more than using it.
@@ -122,11 +126,17 @@ def lock_request(data: dict[str, Any]) -> dict[str, Any]:
     here, as the schema would, without it; anything else goes through the schema, for its
     conversions and its error messages."""
     subject = data.get("subject")
-    if (data.get("type") == LOCK_TYPE and type(data["type"]) is str
-            and type(subject) is dict and _plain_id(subject.get("courseId"))
-            and _plain_id(subject.get("gadgetId"))):
-        return {"type": LOCK_TYPE, "subject": {"courseId": subject["courseId"],
-                                               "gadgetId": subject["gadgetId"]}}
+    if (
+        data.get("type") == LOCK_TYPE
+        and type(data["type"]) is str
+        and type(subject) is dict
+        and _plain_id(subject.get("courseId"))
+        and _plain_id(subject.get("gadgetId"))
+    ):
+        return {
+            "type": LOCK_TYPE,
+            "subject": {"courseId": subject["courseId"], "gadgetId": subject["gadgetId"]},
+        }
     return LOCK_REQUEST.load(data)  # type: ignore[no-any-return]
 
 
@@ -187,14 +197,28 @@ ERRORS = {
 }
 
 
-@route(bp, "", "GET", summary="Get active locks: all gadget locks of a course", tag=TAG,
-       security=SECURITY,
-       parameters=[{"name": "subject.courseId", "in": "query", "required": True,
-                    "schema": {"type": "string", "pattern": r"\S"},
-                    "description": "The course key"}],
-       responses={200: ("Array of Resource lock", {"type": "array",
-                                                    "items": ResourceLockSchema}),
-                  400: ("Bad request", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "",
+    "GET",
+    summary="Get active locks: all gadget locks of a course",
+    tag=TAG,
+    security=SECURITY,
+    parameters=[
+        {
+            "name": "subject.courseId",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "pattern": r"\S"},
+            "description": "The course key",
+        }
+    ],
+    responses={
+        200: ("Array of Resource lock", {"type": "array", "items": ResourceLockSchema}),
+        400: ("Bad request", ErrorSchema),
+        **ERRORS,
+    },
+)
 def list_locks() -> Any:
     user = caller()
     course_key = request.args.get("subject.courseId", "")
@@ -205,13 +229,23 @@ def list_locks() -> Any:
     return json_response([resource_lock(lock) for lock in locks]), 200
 
 
-@route(bp, "", "POST", summary="Lock resource (releases the caller's previous gadget lock)",
-       tag=TAG, security=SECURITY, body=LockRequestSchema,
-       parameters=[idempotency.PARAMETER],
-       responses={201: ("Resource lock", ResourceLockSchema),
-                  400: ("Bad request", ErrorSchema),
-                  409: ("Idempotency-Key: its lock is gone", ErrorSchema),
-                  422: ("Idempotency-Key reused for another request", ErrorSchema), **ERRORS})
+@route(
+    bp,
+    "",
+    "POST",
+    summary="Lock resource (releases the caller's previous gadget lock)",
+    tag=TAG,
+    security=SECURITY,
+    body=LockRequestSchema,
+    parameters=[idempotency.PARAMETER],
+    responses={
+        201: ("Resource lock", ResourceLockSchema),
+        400: ("Bad request", ErrorSchema),
+        409: ("Idempotency-Key: its lock is gone", ErrorSchema),
+        422: ("Idempotency-Key reused for another request", ErrorSchema),
+        **ERRORS,
+    },
+)
 @idempotency.idempotent
 def acquire() -> Any:
     user = caller()
@@ -233,14 +267,19 @@ def acquire() -> Any:
         raise ApiError(404, f"Gadget '{gadget}' not found")
     try:
         result = services().locks.acquire(
-            scope_of(course_key), LOCK_TYPE, gadget, user.id,
+            scope_of(course_key),
+            LOCK_TYPE,
+            gadget,
+            user.id,
             metadata={"name": user.name, "email": user.email},
-            request_id=idempotency.request_id())
+            request_id=idempotency.request_id(),
+        )
     except LockConflict as exc:
         raise ApiError(403, LOCKED) from exc
     except LockNotFound as exc:  # a repeated Idempotency-Key whose lock is gone
-        raise ApiError(409, "The lock this Idempotency-Key took was released or has "
-                       "expired") from exc
+        raise ApiError(
+            409, "The lock this Idempotency-Key took was released or has expired"
+        ) from exc
     return json_response(resource_lock(result.lock)), 201
 
 
@@ -248,8 +287,15 @@ def _lock_not_found(lock_id: str) -> ApiError:
     return ApiError(404, f"Lock '{lock_id}' not found")
 
 
-@route(bp, "/<lock_id>", "DELETE", summary="Unlock resource", tag=TAG, security=SECURITY,
-       responses={200: ("Released: {}", None), **ERRORS})
+@route(
+    bp,
+    "/<lock_id>",
+    "DELETE",
+    summary="Unlock resource",
+    tag=TAG,
+    security=SECURITY,
+    responses={200: ("Released: {}", None), **ERRORS},
+)
 def release(lock_id: str) -> Any:
     user = caller()
     locks = services().locks

@@ -50,8 +50,7 @@ class LockIdConverter(BaseConverter):
     regex = r"(?!check(?![^/]))[^/]+"
 
 
-bp.record_once(lambda state: state.app.url_map.converters.setdefault("lockid",
-                                                                     LockIdConverter))
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("lockid", LockIdConverter))
 TAG = "Vidispine deletion locks"
 NS = "http://xml.vidispine.com/schema/vidispine"
 SCOPE = "vidispine"
@@ -61,14 +60,24 @@ ID_PREFIX = "VX-"
 
 # -- envelope -----------------------------------------------------------------------------
 
-ERROR_KINDS = {400: "invalidInput", 401: "notAuthenticated", 403: "permissionDenied",
-               404: "notFound", 405: "invalidInput", 409: "conflict", 503: "unavailable"}
+ERROR_KINDS = {
+    400: "invalidInput",
+    401: "notAuthenticated",
+    403: "permissionDenied",
+    404: "notFound",
+    405: "invalidInput",
+    409: "conflict",
+    503: "unavailable",
+}
 
 
 def wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/xml", "application/json"])
-    return best == "application/json" and request.accept_mimetypes["application/json"] > \
-        request.accept_mimetypes["application/xml"]
+    return (
+        best == "application/json"
+        and request.accept_mimetypes["application/json"]
+        > request.accept_mimetypes["application/xml"]
+    )
 
 
 def render(root: str, body: dict[str, Any], status: int = 200) -> Response:
@@ -79,8 +88,10 @@ def render(root: str, body: dict[str, Any], status: int = 200) -> Response:
         element = ET.Element(root, xmlns=NS)
         _to_xml(element, body)
         text = ET.tostring(element, encoding="unicode")
-        response = Response('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                            + text, mimetype="application/xml")
+        response = Response(
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + text,
+            mimetype="application/xml",
+        )
     response.status_code = status
     return response
 
@@ -112,9 +123,12 @@ HTTP_MESSAGES = {404: "No such resource", 405: "Method not allowed on this resou
 register_envelope(bp, envelope, HTTP_MESSAGES)
 register_prefix("/API", envelope, HTTP_MESSAGES)
 REGISTRY.security_schemes["VidispineBasic"] = {"type": "http", "scheme": "basic"}
-REGISTRY.security_schemes["VidispineToken"] = {"type": "apiKey", "in": "header",
-                                                "name": "Authorization",
-                                                "description": "token <key>"}
+REGISTRY.security_schemes["VidispineToken"] = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": "token <key>",
+}
 SECURITY = [{"VidispineBasic": []}, {"VidispineToken": []}]
 
 
@@ -131,8 +145,14 @@ def not_found(what: str, ident: str) -> ApiError:
 
 def any_case(*words: str, anchored: bool = True) -> str:
     """A pattern matching any of ``words`` in any letter case (the API lowers them)."""
-    either = "(?:" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c
-                                      for c in word) for word in words) + ")"
+    either = (
+        "(?:"
+        + "|".join(
+            "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+            for word in words
+        )
+        + ")"
+    )
     return f"^{either}$" if anchored else either
 
 
@@ -150,12 +170,20 @@ class DeletionLockSchema(Schema):
 
     id = fields.String(dump_only=True, metadata={"example": "VX-44800005283200001"})
     user = fields.String(dump_only=True)
-    expiryTime = fields.String(required=True, metadata={
-        "description": "ISO 8601, with an offset (else UTC); in the future, before the year "
-                       "10000 UTC"})
+    expiryTime = fields.String(
+        required=True,
+        metadata={
+            "description": "ISO 8601, with an offset (else UTC); in the future, before the year "
+            "10000 UTC"
+        },
+    )
     modified = fields.String(dump_only=True)
-    entityType = fields.String(metadata={"description": "Item, Collection, Library or File",
-                                         "pattern": any_case(*ENTITY_TYPES)})
+    entityType = fields.String(
+        metadata={
+            "description": "Item, Collection, Library or File",
+            "pattern": any_case(*ENTITY_TYPES),
+        }
+    )
     entityId = fields.String(validate=Limited("name", "entityId"))
     isExpired = fields.Boolean(dump_only=True)
     isInherited = fields.Boolean(dump_only=True)
@@ -166,16 +194,22 @@ class DeletionLockSchema(Schema):
 class DeletionLockNamingSchema(DeletionLockSchema):
     """DeletionLockDocument naming its entity (POST /API/deletion-lock)."""
 
-    entityType = fields.String(required=True, metadata={
-        "description": "Item, Collection, Library or File", "pattern": any_case(*ENTITY_TYPES)})
+    entityType = fields.String(
+        required=True,
+        metadata={
+            "description": "Item, Collection, Library or File",
+            "pattern": any_case(*ENTITY_TYPES),
+        },
+    )
     entityId = fields.String(required=True, validate=Limited("name", "entityId"))
 
 
 class DeletionLockUpdateSchema(DeletionLockSchema):
     """DeletionLockDocument changing a lock: expiryTime and/or metadata."""
 
-    expiryTime = fields.String(metadata={"description": "ISO 8601, with an offset (else UTC);"
-                                                        " in the future"})
+    expiryTime = fields.String(
+        metadata={"description": "ISO 8601, with an offset (else UTC); in the future"}
+    )
 
 
 class DeletionLockListSchema(Schema):
@@ -195,11 +229,14 @@ class ErrorSchema(Schema):
     error = fields.Dict()
 
 
-for _schema, _root in ((DeletionLockSchema, "DeletionLockDocument"),
-                       (DeletionLockNamingSchema, "DeletionLockDocument"),
-                       (DeletionLockUpdateSchema, "DeletionLockDocument"),
-                       (DeletionLockListSchema, "DeletionLockListDocument"),
-                       (MetadataSchema, "MetadataDocument"), (ErrorSchema, "ExceptionDocument")):
+for _schema, _root in (
+    (DeletionLockSchema, "DeletionLockDocument"),
+    (DeletionLockNamingSchema, "DeletionLockDocument"),
+    (DeletionLockUpdateSchema, "DeletionLockDocument"),
+    (DeletionLockListSchema, "DeletionLockListDocument"),
+    (MetadataSchema, "MetadataDocument"),
+    (ErrorSchema, "ExceptionDocument"),
+):
     REGISTRY.xml[_schema] = {"name": _root, "namespace": NS}
 
 
@@ -223,8 +260,9 @@ def caller(role: str) -> User:
     elif scheme.lower() in ("token", "bearer"):
         user = user_for_key(value)
     if user is None:
-        raise ApiError(401, "Authentication required: HTTP Basic (user, API key) or "
-                            "Authorization: token <key>")
+        raise ApiError(
+            401, "Authentication required: HTTP Basic (user, API key) or Authorization: token <key>"
+        )
     allowed = {READ, WRITE} if role == READ else {WRITE}
     if not (user.is_sysadmin or allowed & user.roles):
         raise ApiError(403, f"User {user.id} lacks the role {role}")
@@ -246,7 +284,8 @@ def entity(etype: str, entity_id: str, storage_id: str | None = None) -> Entity:
     if record is None or (storage_id is not None and record.get("storage") != storage_id):
         raise not_found(etype.capitalize(), entity_id)
     containers = tuple(("collection", c) for c in record.get("collections", [])) + tuple(
-        ("library", c) for c in record.get("libraries", []))
+        ("library", c) for c in record.get("libraries", [])
+    )
     return Entity(etype, entity_id, containers)
 
 
@@ -261,8 +300,11 @@ def iso(seconds: float) -> str:
     try:
         moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
-        moment = datetime.max.replace(tzinfo=timezone.utc) if seconds > 0 else \
-            datetime.min.replace(tzinfo=timezone.utc)
+        moment = (
+            datetime.max.replace(tzinfo=timezone.utc)
+            if seconds > 0
+            else datetime.min.replace(tzinfo=timezone.utc)
+        )
     return moment.isoformat(timespec="milliseconds")
 
 
@@ -270,15 +312,19 @@ def parse_instant(text: str, context: str) -> float:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise invalid(context, f"{context}: '{text}' is not an ISO 8601 date and time "
-                               "(write '+' in an offset as %2B in a URL)") from None
+        raise invalid(
+            context,
+            f"{context}: '{text}' is not an ISO 8601 date and time "
+            "(write '+' in an offset as %2B in a URL)",
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     try:
         moment.astimezone(timezone.utc)
     except OverflowError:
-        raise invalid(context, f"{context}: '{text}' is outside the years 1 to 9999 (UTC)"
-                      ) from None
+        raise invalid(
+            context, f"{context}: '{text}' is outside the years 1 to 9999 (UTC)"
+        ) from None
     return moment.timestamp()
 
 
@@ -329,7 +375,7 @@ def bounded(metadata: dict[str, str]) -> dict[str, str]:
 def _json_fields(value: Any) -> dict[str, str]:
     items = value.get("field", []) if isinstance(value, dict) else None
     if not isinstance(items, list):
-        raise invalid("metadata", "metadata: expected {\"field\": [{\"key\", \"value\"}]}")
+        raise invalid("metadata", 'metadata: expected {"field": [{"key", "value"}]}')
     out = {}
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
@@ -346,13 +392,16 @@ def parse_xml(root_name: str) -> Any:
     try:
         root = SafeET.fromstring(request.get_data(), forbid_dtd=True)
     except (ET.ParseError, DefusedXmlException) as exc:
-        raise invalid("body", f"body: not acceptable XML ({exc.__class__.__name__}: {exc})"
-                      ) from None
+        raise invalid(
+            "body", f"body: not acceptable XML ({exc.__class__.__name__}: {exc})"
+        ) from None
     except (ValueError, LookupError) as exc:
         # expat reads single-byte encodings only: UTF-7, Shift JIS, EUC-JP or an unknown
         # name in the declaration are refused here.
-        raise invalid("body", f"body: the XML declares an encoding this service does not "
-                              f"read ({exc}); send UTF-8") from None
+        raise invalid(
+            "body",
+            f"body: the XML declares an encoding this service does not read ({exc}); send UTF-8",
+        ) from None
     if root.tag not in (f"{{{NS}}}{root_name}", root_name):
         raise invalid("body", f"body: expected a {root_name}")
     return root
@@ -364,8 +413,9 @@ def parse_json() -> Any:
     except ValueError as exc:
         raise invalid("body", f"body: not acceptable JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise invalid("body", "body: expected a JSON object (or XML with Content-Type "
-                              "application/xml)")
+        raise invalid(
+            "body", "body: expected a JSON object (or XML with Content-Type application/xml)"
+        )
     return data
 
 
@@ -379,16 +429,21 @@ def lock_body(require_expiry: bool) -> Body:
             found = root.findtext(f"{{{NS}}}{name}")
             return found if found is not None else root.findtext(name)
 
-        expiry, body.entity_type, body.entity_id = (text("expiryTime"), text("entityType"),
-                                                    text("entityId"))
+        expiry, body.entity_type, body.entity_id = (
+            text("expiryTime"),
+            text("entityType"),
+            text("entityId"),
+        )
         meta = root.find(f"{{{NS}}}metadata")
         meta = meta if meta is not None else root.find("metadata")
         body.metadata = _xml_fields(meta) if meta is not None else None
     else:
         data = parse_json()
-        expiry, body.entity_type, body.entity_id = (data.get("expiryTime"),
-                                                    data.get("entityType"),
-                                                    data.get("entityId"))
+        expiry, body.entity_type, body.entity_id = (
+            data.get("expiryTime"),
+            data.get("entityType"),
+            data.get("entityId"),
+        )
         if expiry is not None and not isinstance(expiry, str):
             raise invalid("expiryTime", "expiryTime: expected an ISO 8601 string")
         for name in ("entityType", "entityId"):
@@ -432,8 +487,13 @@ class Filters:
     @property
     def narrowing(self) -> bool:
         """Whether anything but paging and entity types filters the locks."""
-        return bool(self.only_effective or self.metadata or self.users is not None
-                    or self.low is not None or self.high is not None)
+        return bool(
+            self.only_effective
+            or self.metadata
+            or self.users is not None
+            or self.low is not None
+            or self.high is not None
+        )
 
     def accepts(self, lock: Lock) -> bool:
         if self.users is not None and lock.owner not in self.users:
@@ -443,8 +503,10 @@ class Filters:
         expiry = lock.expires_at or 0.0
         if self.low is not None and (expiry < self.low or (self.low_open and expiry == self.low)):
             return False
-        return not (self.high is not None and (
-            expiry > self.high or (self.high_open and expiry == self.high)))
+        return not (
+            self.high is not None
+            and (expiry > self.high or (self.high_open and expiry == self.high))
+        )
 
 
 RANGE = re.compile(r"^([\[(])(.+?)\.\.(.+?)([\])])$")
@@ -488,18 +550,22 @@ def filters(allow_types: bool) -> Filters:
         wanted = [t.strip().lower() for t in args["entityTypes"].split(",") if t.strip()]
         unknown = [t for t in wanted if t not in (*ENTITY_TYPES, "all")]
         if unknown or not wanted:
-            raise invalid("entityTypes", f"entityTypes: unknown {', '.join(unknown) or '(none)'}"
-                          f"; valid: {', '.join(ENTITY_TYPES)}, all")
-        f.types = ENTITY_TYPES if "all" in wanted else tuple(
-            t for t in ENTITY_TYPES if t in wanted)
+            raise invalid(
+                "entityTypes",
+                f"entityTypes: unknown {', '.join(unknown) or '(none)'}"
+                f"; valid: {', '.join(ENTITY_TYPES)}, all",
+            )
+        f.types = ENTITY_TYPES if "all" in wanted else tuple(t for t in ENTITY_TYPES if t in wanted)
     return f
 
 
 def _parse_range(f: Filters, interval: str) -> None:
     match = RANGE.match(interval.strip())
     if not match:
-        raise invalid("range", f"range: '{interval}' is not one of [a..b] (a..b) [a..b) "
-                               "(a..b] (*..b] [a..*) (*..*)")
+        raise invalid(
+            "range",
+            f"range: '{interval}' is not one of [a..b] (a..b) [a..b) (a..b] (*..b] [a..*) (*..*)",
+        )
     opening, low, high, closing = match.groups()
     if (low == "*" and opening != "(") or (high == "*" and closing != ")"):
         raise invalid("range", f"range: '{interval}': an open end '*' takes a round bracket")
@@ -511,8 +577,9 @@ def _parse_range(f: Filters, interval: str) -> None:
         raise invalid("range", f"range: '{interval}' starts after it ends")
 
 
-def listing(entries: Iterator[tuple[Lock, bool, bool]], f: Filters,
-            total: int | None = None) -> Response:
+def listing(
+    entries: Iterator[tuple[Lock, bool, bool]], f: Filters, total: int | None = None
+) -> Response:
     """Page (first, number) over filtered entries, counting every hit."""
     page, hits = [], 0
     for lock, inherited, effective in entries:
@@ -531,8 +598,9 @@ def listing(entries: Iterator[tuple[Lock, bool, bool]], f: Filters,
 
 
 def own_locks(etype: str, entity_id: str) -> list[Lock]:
-    return list(services().locks.iter_locks(SCOPE, type=lock_type(etype), resource=entity_id,
-                                            limit=1000))
+    return list(
+        services().locks.iter_locks(SCOPE, type=lock_type(etype), resource=entity_id, limit=1000)
+    )
 
 
 def entity_locks(e: Entity) -> list[tuple[Lock, bool, bool]]:
@@ -541,8 +609,10 @@ def entity_locks(e: Entity) -> list[tuple[Lock, bool, bool]]:
     for ctype, cid in e.containers:
         locks += [(lock, True) for lock in own_locks(ctype, cid)]
     winner = max(locks, key=lambda pair: pair[0].expires_at or 0.0, default=None)
-    return [(lock, inherited, winner is not None and lock.id == winner[0].id)
-            for lock, inherited in locks]
+    return [
+        (lock, inherited, winner is not None and lock.id == winner[0].id)
+        for lock, inherited in locks
+    ]
 
 
 def described(lock: Lock) -> dict[str, Any]:
@@ -597,12 +667,19 @@ def create(user: User, e: Entity, body: Body) -> Response:
 def _create(user: User, e: Entity, body: Body) -> Response:
     assert body.expiry is not None
     try:
-        result = services().locks.acquire(SCOPE, lock_type(e.type), e.id, user.id,
-                                          expires_at=body.expiry, metadata=body.metadata or {},
-                                          request_id=idempotency.request_id())
+        result = services().locks.acquire(
+            SCOPE,
+            lock_type(e.type),
+            e.id,
+            user.id,
+            expires_at=body.expiry,
+            metadata=body.metadata or {},
+            request_id=idempotency.request_id(),
+        )
     except LockNotFound:  # a repeated Idempotency-Key whose lock is gone
-        raise ApiError(409, "The lock this Idempotency-Key created was deleted or has "
-                       "expired") from None
+        raise ApiError(
+            409, "The lock this Idempotency-Key created was deleted or has expired"
+        ) from None
     except InvalidLockRequest:
         raise invalid("expiryTime", "expiryTime is in the past") from None
     return render("DeletionLockDocument", described(result.lock))
@@ -612,9 +689,14 @@ def update(user: User, lock: Lock, body: Body) -> Response:
     if body.expiry is None and body.metadata is None:
         raise invalid("body", "nothing to update: give expiryTime and/or metadata")
     try:
-        updated = services().locks.refresh(lock, user.id, force=True, expires_at=body.expiry,
-                                           metadata=body.metadata,
-                                           replace_metadata=body.metadata is not None)
+        updated = services().locks.refresh(
+            lock,
+            user.id,
+            force=True,
+            expires_at=body.expiry,
+            metadata=body.metadata,
+            replace_metadata=body.metadata is not None,
+        )
     except InvalidLockRequest:
         raise invalid("expiryTime", "expiryTime is in the past") from None
     except LockNotFound:
@@ -630,11 +712,11 @@ def release(user: User, lock: Lock) -> Response:
     return Response(status=200)
 
 
-def change_metadata(user: User, lock: Lock, changes: dict[str, str | None],
-                    replace: bool) -> Lock:
+def change_metadata(user: User, lock: Lock, changes: dict[str, str | None], replace: bool) -> Lock:
     try:
-        return services().locks.refresh(lock, user.id, force=True, metadata=changes,
-                                        replace_metadata=replace)
+        return services().locks.refresh(
+            lock, user.id, force=True, metadata=changes, replace_metadata=replace
+        )
     except LockNotFound:
         raise not_found("DeletionLock", ID_PREFIX + lock.id) from None
 
@@ -643,46 +725,82 @@ def change_metadata(user: User, lock: Lock, changes: dict[str, str | None],
 
 ENTITY = "/<any(item, collection, library, file):etype>/<entity_id>"
 STORAGE_FILE = "/storage/<storage_id>/<any(file):etype>/<entity_id>"
-ERRORS = {400: ("invalidInput", ErrorSchema), 401: ("Not authenticated", ErrorSchema),
-          403: ("Missing role", ErrorSchema), 404: ("notFound", ErrorSchema),
-          503: ("Lock store unavailable", ErrorSchema)}
+ERRORS = {
+    400: ("invalidInput", ErrorSchema),
+    401: ("Not authenticated", ErrorSchema),
+    403: ("Missing role", ErrorSchema),
+    404: ("notFound", ErrorSchema),
+    503: ("Lock store unavailable", ErrorSchema),
+}
 LIST_PARAMS = [
     {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
     for name, schema, text in (
         ("onlyEffective", {"type": "boolean"}, "only the effective lock"),
         ("first", {"type": "integer", "minimum": 1}, "1-based offset, default 1"),
         ("number", {"type": "integer", "minimum": 0}, "page size, default 100"),
-        ("metadata", {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
-         "key=value, repeatable"),
+        (
+            "metadata",
+            {"type": "array", "items": {"type": "string", "pattern": "^[^=]+="}},
+            "key=value, repeatable",
+        ),
         ("username", {"type": "string"}, "comma-separated user names"),
-        ("range", {"type": "string"}, "expiry interval: [a..b] (a..b) [a..b) (a..b] (*..b] "
-                                      "[a..*) (*..*), ISO 8601"),
+        (
+            "range",
+            {"type": "string"},
+            "expiry interval: [a..b] (a..b) [a..b) (a..b] (*..b] [a..*) (*..*), ISO 8601",
+        ),
     )
 ]
-TYPES_PARAM = {"name": "entityTypes", "in": "query", "required": False,
-               "schema": {"type": "string", "pattern": r"^\s*(?:" + any_case(
-                   *ENTITY_TYPES, "all", anchored=False) + r"\s*(?:,\s*|$))+$"},
-               "description": "item, collection, library, file, all (default); "
-                              "comma-separated"}
+TYPES_PARAM = {
+    "name": "entityTypes",
+    "in": "query",
+    "required": False,
+    "schema": {
+        "type": "string",
+        "pattern": r"^\s*(?:"
+        + any_case(*ENTITY_TYPES, "all", anchored=False)
+        + r"\s*(?:,\s*|$))+$",
+    },
+    "description": "item, collection, library, file, all (default); comma-separated",
+}
 
 
 def _doc(rule: str, method: str, summary: str, **extra: Any) -> Any:
     responses = extra.pop("responses", {200: ("DeletionLockDocument", DeletionLockSchema)})
-    return route(bp, rule, method, summary=summary, tag=TAG, security=SECURITY,
-                 response_media=DOC_MEDIA, responses={**responses, **ERRORS}, **extra)
+    return route(
+        bp,
+        rule,
+        method,
+        summary=summary,
+        tag=TAG,
+        security=SECURITY,
+        response_media=DOC_MEDIA,
+        responses={**responses, **ERRORS},
+        **extra,
+    )
 
 
 LIST_RESPONSE = {200: ("DeletionLockListDocument", DeletionLockListSchema)}
 #: The create calls take an Idempotency-Key (app/idempotency.py).
-CREATE = {"body": DeletionLockSchema, "body_media": DOC_MEDIA,
-          "parameters": [idempotency.PARAMETER],
-          "responses": {200: ("DeletionLockDocument", DeletionLockSchema),
-                        409: ("Idempotency-Key: its lock is gone", ErrorSchema),
-                        422: ("Idempotency-Key reused for another request", ErrorSchema)}}
+CREATE = {
+    "body": DeletionLockSchema,
+    "body_media": DOC_MEDIA,
+    "parameters": [idempotency.PARAMETER],
+    "responses": {
+        200: ("DeletionLockDocument", DeletionLockSchema),
+        409: ("Idempotency-Key: its lock is gone", ErrorSchema),
+        422: ("Idempotency-Key reused for another request", ErrorSchema),
+    },
+}
 
 
-@_doc("/deletion-lock", "GET", "All deletion locks, filtered and paged",
-      parameters=[*LIST_PARAMS, TYPES_PARAM], responses=LIST_RESPONSE)
+@_doc(
+    "/deletion-lock",
+    "GET",
+    "All deletion locks, filtered and paged",
+    parameters=[*LIST_PARAMS, TYPES_PARAM],
+    responses=LIST_RESPONSE,
+)
 def list_all() -> Any:
     caller(READ)
     f = filters(allow_types=True)
@@ -692,9 +810,13 @@ def list_all() -> Any:
     return listing(all_locks(f.types), f, total)
 
 
-@_doc("/<any(item, collection, library, file):etype>/deletion-lock", "GET",
-      "All deletion locks set on entities of one type", parameters=LIST_PARAMS,
-      responses=LIST_RESPONSE)
+@_doc(
+    "/<any(item, collection, library, file):etype>/deletion-lock",
+    "GET",
+    "All deletion locks set on entities of one type",
+    parameters=LIST_PARAMS,
+    responses=LIST_RESPONSE,
+)
 def list_type(etype: str) -> Any:
     caller(READ)
     return listing(all_locks((etype,)), filters(allow_types=False))
@@ -704,19 +826,30 @@ def _create_from_document(user: User, etype: str | None) -> Response:
     body = lock_body(require_expiry=True)
     kind = (body.entity_type or etype or "").lower()
     if kind not in ENTITY_TYPES or not body.entity_id or (etype and kind != etype):
-        raise invalid("entityId", "this URL names no entity: give entityType and entityId "
-                                  "in the document, or POST to /API/{type}/{id}/deletion-lock")
+        raise invalid(
+            "entityId",
+            "this URL names no entity: give entityType and entityId "
+            "in the document, or POST to /API/{type}/{id}/deletion-lock",
+        )
     return create(user, entity(kind, body.entity_id), body)
 
 
-@_doc("/deletion-lock", "POST", "Create a lock on the entity the document names",
-      **{**CREATE, "body": DeletionLockNamingSchema})
+@_doc(
+    "/deletion-lock",
+    "POST",
+    "Create a lock on the entity the document names",
+    **{**CREATE, "body": DeletionLockNamingSchema},
+)
 def create_any() -> Any:
     return _create_from_document(caller(WRITE), None)
 
 
-@_doc("/<any(item, collection, library, file):etype>/deletion-lock", "POST",
-      "Create a lock on the entity of this type the document names", **CREATE)
+@_doc(
+    "/<any(item, collection, library, file):etype>/deletion-lock",
+    "POST",
+    "Create a lock on the entity of this type the document names",
+    **CREATE,
+)
 def create_typed(etype: str) -> Any:
     return _create_from_document(caller(WRITE), etype)
 
@@ -727,15 +860,21 @@ def get_lock(lock_id: str) -> Any:
     return render("DeletionLockDocument", described(find_lock(lock_id)))
 
 
-@_doc("/deletion-lock/<lockid:lock_id>", "PUT", "Update a lock (expiryTime, metadata)",
-      body=DeletionLockUpdateSchema, body_media=DOC_MEDIA)
+@_doc(
+    "/deletion-lock/<lockid:lock_id>",
+    "PUT",
+    "Update a lock (expiryTime, metadata)",
+    body=DeletionLockUpdateSchema,
+    body_media=DOC_MEDIA,
+)
 def put_lock(lock_id: str) -> Any:
     user = caller(WRITE)
     return update(user, find_lock(lock_id), lock_body(require_expiry=False))
 
 
-@_doc("/deletion-lock/<lockid:lock_id>", "DELETE", "Delete a lock",
-      responses={200: ("Deleted", None)})
+@_doc(
+    "/deletion-lock/<lockid:lock_id>", "DELETE", "Delete a lock", responses={200: ("Deleted", None)}
+)
 def delete_lock(lock_id: str) -> Any:
     user = caller(WRITE)
     return release(user, find_lock(lock_id))
@@ -762,45 +901,72 @@ def _register_entity_views(prefix: str, suffix: str) -> None:
         e = resolve(etype, entity_id, storage_id)
         for lock, inherited, effective in entity_locks(e):
             if effective:
-                return render("DeletionLockDocument",
-                              document(lock, inherited=inherited, effective=True), 409)
-        return render("DeletionCheckDocument", {"entityType": etype.capitalize(),
-                                                "entityId": entity_id, "deletable": True})
+                return render(
+                    "DeletionLockDocument", document(lock, inherited=inherited, effective=True), 409
+                )
+        return render(
+            "DeletionCheckDocument",
+            {"entityType": etype.capitalize(), "entityId": entity_id, "deletable": True},
+        )
 
-    def get_entity_lock(etype: str, entity_id: str, lock_id: str,
-                        storage_id: str | None = None) -> Any:
+    def get_entity_lock(
+        etype: str, entity_id: str, lock_id: str, storage_id: str | None = None
+    ) -> Any:
         caller(READ)
         lock = find_lock(lock_id, resolve(etype, entity_id, storage_id))
         return render("DeletionLockDocument", described(lock))
 
-    def put_entity_lock(etype: str, entity_id: str, lock_id: str,
-                        storage_id: str | None = None) -> Any:
+    def put_entity_lock(
+        etype: str, entity_id: str, lock_id: str, storage_id: str | None = None
+    ) -> Any:
         user = caller(WRITE)
         lock = find_lock(lock_id, resolve(etype, entity_id, storage_id))
         return update(user, lock, lock_body(require_expiry=False))
 
-    def delete_entity_lock(etype: str, entity_id: str, lock_id: str,
-                           storage_id: str | None = None) -> Any:
+    def delete_entity_lock(
+        etype: str, entity_id: str, lock_id: str, storage_id: str | None = None
+    ) -> Any:
         user = caller(WRITE)
         return release(user, find_lock(lock_id, resolve(etype, entity_id, storage_id)))
 
-    for view in (list_entity, create_entity, check_entity, get_entity_lock, put_entity_lock,
-                 delete_entity_lock):
+    for view in (
+        list_entity,
+        create_entity,
+        check_entity,
+        get_entity_lock,
+        put_entity_lock,
+        delete_entity_lock,
+    ):
         view.__name__ = f"{view.__name__}{suffix}"
     base = f"{prefix}/deletion-lock"
-    _doc(base, "GET", "All locks of an entity, its own and inherited ones",
-         parameters=LIST_PARAMS, responses=LIST_RESPONSE)(list_entity)
-    _doc(base, "POST", "Create a lock on the entity (expiryTime required)",
-         **CREATE)(create_entity)
-    _doc(f"{base}/check", "GET", "May the entity be deleted or moved: 409 with the effective "
-         "lock, or 200", responses={200: ("Deletable", None),
-                                    409: ("Effectively locked", DeletionLockSchema)})(
-        check_entity)
+    _doc(
+        base,
+        "GET",
+        "All locks of an entity, its own and inherited ones",
+        parameters=LIST_PARAMS,
+        responses=LIST_RESPONSE,
+    )(list_entity)
+    _doc(base, "POST", "Create a lock on the entity (expiryTime required)", **CREATE)(create_entity)
+    _doc(
+        f"{base}/check",
+        "GET",
+        "May the entity be deleted or moved: 409 with the effective lock, or 200",
+        responses={200: ("Deletable", None), 409: ("Effectively locked", DeletionLockSchema)},
+    )(check_entity)
     _doc(f"{base}/<lockid:lock_id>", "GET", "Retrieve a lock set on the entity")(get_entity_lock)
-    _doc(f"{base}/<lockid:lock_id>", "PUT", "Update a lock set on the entity",
-         body=DeletionLockUpdateSchema, body_media=DOC_MEDIA)(put_entity_lock)
-    _doc(f"{base}/<lockid:lock_id>", "DELETE", "Delete a lock set on the entity",
-         responses={200: ("Deleted", None)})(delete_entity_lock)
+    _doc(
+        f"{base}/<lockid:lock_id>",
+        "PUT",
+        "Update a lock set on the entity",
+        body=DeletionLockUpdateSchema,
+        body_media=DOC_MEDIA,
+    )(put_entity_lock)
+    _doc(
+        f"{base}/<lockid:lock_id>",
+        "DELETE",
+        "Delete a lock set on the entity",
+        responses={200: ("Deleted", None)},
+    )(delete_entity_lock)
     _register_metadata_views(f"{base}/<lockid:lock_id>", suffix, resolve)
 
 
@@ -848,14 +1014,30 @@ def _register_metadata_views(base: str, suffix: str, resolve: Any) -> None:
         view.__name__ = f"{view.__name__}{suffix}"
     meta = {200: ("MetadataDocument", MetadataSchema)}
     _doc(f"{base}/metadata", "GET", "A lock's metadata", responses=meta)(get_metadata)
-    _doc(f"{base}/metadata", "PUT", "Replace a lock's metadata", body=MetadataSchema,
-         body_media=DOC_MEDIA, responses=meta)(put_metadata)
+    _doc(
+        f"{base}/metadata",
+        "PUT",
+        "Replace a lock's metadata",
+        body=MetadataSchema,
+        body_media=DOC_MEDIA,
+        responses=meta,
+    )(put_metadata)
     text = {200: ("The value, text/plain", None)}
     _doc(f"{base}/metadata/<key>", "GET", "One metadata value", responses=text)(get_key)
-    _doc(f"{base}/metadata/<key>", "PUT", "Set one metadata value (body: the value as text)",
-         body={"type": "string"}, body_media=("text/plain",), responses=text)(put_key)
-    _doc(f"{base}/metadata/<key>", "DELETE", "Remove one metadata field",
-         responses={200: ("Removed", None)})(delete_key)
+    _doc(
+        f"{base}/metadata/<key>",
+        "PUT",
+        "Set one metadata value (body: the value as text)",
+        body={"type": "string"},
+        body_media=("text/plain",),
+        responses=text,
+    )(put_key)
+    _doc(
+        f"{base}/metadata/<key>",
+        "DELETE",
+        "Remove one metadata field",
+        responses={200: ("Removed", None)},
+    )(delete_key)
 
 
 _register_metadata_views("/deletion-lock/<lockid:lock_id>", "", None)

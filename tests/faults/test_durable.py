@@ -39,8 +39,9 @@ def pair(tmp_path: Path) -> Iterator[Replicated]:
 
 
 def manager(pair: Replicated, **options: Any) -> LockManager:
-    return LockManager(redis.Redis(port=pair.port), TYPES, prefix="d",
-                       durable_timeout=0.3, **options)
+    return LockManager(
+        redis.Redis(port=pair.port), TYPES, prefix="d", durable_timeout=0.3, **options
+    )
 
 
 def on_replica(pair: Replicated, mgr: LockManager, token: int) -> bool:
@@ -59,8 +60,7 @@ def test_a_durable_acquire_returns_once_the_replica_has_the_lock(pair: Replicate
     assert not on_replica(pair, mgr, lock.fencing_token)
 
 
-def test_a_durable_acquire_the_replica_did_not_confirm_is_released_again(
-        pair: Replicated) -> None:
+def test_a_durable_acquire_the_replica_did_not_confirm_is_released_again(pair: Replicated) -> None:
     mgr = manager(pair)
     pair.pause()
     try:
@@ -83,7 +83,8 @@ def test_a_durable_acquire_the_replica_did_not_confirm_is_released_again(
 
 
 def test_the_type_says_whether_its_changes_wait_and_a_call_may_say_otherwise(
-        pair: Replicated) -> None:
+    pair: Replicated,
+) -> None:
     mgr = manager(pair)
     pair.pause()
     try:
@@ -164,7 +165,8 @@ def test_on_the_cluster_the_wait_goes_to_the_keys_primary(cluster: Any) -> None:
 
 @pytest.mark.parametrize("durable", [True, False])
 def test_the_service_answers_503_in_the_apis_envelope_when_replicas_lag(
-        pair: Replicated, durable: bool) -> None:
+    pair: Replicated, durable: bool
+) -> None:
     """LOCKCORE_<API>_DURABLE: a lock the replica did not confirm is a 503 in that API's
     own envelope (and is not left held); without it the same request is served."""
     from app import create_app
@@ -173,18 +175,30 @@ def test_the_service_answers_503_in_the_apis_envelope_when_replicas_lag(
 
     from ..conftest import CATALOG, KEYS
 
-    application = create_app({"REDIS_URL": f"redis://127.0.0.1:{pair.port}",
-                              "KEY_PREFIX": "t", "VERSAL_DURABLE": durable,
-                              "V1_DURABLE": durable, "DURABLE_TIMEOUT": 0.2})
+    application = create_app(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{pair.port}",
+            "KEY_PREFIX": "t",
+            "VERSAL_DURABLE": durable,
+            "V1_DURABLE": durable,
+            "DURABLE_TIMEOUT": 0.2,
+        }
+    )
     services = application.extensions["lockcore"]
     services.catalog.replace(parse_document(CATALOG), services.users)
     http = application.test_client()
     pair.pause()
     try:
-        versal = http.post("/locks", headers={"SID": KEYS["alice"]}, json={
-            "type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}})
-        v1 = http.post("/v1/locks", headers={"Authorization": f"Bearer {KEYS['alice']}"},
-                       json={"scope": "batch", "resource": "nightly"})
+        versal = http.post(
+            "/locks",
+            headers={"SID": KEYS["alice"]},
+            json={"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}},
+        )
+        v1 = http.post(
+            "/v1/locks",
+            headers={"Authorization": f"Bearer {KEYS['alice']}"},
+            json={"scope": "batch", "resource": "nightly"},
+        )
     finally:
         pair.resume()
     if durable:
@@ -199,13 +213,11 @@ def test_the_service_answers_503_in_the_apis_envelope_when_replicas_lag(
         services.connection.close()
 
 
-def test_an_asyncio_cluster_client_is_told_durable_changes_need_another(cluster: Any
-                                                                      ) -> None:
+def test_an_asyncio_cluster_client_is_told_durable_changes_need_another(cluster: Any) -> None:
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 
     async def main() -> None:
-        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
-                                             for p in cluster.ports])
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in cluster.ports])
         mgr = AsyncLockManager(client, TYPES, prefix="d")
         try:
             with pytest.raises(InvalidLockRequest, match="durable"):

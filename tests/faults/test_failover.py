@@ -40,10 +40,13 @@ class WithSentinel:
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.base}\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.pair.port} 1\n"
             f"sentinel down-after-milliseconds {SERVICE} 300\n"
-            f"sentinel failover-timeout {SERVICE} 3000\n")
-        self.sentinel = subprocess.Popen([find_binary(), str(conf), "--sentinel"],
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+            f"sentinel failover-timeout {SERVICE} 3000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            [find_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def knows_both() -> bool:
             try:
@@ -63,8 +66,7 @@ class WithSentinel:
         """The primary as clients find it (redis-py's ``discover_master``: the Sentinel's
         master entry, which moves once the failover is done, not when it starts)."""
         try:
-            return int(Sentinel([("127.0.0.1", self.sentinel_port)]).discover_master(
-                SERVICE)[1])
+            return int(Sentinel([("127.0.0.1", self.sentinel_port)]).discover_master(SERVICE)[1])
         except (redis.RedisError, TypeError):
             return None
 
@@ -112,16 +114,13 @@ def lost(mgr: LockManager, ids: list[str]) -> int:
 
 def manager(url: str) -> Any:
     connection = connect(url, socket_timeout=2)
-    return connection, LockManager(connection.client, TYPES, prefix="f",
-                                   durable_timeout=2.0)
+    return connection, LockManager(connection.client, TYPES, prefix="f", durable_timeout=2.0)
 
 
-def test_durable_locks_survive_a_failover_and_tokens_go_on_growing(
-        servers: WithSentinel) -> None:
+def test_durable_locks_survive_a_failover_and_tokens_go_on_growing(servers: WithSentinel) -> None:
     connection, mgr = manager(servers.url)
     try:
-        locks = [mgr.acquire(SCOPE, "job", f"r{n}", "worker", durable=True).lock
-                 for n in range(50)]
+        locks = [mgr.acquire(SCOPE, "job", f"r{n}", "worker", durable=True).lock for n in range(50)]
         servers.kill_primary()
         servers.wait_for_promotion()
         assert lost(mgr, [lock.id for lock in locks]) == 0
@@ -132,8 +131,7 @@ def test_durable_locks_survive_a_failover_and_tokens_go_on_growing(
         connection.close()
 
 
-def test_plain_locks_the_replica_never_got_are_lost_and_counted(
-        servers: WithSentinel) -> None:
+def test_plain_locks_the_replica_never_got_are_lost_and_counted(servers: WithSentinel) -> None:
     connection, mgr = manager(servers.url)
     try:
         # The replica falls behind: frozen, and cut off (what was already sent to it
@@ -151,20 +149,17 @@ def test_plain_locks_the_replica_never_got_are_lost_and_counted(
         connection.close()
 
 
-def test_tokens_grow_across_a_failover_to_a_replica_whose_clock_is_behind(
-        tmp_path: Path) -> None:
+def test_tokens_grow_across_a_failover_to_a_replica_whose_clock_is_behind(tmp_path: Path) -> None:
     """The replica's clock runs an hour behind the primary's. Durable locks put the token
     counters on the replica before they are acknowledged, so after it is promoted the
     tokens of a resource go on from them, a new block of tokens included: the clock is
     only a floor, never the source."""
     pair = Replicated(tmp_path, replica_clock=-3600).start()
     try:
-        with redis.Redis(port=pair.port) as primary, \
-                redis.Redis(port=pair.replica_port) as replica:
+        with redis.Redis(port=pair.port) as primary, redis.Redis(port=pair.replica_port) as replica:
             skew = primary.time()[0] - replica.time()[0]
             assert 3590 < skew < 3610  # the replica's Redis does run an hour behind
-        mgr = LockManager(redis.Redis(port=pair.port), TYPES, prefix="f",
-                          durable_timeout=2.0)
+        mgr = LockManager(redis.Redis(port=pair.port), TYPES, prefix="f", durable_timeout=2.0)
         tokens = []
         for _ in range(20):
             lock = mgr.acquire(SCOPE, "job", "r", "worker", durable=True).lock

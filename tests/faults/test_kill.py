@@ -30,8 +30,9 @@ def _holder(url: str, log: str, stop_at: float) -> None:
     while time.monotonic() < stop_at:
         resource = rng.choice(RESOURCES)
         try:
-            lock = mgr.acquire("s", "job", resource, f"p{os.getpid()}",
-                               wait=max(0.01, stop_at - time.monotonic())).lock
+            lock = mgr.acquire(
+                "s", "job", resource, f"p{os.getpid()}", wait=max(0.01, stop_at - time.monotonic())
+            ).lock
         except LockConflict:
             continue
         os.write(fd, f"enter {resource} {lock.fencing_token} {time.monotonic()!r}\n".encode())
@@ -40,8 +41,7 @@ def _holder(url: str, log: str, stop_at: float) -> None:
         mgr.release(lock, f"p{os.getpid()}")
 
 
-def test_holders_killed_while_holding_never_overlap_and_tokens_only_grow(
-        tmp_path: Path) -> None:
+def test_holders_killed_while_holding_never_overlap_and_tokens_only_grow(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
     ctx = mp.get_context("spawn")  # nothing of this process's state in the workers
     procs: dict[int, Any] = {}
@@ -60,6 +60,7 @@ def test_holders_killed_while_holding_never_overlap_and_tokens_only_grow(
             spawn()
         rng = random.Random(7)
         kills = 0
+
         def inside() -> list[int]:
             """Workers whose last note is an entry: holding now, or a moment ago."""
             found = []
@@ -75,8 +76,7 @@ def test_holders_killed_while_holding_never_overlap_and_tokens_only_grow(
             time.sleep(rng.uniform(0.2, 0.5))
             # most kills land inside a critical section, the others anywhere
             candidates = inside() if kills % 3 else []
-            pid = rng.choice(candidates or [p for p, (proc, _) in procs.items()
-                                            if proc.is_alive()])
+            pid = rng.choice(candidates or [p for p, (proc, _) in procs.items() if proc.is_alive()])
             proc, log = procs[pid]
             os.kill(pid, signal.SIGKILL)
             proc.join(10)
@@ -139,8 +139,7 @@ def _writer(url: str, log: str, stop: Any) -> None:
         os.write(fd, f"{lock.id}\n".encode())
 
 
-def test_a_server_killed_under_traffic_keeps_every_acknowledged_lock(tmp_path: Path
-                                                                      ) -> None:
+def test_a_server_killed_under_traffic_keeps_every_acknowledged_lock(tmp_path: Path) -> None:
     """appendfsync always: a lock is acknowledged only once it is on disk, so a kill -9
     and a restart on the same AOF lose none of them."""
     data = tmp_path / "redis"
@@ -149,8 +148,10 @@ def test_a_server_killed_under_traffic_keeps_every_acknowledged_lock(tmp_path: P
     ctx = mp.get_context("spawn")
     log = tmp_path / "acknowledged.log"
     stop = ctx.Event()
-    workers = [ctx.Process(target=_writer, args=(server.url, str(log), stop), daemon=True)
-               for _ in range(3)]
+    workers = [
+        ctx.Process(target=_writer, args=(server.url, str(log), stop), daemon=True)
+        for _ in range(3)
+    ]
     restarted: EmbeddedRedis | None = None
 
     def acknowledged() -> int:
