@@ -13,17 +13,15 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from . import idempotency
-from .auth import user_for_key
-from .catalog import KINDS, CatalogError, CatalogSchema, parse_document
-from .errors import ApiError, plain_envelope, register_envelope, register_prefix
+from .auth import bearer_token, user_for_key
+from .catalog import CatalogError, catalog_schema
+from .errors import ApiError, plain_envelope
 from .identity import IssuedKey, KeyNotFound, User, UserExists, UserNotFound, UserRecord
-from .openapi import REGISTRY, route
+from .openapi import route
 from .services import services
+from .units import ApiUnit
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-register_envelope(bp, plain_envelope)
-register_prefix("/admin", plain_envelope)
-REGISTRY.security_schemes["AdminBearer"] = {"type": "http", "scheme": "bearer"}
 SECURITY = [{"AdminBearer": []}]
 TAG = "Administration"
 
@@ -78,9 +76,7 @@ NO_USER = {404: ("No such user", ErrorSchema)}
 
 @bp.before_request
 def require_sysadmin() -> None:
-    header = request.headers.get("Authorization", "")
-    key = header[7:] if header.lower().startswith("bearer ") else request.headers.get("X-API-Key")
-    user = user_for_key(key)
+    user = user_for_key(bearer_token() or request.headers.get("X-API-Key"))
     if user is None:
         raise ApiError(401, "A sysadmin's API key is required (Authorization: Bearer <key>)")
     if not user.is_sysadmin:
@@ -114,22 +110,23 @@ def get_catalog() -> Any:
     summary="Replace the whole catalog (same document as `lockcore catalog load`)",
     tag=TAG,
     security=SECURITY,
-    body=CatalogSchema,
+    body=catalog_schema(),  # every API's sections
     body_media=("application/json", "application/yaml"),
     responses={200: ("Counts by kind", None), 400: ("Invalid document", ErrorSchema), **ERRORS},
 )
 def put_catalog() -> Any:
     try:
-        doc = parse_document(request.get_data(as_text=True))
+        doc = services().catalog.parse(request.get_data(as_text=True))
     except CatalogError as exc:
         raise ApiError(400, "Invalid catalog document", details=exc.messages) from exc
     return jsonify(services().catalog.replace(doc, services().users))
 
 
 def kind_schema(kind: str) -> tuple[type[Schema], str]:
-    if kind not in KINDS:
-        raise ApiError(404, f"Unknown catalog kind {kind!r}; known: {', '.join(KINDS)}")
-    return KINDS[kind]
+    kinds = services().catalog.kinds
+    if kind not in kinds:
+        raise ApiError(404, f"Unknown catalog kind {kind!r}; known: {', '.join(kinds)}")
+    return kinds[kind]
 
 
 @route(
@@ -320,3 +317,12 @@ def revoke_keys(user_id: str) -> Any:
         return jsonify({"revoked": services().users.revoke(user_id, every=True)})
     except UserNotFound as exc:
         raise ApiError(404, f"No user {user_id!r}") from exc
+
+
+UNIT = ApiUnit(
+    "admin",
+    bp,
+    plain_envelope,
+    security_schemes={"AdminBearer": {"type": "http", "scheme": "bearer"}},
+    durable=False,
+)

@@ -1,10 +1,27 @@
-"""Who is calling: each API reads the caller's key from its own headers."""
+"""Who is calling, and whose lock is whose: what every API asks, answered once. Each API
+reads the caller's key from its own headers with these."""
 
 from __future__ import annotations
+
+from flask import request
+
+from lockcore import Lock
 
 from .identity import User
 from .limits import authentication_failed
 from .services import services
+
+
+def bearer(value: str | None) -> str | None:
+    """The token of an ``Authorization`` value ``Bearer <token>`` (the scheme in any case),
+    or None for no value or another scheme."""
+    scheme, _, token = (value or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def bearer_token() -> str | None:
+    """The request's ``Authorization: Bearer <token>``, or None."""
+    return bearer(request.environ.get("HTTP_AUTHORIZATION"))
 
 
 def user_for_key(key: str | None) -> User | None:
@@ -15,3 +32,8 @@ def user_for_key(key: str | None) -> User | None:
     if key and user is None:
         authentication_failed()
     return user
+
+
+def held_by_other(lock: Lock | None, user: User) -> bool:
+    """Whether ``lock`` exists and someone other than ``user`` holds it."""
+    return lock is not None and lock.owner != user.id

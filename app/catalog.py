@@ -1,19 +1,21 @@
 """The resource catalog: what can be locked, and who may do what with it.
 
-One document (YAML or JSON) describes users, EDX workspaces, Versal courses and their
-gadgets, DocSpace rooms and files, and Vidispine entities; ``lockcore catalog load FILE``
-or the admin API stores it in Redis, where every service instance reads it. All catalog
-keys share the hash tag ``{catalog}``, so a load is one MULTI/EXEC, also on a Cluster:
-``<prefix>:{catalog}:<kind>`` HASH id -> JSON of the entity as in the document.
-The demo catalog ships as ``app/demo_catalog.yaml``.
+One document (YAML or JSON) describes users and, in a section per API, what that API's
+locks are about (Versal courses and their gadgets, EDX workspaces, DocSpace rooms and
+files, Vidispine entities); each API declares its section as a ``CatalogPart`` of its
+unit (``app.units``). ``lockcore catalog load FILE`` or the admin API stores it in Redis,
+where every service instance reads it. All catalog keys share the hash tag ``{catalog}``,
+so a load is one MULTI/EXEC, also on a Cluster: ``<prefix>:{catalog}:<kind>`` HASH id ->
+JSON of the entity as in the document. The demo catalog ships as
+``app/demo_catalog.yaml``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,103 +24,37 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from .identity import User, Users
 from .memo import Memo
+from .units import CatalogPart, default_units
 
-COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: lock too
-DOCSPACE_ACCESS = (
-    "RoomManager",
-    "ContentCreator",
-    "Editor",
-    "Reviewer",
-    "Commenter",
-    "FormFiller",
-    "Viewer",
-)
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
 T = TypeVar("T")
 
 
-def _name() -> fields.String:
+def name_field() -> fields.String:
+    """A required name in a catalog document: 1 to 256 characters."""
     return fields.String(required=True, validate=validate.Length(min=1, max=256))
 
 
 class UserSchema(Schema):
-    id = _name()
-    name = _name()
+    id = name_field()
+    name = name_field()
     email = fields.String(load_default="")
     roles = fields.List(fields.String(), load_default=list)
     # Demo catalogs only: a fixed key, hashed on load. Use `lockcore users add` otherwise.
     api_key = fields.String(load_default=None)
 
 
-class CourseSchema(Schema):
-    key = _name()
-    title = fields.String(load_default="")
-    gadgets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
-    roles = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(COURSE_ROLES)),
-        load_default=dict,
-    )
+def default_parts() -> list[CatalogPart]:
+    """The catalog parts of every API."""
+    return [unit.catalog for unit in default_units() if unit.catalog is not None]
 
 
-class WorkspaceSchema(Schema):
-    id = _name()
-    name = fields.String(load_default="")
-    admins = fields.List(fields.String(), load_default=list)
-    members = fields.List(fields.String(), load_default=list)
-
-
-class FileSchema(Schema):
-    id = _name()
-    title = _name()
-
-
-class RoomSchema(Schema):
-    id = _name()
-    title = fields.String(load_default="")
-    access = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(DOCSPACE_ACCESS)),
-        load_default=dict,
-    )
-    files = fields.List(fields.Nested(FileSchema), load_default=list)
-
-
-class ContainerSchema(Schema):
-    id = _name()
-    items = fields.List(fields.String(), load_default=list)
-
-
-class VidispineFileSchema(Schema):
-    id = _name()
-    storage = fields.String(load_default="")
-
-
-class VidispineSchema(Schema):
-    items = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
-    collections = fields.List(fields.Nested(ContainerSchema), load_default=list)
-    libraries = fields.List(fields.Nested(ContainerSchema), load_default=list)
-    files = fields.List(fields.Nested(VidispineFileSchema), load_default=list)
-
-
-class CatalogSchema(Schema):
-    users = fields.List(fields.Nested(UserSchema), load_default=list)
-    courses = fields.List(fields.Nested(CourseSchema), load_default=list)
-    workspaces = fields.List(fields.Nested(WorkspaceSchema), load_default=list)
-    rooms = fields.List(fields.Nested(RoomSchema), load_default=list)
-    vidispine = fields.Nested(VidispineSchema, load_default=dict)
-
-
-#: kind -> (schema of one entity, its id field). The admin API edits these one by one.
-KINDS: dict[str, tuple[type[Schema], str]] = {
-    "courses": (CourseSchema, "key"),
-    "workspaces": (WorkspaceSchema, "id"),
-    "rooms": (RoomSchema, "id"),
-    "collections": (ContainerSchema, "id"),
-    "libraries": (ContainerSchema, "id"),
-    "items": (ContainerSchema, "id"),  # items: {id}
-    "vfiles": (VidispineFileSchema, "id"),
-}
+def catalog_schema(parts: Iterable[CatalogPart] | None = None) -> type[Schema]:
+    """The schema of a whole catalog document: users, and each part's sections."""
+    declared: dict[str, Any] = {"users": fields.List(fields.Nested(UserSchema), load_default=list)}
+    for part in default_parts() if parts is None else parts:
+        declared.update(copy.deepcopy(dict(part.document)))
+    return type("CatalogSchema", (Schema,), {**declared, "__module__": __name__})
 
 
 class CatalogError(ValueError):
@@ -127,8 +63,9 @@ class CatalogError(ValueError):
         self.messages = messages
 
 
-def parse_document(text: str) -> dict[str, Any]:
-    """Validate a catalog document, JSON or YAML."""
+def parse_document(text: str, parts: Iterable[CatalogPart] | None = None) -> dict[str, Any]:
+    """Validate a catalog document, JSON or YAML, with the sections of ``parts`` (default:
+    every API's)."""
     try:
         try:
             # JSON first: YAML reads a surrogate pair escape ("\\ud83d\\ude00") as two
@@ -151,7 +88,7 @@ def parse_document(text: str) -> dict[str, Any]:
             }
         )
     try:
-        return CatalogSchema().load(data)
+        return catalog_schema(parts)().load(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise CatalogError(exc.messages) from exc
 
@@ -175,108 +112,75 @@ def _encodable(data: Any) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Course:
-    key: str
-    title: str
-    gadgets: frozenset[str]
-    roles: dict[str, str]
-
-    def role_of(self, user_id: str) -> str | None:
-        return self.roles.get(user_id)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    id: str
-    name: str
-    admins: frozenset[str]
-    members: frozenset[str]
-
-
-@dataclass(frozen=True)
-class DocFile:
-    id: str
-    title: str
-    room: str
-    access: dict[str, str]  # the room's: user id -> access level
-
-
 class Catalog:
-    """The catalog in Redis. ``course``, ``workspace`` and ``docfile`` may remember what
-    they found for ``cache_ttl`` seconds (0, the default: they read Redis every time):
-    then a change made elsewhere (another process, the CLI) takes effect here within
-    ``cache_ttl`` seconds, one made through this object at once. Nothing not found is
-    remembered."""
+    """The catalog in Redis, with the kinds its ``parts`` declare (default: every API's).
+
+    Readers (each API's, through ``remembered``) may remember what they found for
+    ``cache_ttl`` seconds (0, the default: they read Redis every time): then a change made
+    elsewhere (another process, the CLI) takes effect here within ``cache_ttl`` seconds,
+    one made through this object at once. Nothing not found is remembered."""
 
     def __init__(
         self,
         client: Any,
         prefix: str,
         *,
+        parts: Iterable[CatalogPart] | None = None,
         cache_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.parts = tuple(default_parts() if parts is None else parts)
         self.cache_ttl = cache_ttl
         self.clock = clock
         self._memo: Memo[tuple[str, str], Any] = Memo()
+        #: kind -> its part, for the kinds an admin edits one by one
+        self._part_of = {kind: part for part in self.parts for kind in part.kinds}
+        #: kind -> (schema of one entity, its id field)
+        self.kinds = {kind: spec for part in self.parts for kind, spec in part.kinds.items()}
+        #: every kind stored: edited, derived (shown in a dump), indexes (lookups only)
+        self.stored = [
+            *self.kinds,
+            *(k for part in self.parts for k in part.derived),
+            *(k for part in self.parts for k in part.indexes),
+        ]
+        self.schema = catalog_schema(self.parts)
 
     def forget(self) -> None:
         """Drop everything remembered (called after each change made here)."""
         self._memo.forget()
 
-    def _remembered(self, kind: str, entity_id: str, read: Callable[[], T | None]) -> T | None:
+    def remembered(self, kind: str, entity_id: str, read: Callable[[], T | None]) -> T | None:
         """``read()``, or what it returned for this entity within ``cache_ttl``."""
         return self._memo.fetch((kind, entity_id), read, self.cache_ttl, self.clock)
 
     def key(self, kind: str) -> str:
         return f"{self.prefix}:{{catalog}}:{kind}"
 
-    def _get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
+    def get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
+        """One entity as stored (a JSON object), or None."""
         raw = self.client.hget(self.key(kind), entity_id)
         return None if raw is None else json.loads(raw)
 
+    def put(self, kind: str, entity_id: str, entity: Any) -> None:
+        """Store one entity as it is (parts keep their derived kinds with this)."""
+        self.client.hset(self.key(kind), entity_id, json.dumps(entity))
+
     def is_empty(self) -> bool:
-        return not any(self.client.exists(self.key(kind)) for kind in KINDS)
+        return not any(self.client.exists(self.key(kind)) for kind in self.kinds)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """A catalog document with this catalog's sections, validated."""
+        return parse_document(text, self.parts)
 
     # -- writing -------------------------------------------------------------------------
 
-    def _entities(self, doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-        """The document as kind -> id -> entity, with derived fields (files' rooms,
-        items' containers)."""
-        out: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        out["files"] = {}
-        for course in doc["courses"]:
-            out["courses"][course["key"]] = course
-        out["workspace_names"] = {}
-        for ws in doc["workspaces"]:
-            out["workspaces"][ws["id"]] = ws
-            if ws.get("name"):
-                out["workspace_names"][ws["name"]] = ws["id"]
-        for room in doc["rooms"]:
-            out["rooms"][room["id"]] = {k: v for k, v in room.items() if k != "files"}
-            for f in room["files"]:
-                out["files"][f["id"]] = {**f, "room": room["id"]}
-        vs = doc["vidispine"] or {}
-        for item in vs.get("items", []):
-            out["items"][item] = {"id": item, "collections": [], "libraries": []}
-        for kind in ("collections", "libraries"):
-            for container in vs.get(kind, []):
-                out[kind][container["id"]] = container
-                for item in container["items"]:
-                    entry = out["items"].setdefault(
-                        item, {"id": item, "collections": [], "libraries": []}
-                    )
-                    entry[kind].append(container["id"])
-        for f in vs.get("files", []):
-            out["vfiles"][f["id"]] = f
-        return out
-
     def replace(self, doc: dict[str, Any], users: Users | None = None) -> dict[str, int]:
         """Store a validated document, replacing the whole catalog atomically."""
-        entities = self._entities(doc)
+        entities: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in self.stored}
+        for part in self.parts:
+            entities.update(part.entities(doc))
         pipe = self.client.pipeline(transaction=True)
         for kind, by_id in entities.items():
             pipe.delete(self.key(kind))
@@ -291,111 +195,36 @@ class Catalog:
                 users.put(
                     User(u["id"], u["name"], u["email"], frozenset(u["roles"])), u.get("api_key")
                 )
-        counts = {kind: len(by_id) for kind, by_id in entities.items() if kind != "workspace_names"}
+        indexes = {kind for part in self.parts for kind in part.indexes}
+        counts = {kind: len(by_id) for kind, by_id in entities.items() if kind not in indexes}
         return counts | {"users": len(doc["users"])}
 
     def dump(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for kind in (*KINDS, "files"):
-            values = self.client.hgetall(self.key(kind))
-            out[kind] = {_s(k): json.loads(v) for k, v in values.items()}
+        for part in self.parts:
+            for kind in (*part.kinds, *part.derived):
+                values = self.client.hgetall(self.key(kind))
+                out[kind] = {_s(k): json.loads(v) for k, v in values.items()}
         return out
 
     def put_entity(self, kind: str, entity: dict[str, Any]) -> None:
+        """Create or replace one entity of an edited kind (validated by its schema)."""
+        part = self._part_of[kind]
         try:
-            self._put_entity(kind, entity)
+            if part.on_put is not None:
+                entity = part.on_put(self, kind, entity)
+            self.put(kind, entity[self.kinds[kind][1]], entity)
         finally:
             self.forget()
 
-    def _put_entity(self, kind: str, entity: dict[str, Any]) -> None:
-        schema, id_field = KINDS[kind]
-        if kind in ("collections", "libraries"):
-            self._contain(kind, entity["id"], set(entity.get("items", [])))
-        if kind == "items":  # an item's containers are derived from theirs
-            old = self._get("items", entity["id"]) or {}
-            entity = {
-                "id": entity["id"],
-                "collections": old.get("collections", []),
-                "libraries": old.get("libraries", []),
-            }
-        self.client.hset(self.key(kind), entity[id_field], json.dumps(entity))
-        if kind == "workspaces" and entity.get("name"):
-            self.client.hset(self.key("workspace_names"), entity["name"], json.dumps(entity["id"]))
-
     def delete_entity(self, kind: str, entity_id: str) -> bool:
+        part = self._part_of[kind]
         try:
-            if kind in ("collections", "libraries"):
-                self._contain(kind, entity_id, set())
+            if part.on_delete is not None:
+                part.on_delete(self, kind, entity_id)
             return bool(self.client.hdel(self.key(kind), entity_id))
         finally:
             self.forget()
-
-    def _contain(self, kind: str, container: str, items: set[str]) -> None:
-        """Keep each item's list of containers (what it inherits locks from) in step with
-        the container's new list of items."""
-        old = set((self._get(kind, container) or {}).get("items", []))
-        for item_id in old ^ items:
-            item = self._get("items", item_id) or {
-                "id": item_id,
-                "collections": [],
-                "libraries": [],
-            }
-            members = [c for c in item.get(kind, []) if c != container]
-            if item_id in items:
-                members.append(container)
-            item[kind] = members
-            self.client.hset(self.key("items"), item_id, json.dumps(item))
-
-    # -- reading -------------------------------------------------------------------------
-
-    def course(self, key: str) -> Course | None:
-        return self._remembered("courses", key, lambda: self._course(key))
-
-    def _course(self, key: str) -> Course | None:
-        c = self._get("courses", key)
-        if c is None:
-            return None
-        return Course(
-            c["key"], c.get("title", ""), frozenset(c.get("gadgets", [])), dict(c.get("roles", {}))
-        )
-
-    def workspace(self, ws_id: str) -> Workspace | None:
-        """A workspace by id, or else by name (EDX accepts either)."""
-        return self._remembered("workspaces", ws_id, lambda: self._workspace(ws_id))
-
-    def _workspace(self, ws_id: str) -> Workspace | None:
-        w = self._get("workspaces", ws_id)
-        if w is None:
-            by_name = self._get("workspace_names", ws_id)
-            w = self._get("workspaces", by_name) if isinstance(by_name, str) else None
-        if w is None:
-            return None
-        return Workspace(
-            w["id"],
-            w.get("name", ""),
-            frozenset(w.get("admins", [])),
-            frozenset(w.get("members", [])),
-        )
-
-    def vidispine_entity(self, etype: str, entity_id: str) -> dict[str, Any] | None:
-        """A Vidispine entity (item, collection, library or file), or None."""
-        kind = {
-            "item": "items",
-            "collection": "collections",
-            "library": "libraries",
-            "file": "vfiles",
-        }[etype]
-        return self._get(kind, entity_id)
-
-    def docfile(self, file_id: str) -> DocFile | None:
-        return self._remembered("files", file_id, lambda: self._docfile(file_id))
-
-    def _docfile(self, file_id: str) -> DocFile | None:
-        f = self._get("files", file_id)
-        if f is None:
-            return None
-        room = self._get("rooms", f["room"]) or {}
-        return DocFile(f["id"], f["title"], f["room"], dict(room.get("access", {})))
 
 
 def _s(value: Any) -> str:

@@ -4,47 +4,34 @@ override passed to ``create_app`` (tests)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lockcore.connect import DEFAULT_DATA_DIR
 from lockcore.embedded import appendfsync_policy
+from lockcore.manager import DEFAULT_PREFIX
 
+from .units import ApiUnit, Setting, Units, default_units, flag
 
-def _flag(raw: str) -> bool:
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-#: name -> (default, parser). Each is read from the environment as LOCKCORE_<name>.
-SETTINGS: dict[str, tuple[Any, Any]] = {
+#: name -> (default, parser). Each is read from the environment as LOCKCORE_<name>. Each
+#: API's own settings (its TTLs, <NAME>_DURABLE...) are declared by its unit (app.units).
+SETTINGS: dict[str, Setting] = {
     "REDIS_URL": ("", str),  # empty: the embedded redis-server in DATA_DIR
-    "DATA_DIR": ("lockcore-data", str),
+    "DATA_DIR": (DEFAULT_DATA_DIR, str),
     "APPENDFSYNC": ("everysec", appendfsync_policy),  # embedded Redis: everysec | always
-    "KEY_PREFIX": ("lockcore", str),
-    "EVENTS": (True, _flag),
+    "KEY_PREFIX": (DEFAULT_PREFIX, str),
+    "EVENTS": (True, flag),
     "EVENT_MAXLEN": (1000, int),
     # Redis 7+: the scripts as one FUNCTION library (FCALL), cheaper per call than EVALSHA;
     # EVALSHA where the server has no FUNCTION or refuses FUNCTION LOAD, or when false
-    "FUNCTIONS": (True, _flag),
+    "FUNCTIONS": (True, flag),
     "RETENTION": (7 * 86400.0, float),  # seconds keys and events outlive the last lock
-    # Durable locks, per API: acquire, refresh and release answer only once DURABLE_REPLICAS
-    # replicas have the change (WAIT, up to DURABLE_TIMEOUT seconds), else a 503 (an
-    # acquire's lock released again). Needs a primary with replicas (Sentinel, Cluster).
-    "VERSAL_DURABLE": (False, _flag),
-    "EDX_DURABLE": (False, _flag),
-    "DOCSPACE_DURABLE": (False, _flag),
-    "VIDISPINE_DURABLE": (False, _flag),
-    "V1_DURABLE": (False, _flag),
+    # Durable locks (each API's <NAME>_DURABLE turns them on for its locks): acquire,
+    # refresh and release answer only once DURABLE_REPLICAS replicas have the change (WAIT,
+    # up to DURABLE_TIMEOUT seconds), else a 503 (an acquire's lock released again). Needs
+    # a primary with replicas (Sentinel, Cluster).
     "DURABLE_REPLICAS": (1, int),
     "DURABLE_TIMEOUT": (1.0, float),
-    "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)
-    "VERSAL_MAX_TTL": (3600.0, float),
-    "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
-    "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
-    "DOCSPACE_TTL": (0.0, float),  # seconds a DocSpace file lock lasts; 0: until unlocked
-    "V1_TTL": (30.0, float),  # default lease of /v1 worker locks
-    "V1_MAX_TTL": (3600.0, float),
-    "V1_MAX_WAIT": (30.0, float),  # longest long-poll a /v1 acquire may ask for
-    "V1_MAX_WAITERS": (96, int),  # long polls one process serves at once; more get a 503
     "IDEMPOTENCY_TTL": (86400.0, float),  # seconds an Idempotency-Key's outcome is kept
     "REDIS_TIMEOUT": (5.0, float),  # seconds before a Redis call counts as failed
     "MAX_BODY": (1024 * 1024, int),  # bytes a request body may have; more: 413
@@ -66,10 +53,21 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 AUTH_CACHE_TTL = 1.0
 
 
-def load(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
+def settings(units: Iterable[ApiUnit] | None = None) -> dict[str, Setting]:
+    """The service's settings and those of ``units`` (default: every API)."""
+    apis = Units(tuple(default_units() if units is None else units))
+    return {**SETTINGS, **apis.settings()}
+
+
+def load(
+    override: Mapping[str, Any] | None = None, units: Iterable[ApiUnit] | None = None
+) -> dict[str, Any]:
+    """Defaults, then ``LOCKCORE_*`` environment variables, then ``override``, for the
+    service's settings and those of ``units`` (default: every API)."""
+    known = settings(units)
+    config: dict[str, Any] = {name: default for name, (default, _) in known.items()}
     config["AUTH_CACHE_TTL"] = AUTH_CACHE_TTL
-    for name, (_, parse) in SETTINGS.items():
+    for name, (_, parse) in known.items():
         raw = os.environ.get(f"LOCKCORE_{name}")
         if raw is not None:
             try:

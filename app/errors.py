@@ -97,22 +97,15 @@ def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str])
     return response
 
 
-#: URL prefix -> envelope, for errors raised before a view is known (unknown URL, wrong
-#: method): the API family is picked by path.
-PREFIX_ENVELOPES: list[tuple[str, Envelope, dict[int, str]]] = []
-
-
-def register_prefix(
-    prefix: str, envelope: Envelope, http_messages: dict[int, str] | None = None
-) -> None:
-    PREFIX_ENVELOPES.append((prefix, envelope, http_messages or {}))
-
-
 def envelope_for(path: str) -> tuple[Envelope, dict[int, str]] | None:
-    for prefix, envelope, messages in PREFIX_ENVELOPES:
-        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
-            return envelope, messages
-    return None
+    """The envelope of the API whose URL prefix ``path`` is under, for errors raised
+    before a view is known (unknown URL, wrong method): the app's units, longest prefix
+    first (see ``app.units``)."""
+    from flask import current_app
+
+    units = current_app.extensions["lockcore_units"]
+    unit = units.unit_of(path)
+    return None if unit is None else (unit.envelope, dict(unit.http_messages))
 
 
 def plain_envelope(exc: ApiError) -> tuple[Response, int]:

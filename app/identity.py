@@ -57,7 +57,12 @@ class User:
     @property
     def label(self) -> str:
         """``Full Name (email)``, as EDX shows a locker."""
-        return f"{self.name} ({self.email})" if self.email else self.name
+        return label(self.name, self.email)
+
+
+def label(name: str, email: str) -> str:
+    """``Full Name (email)``, or the name alone when there is no email."""
+    return f"{name} ({email})" if email else name
 
 
 def digest(key: str) -> str:

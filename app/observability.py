@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -142,18 +142,13 @@ def count_lock_op(result: str, count: int = 1) -> None:
     counter.inc(count)
 
 
-def api_of(path: str) -> str:
-    for prefix, api in (
-        ("/locks", "versal"),
-        ("/api/3/", "edx"),
-        ("/api/2.0/", "docspace"),
-        ("/API/", "vidispine"),
-        ("/v1/", "native"),
-        ("/admin/", "admin"),
-    ):
-        if path.startswith(prefix):
-            return api
-    return "ops"
+def api_of(blueprint: str | None, path: str) -> str:
+    """The metric label of a request: its view's blueprint, else (an unknown URL, a wrong
+    method) the blueprint of the API whose URL prefix the path is under, else ``ops``."""
+    if blueprint:
+        return blueprint
+    unit = current_app.extensions["lockcore_units"].unit_of(path)
+    return unit.blueprint.name if unit is not None else "ops"
 
 
 #: Headers every answer carries unless its view set them (Content-Security-Policy aside).
@@ -213,7 +208,7 @@ def init_app(app: Flask) -> None:
         response.headers["X-Request-Id"] = rid
         security_headers(response)
         path = req.path
-        api = api_of(path)
+        api = api_of(req.blueprint, path)
         status = response.status_code
         count_request(api, status)
         if LOG.isEnabledFor(logging.INFO):

@@ -24,12 +24,14 @@ class Operation:
     path: str
     method: str
     spec: dict[str, Any]
+    #: the blueprint whose view it is (None: the app's own): an app's document has the
+    #: operations of the blueprints it registered
+    blueprint: str | None = None
 
 
 @dataclass
 class Registry:
     operations: list[Operation] = field(default_factory=list)
-    security_schemes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: schema class -> its XML object (root element name, namespace), for XML bodies
     xml: dict[type, dict[str, str]] = field(default_factory=dict)
 
@@ -119,7 +121,7 @@ def route(
         spec["responses"][str(status)] = entry
     if security is not None:
         spec["security"] = security
-    REGISTRY.add(Operation(doc_path, method.lower(), spec))
+    REGISTRY.add(Operation(doc_path, method.lower(), spec, bp.name))
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         bp.add_url_rule(rule, view_func=view, methods=[method])
@@ -132,7 +134,9 @@ def schema_name(schema: Any) -> str:
     """Component names carry their API's module (``VersalError``, ``DocspaceError``): each
     API has its own shapes, often with the same class names."""
     cls = schema if isinstance(schema, type) else type(schema)
-    module = cls.__module__.rsplit(".", 1)[-1].capitalize()
+    parts = cls.__module__.split(".")
+    # an API package's modules (app.apis.vidispine.documents) carry the API's name
+    module = (parts[parts.index("apis") + 1] if "apis" in parts[:-1] else parts[-1]).capitalize()
     name = cls.__name__.removesuffix("Schema")
     return name if name.startswith(module) else module + name
 
@@ -158,11 +162,13 @@ def build_spec() -> dict[str, Any]:
         info={"description": "Four lock APIs on one Redis-backed lock engine."},
     )
     plugin.converter.add_attribute_function(_configured)  # type: ignore[union-attr]
-    for name, scheme in REGISTRY.security_schemes.items():
-        spec.components.security_scheme(name, scheme)
+    for unit in current_app.extensions["lockcore_units"].all:
+        for name, scheme in unit.security_schemes.items():
+            spec.components.security_scheme(name, scheme)
     by_path: dict[str, dict[str, Any]] = {}
     for op in REGISTRY.operations:
-        by_path.setdefault(op.path, {})[op.method] = op.spec
+        if op.blueprint is None or op.blueprint in current_app.blueprints:
+            by_path.setdefault(op.path, {})[op.method] = op.spec
     for path, operations in sorted(by_path.items()):
         spec.path(path=path, operations=operations)
     document = spec.to_dict()

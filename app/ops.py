@@ -7,13 +7,13 @@ from typing import Any
 import redis
 from flask import Blueprint, jsonify
 
-from .errors import UNAVAILABLE, plain_envelope, register_envelope
+from .errors import UNAVAILABLE, plain_envelope
 from .observability import log_exception
 from .openapi import route
 from .services import services
+from .units import ApiUnit
 
 bp = Blueprint("ops", __name__)
-register_envelope(bp, plain_envelope)
 
 
 @route(
@@ -43,3 +43,6 @@ def readyz() -> Any:
         # The cause (host, socket path, server message) goes to the log, not to callers.
         log_exception(exc)
         return jsonify({"status": "unavailable", "message": UNAVAILABLE}), 503
+
+
+UNIT = ApiUnit("ops", bp, plain_envelope, durable=False)

@@ -4,7 +4,7 @@ users and the catalog, all on one Redis connection. Lives in ``app.extensions``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,13 +20,13 @@ from lockcore import (
     LockNotOwned,
     LockPage,
     LockType,
-    Mode,
     connect,
 )
 
 from .catalog import Catalog
 from .identity import Users
 from .observability import REDIS_LATENCY, count_lock_op
+from .units import ApiUnit, Units, default_units
 
 T = TypeVar("T")
 
@@ -97,61 +97,11 @@ class InstrumentedLockManager(LockManager):
         return _measured("list", lambda: super(InstrumentedLockManager, self).list(scope, **kwargs))
 
 
-def lock_types(config: dict[str, Any]) -> list[LockType]:
-    """The lock types of the four APIs. Every change is an event unless LOCKCORE_EVENTS
-    is off (the CLI's ``locks watch`` and Redis-native consumers follow them)."""
-    events = bool(config.get("EVENTS", True))
-
-    def durable(api: str) -> bool:
-        return bool(config.get(f"{api}_DURABLE", False))
-
-    return [
-        LockType(
-            "gadget",
-            one_per_owner=True,
-            default_ttl=config["VERSAL_TTL"],
-            max_ttl=config["VERSAL_MAX_TTL"],
-            events=events,
-            durable=durable("VERSAL"),
-        ),
-        LockType(
-            "workspace",
-            default_ttl=config["EDX_TTL"] or None,
-            allow_no_expiry=not config["EDX_TTL"],
-            events=events,
-            durable=durable("EDX"),
-        ),
-        LockType(
-            "file",
-            default_ttl=config["DOCSPACE_TTL"] or None,
-            allow_no_expiry=not config["DOCSPACE_TTL"],
-            events=events,
-            durable=durable("DOCSPACE"),
-        ),
-        # Vidispine deletion locks: many per entity, one lock type per entity type, so a
-        # listing by entity type is a range of one index; indexed by owner for the
-        # username filter.
-        *(
-            LockType(
-                f"deletion-{etype}",
-                mode=Mode.MULTI,
-                default_ttl=86400.0,
-                index_owner=True,
-                events=events,
-                durable=durable("VIDISPINE"),
-            )
-            for etype in ("item", "collection", "library", "file")
-        ),
-        # /v1, for workers in any language: exclusive leases, listed by owner too.
-        LockType(
-            "job",
-            default_ttl=config["V1_TTL"],
-            max_ttl=config["V1_MAX_TTL"],
-            index_owner=True,
-            events=events,
-            durable=durable("V1"),
-        ),
-    ]
+def lock_types(config: Mapping[str, Any], units: Iterable[ApiUnit] | None = None) -> list[LockType]:
+    """The lock types of ``units`` (default: every API). Every change is an event unless
+    LOCKCORE_EVENTS is off (the CLI's ``locks watch`` and Redis-native consumers follow
+    them)."""
+    return Units(tuple(default_units() if units is None else units)).lock_types(config)
 
 
 @dataclass
@@ -162,13 +112,31 @@ class Services:
     client: Any
     connection: Connection | None = None
 
+    def current_lock(self, scope: str, lock_type: str, resource: str | None = None) -> Lock | None:
+        """The one lock of ``lock_type`` in ``scope`` (on ``resource``), if any: for
+        exclusive types held at most once per scope or resource."""
+        page = self.locks.list(scope, type=lock_type, resource=resource, limit=1)
+        return page.locks[0] if page.locks else None
+
+    def lock_under(self, lock_id: str, scope_prefix: str) -> Lock | None:
+        """The lock ``lock_id`` if it lives in a scope under ``scope_prefix`` (an API sees
+        only its own scopes' locks), else None."""
+        try:
+            lock = self.locks.get(lock_id)
+        except LockNotFound:
+            return None
+        return lock if lock.scope.startswith(scope_prefix) else None
+
     def ready(self) -> dict[str, Any]:
         """Redis answers and every script is loaded (loading any that are missing)."""
         self.client.ping()
         return {"redis": "ok", "scripts": self.locks.load_scripts()}
 
 
-def build(config: dict[str, Any]) -> Services:
+def build(config: dict[str, Any], units: Iterable[ApiUnit] | None = None) -> Services:
+    """The lock manager with the lock types of ``units`` (default: every API), the users
+    and the catalog with their parts, on one Redis connection."""
+    apis = Units(tuple(default_units() if units is None else units))
     connection = None
     client = config.get("REDIS_CLIENT")
     if client is None:
@@ -182,7 +150,7 @@ def build(config: dict[str, Any]) -> Services:
     prefix = config["KEY_PREFIX"]
     manager = InstrumentedLockManager(
         client,
-        lock_types(config),
+        apis.lock_types(config),
         prefix=prefix,
         event_maxlen=config["EVENT_MAXLEN"],
         retention=config["RETENTION"],
@@ -193,7 +161,8 @@ def build(config: dict[str, Any]) -> Services:
         durable_replicas=config.get("DURABLE_REPLICAS", 1),
         durable_timeout=config.get("DURABLE_TIMEOUT", 1.0),
     )
-    return Services(manager, Users(client, prefix), Catalog(client, prefix), client, connection)
+    catalog = Catalog(client, prefix, parts=apis.catalog_parts())
+    return Services(manager, Users(client, prefix), catalog, client, connection)
 
 
 def services() -> Services:

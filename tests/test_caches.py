@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from app import create_app
+from app.apis.docspace import read_docfile
+from app.apis.edx import read_workspace
+from app.apis.versal import read_course
 from app.catalog import Catalog, parse_document
 from app.identity import User, Users, digest
 
@@ -165,22 +168,22 @@ def test_a_course_role_taken_elsewhere_is_lost_within_the_bound(
 def test_catalog_changes_through_the_same_object_apply_at_once(service_client: Any) -> None:
     catalog = Catalog(service_client, "t", cache_ttl=60.0)
     catalog.replace(parse_document(CATALOG))
-    assert catalog.course("c1") is not None and catalog.course("c1").role_of("carol")
+    assert read_course(catalog, "c1") is not None and read_course(catalog, "c1").role_of("carol")
     catalog.put_entity("courses", {"key": "c1", "gadgets": [], "roles": {}})
-    assert catalog.course("c1").role_of("carol") is None
+    assert read_course(catalog, "c1").role_of("carol") is None
     catalog.delete_entity("courses", "c1")
-    assert catalog.course("c1") is None
-    assert catalog.workspace("ws-1") is not None and catalog.docfile("900") is not None
+    assert read_course(catalog, "c1") is None
+    assert read_workspace(catalog, "ws-1") is not None and read_docfile(catalog, "900") is not None
     catalog.replace(parse_document("users: []"))
-    assert catalog.workspace("ws-1") is None and catalog.docfile("900") is None
+    assert read_workspace(catalog, "ws-1") is None and read_docfile(catalog, "900") is None
 
 
 def test_entities_not_found_are_never_remembered(service_client: Any) -> None:
     catalog = Catalog(service_client, "t", cache_ttl=60.0)
     elsewhere = Catalog(service_client, "t")
-    assert catalog.course("new") is None
+    assert read_course(catalog, "new") is None
     elsewhere.put_entity("courses", {"key": "new", "gadgets": ["g"], "roles": {}})
-    assert catalog.course("new") is not None
+    assert read_course(catalog, "new") is not None
 
 
 # --- failed authentications --------------------------------------------------------------

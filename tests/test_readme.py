@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.config import SETTINGS
+from app.config import settings
 
 from .live import LiveService
 
@@ -83,7 +83,7 @@ def test_the_tour_works_as_printed(tmp_path: Path, name: str) -> None:
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    for name in SETTINGS:
+    for name in settings():
         assert re.search(rf"\| `LOCKCORE_{name}` \|", README), name
 
 

@@ -118,10 +118,11 @@ def test_cli_loads_a_catalog_file(real_server: Any, tmp_path: Path) -> None:
         text=True,
     )
     assert "1 courses" in out.stdout
+    from app.apis.versal import read_course
     from app.catalog import Catalog
 
     catalog = Catalog(real_server.client(), "lockcore")
-    course = catalog.course("k1")
+    course = read_course(catalog, "k1")
     assert course is not None and course.gadgets == {"a"} and course.role_of("u") == "editor"
     assert catalog.dump()["items"]["VX-1"]["collections"] == ["VX-9"]
 

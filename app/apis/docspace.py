@@ -12,20 +12,23 @@ Envelope (camelCase, nulls omitted): ``{"response", "count", "links": [{"href",
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from lockcore import Lock, LockConflict, LockNotFound
+from lockcore import Lock, LockConflict, LockNotFound, LockType
 
-from ..auth import user_for_key
-from ..catalog import DocFile
-from ..errors import ApiError, register_envelope, register_prefix
+from ..auth import bearer_token, held_by_other, user_for_key
+from ..catalog import Catalog, name_field
+from ..errors import ApiError
 from ..identity import User
 from ..limits import request_json
-from ..openapi import REGISTRY, route
+from ..openapi import route
 from ..services import services
+from ..units import ApiUnit, CatalogPart, Entities
 
 bp = Blueprint("docspace", __name__, url_prefix="/api/2.0/files/file")
 TAG = "ONLYOFFICE DocSpace file locks"
@@ -135,10 +138,71 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 HTTP_MESSAGES = {404: "The requested resource was not found", 405: "Method not allowed"}
-register_envelope(bp, envelope, HTTP_MESSAGES)
-register_prefix("/api/2.0", envelope, HTTP_MESSAGES)
-REGISTRY.security_schemes["DocSpaceBearer"] = {"type": "http", "scheme": "bearer"}
 SECURITY = [{"DocSpaceBearer": []}]
+
+# -- the catalog: rooms, who has which access level in each, and their files -------------
+
+ACCESS_LEVELS = (
+    "RoomManager",
+    "ContentCreator",
+    "Editor",
+    "Reviewer",
+    "Commenter",
+    "FormFiller",
+    "Viewer",
+)
+
+
+class RoomFileSchema(Schema):
+    id = name_field()
+    title = name_field()
+
+
+class RoomSchema(Schema):
+    id = name_field()
+    title = fields.String(load_default="")
+    access = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(ACCESS_LEVELS)),
+        load_default=dict,
+    )
+    files = fields.List(fields.Nested(RoomFileSchema), load_default=list)
+
+
+@dataclass(frozen=True)
+class DocFile:
+    id: str
+    title: str
+    room: str
+    access: dict[str, str]  # the room's: user id -> access level
+
+
+def read_docfile(catalog: Catalog, file_id: str) -> DocFile | None:
+    def read() -> DocFile | None:
+        f = catalog.get("files", file_id)
+        if f is None:
+            return None
+        room = catalog.get("rooms", f["room"]) or {}
+        return DocFile(f["id"], f["title"], f["room"], dict(room.get("access", {})))
+
+    return catalog.remembered("files", file_id, read)
+
+
+def _rooms(doc: dict[str, Any]) -> Entities:
+    out: Entities = {"rooms": {}, "files": {}}
+    for room in doc["rooms"]:
+        out["rooms"][room["id"]] = {k: v for k, v in room.items() if k != "files"}
+        for f in room["files"]:
+            out["files"][f["id"]] = {**f, "room": room["id"]}
+    return out
+
+
+CATALOG = CatalogPart(
+    document={"rooms": fields.List(fields.Nested(RoomSchema), load_default=list)},
+    kinds={"rooms": (RoomSchema, "id")},
+    entities=_rooms,
+    derived=("files",),
+)
 
 
 def ok(dto: Any) -> Any:
@@ -198,16 +262,14 @@ class ErrorSchema(Schema):
 
 
 def caller() -> User:
-    header = request.headers.get("Authorization", "")
-    key = header[7:] if header.lower().startswith("bearer ") else ""
-    user = user_for_key(key)
+    user = user_for_key(bearer_token())
     if user is None:
         raise ApiError(401, UNAUTHORIZED)
     return user
 
 
 def file_for(file_id: str) -> DocFile:
-    doc = services().catalog.docfile(file_id)
+    doc = read_docfile(services().catalog, file_id)
     if doc is None:
         raise ApiError(404, NOT_FOUND)
     return doc
@@ -222,20 +284,19 @@ def scope_of(doc: DocFile) -> str:
 
 
 def current_lock(doc: DocFile) -> Lock | None:
-    page = services().locks.list(scope_of(doc), type=LOCK_TYPE, resource=doc.id, limit=1)
-    return page.locks[0] if page.locks else None
+    return services().current_lock(scope_of(doc), LOCK_TYPE, doc.id)
 
 
 def may_lock(access: str | None, lock: Lock | None, user: User) -> bool:
     if access == ROOM_MANAGER:
         return True
-    return access == CONTENT_CREATOR and (lock is None or lock.owner == user.id)
+    return access == CONTENT_CREATOR and not held_by_other(lock, user)
 
 
 def file_dto(doc: DocFile, user: User, lock: Lock | None) -> dict[str, Any]:
     access = access_of(user, doc)
     abilities = set(ABILITIES.get(access or "", set()))
-    locked_by_other = lock is not None and lock.owner != user.id
+    locked_by_other = held_by_other(lock, user)
     if locked_by_other:
         abilities &= READ_FLAGS
     if may_lock(access, lock, user):
@@ -388,6 +449,24 @@ def edit_check(file_id: str) -> Any:
     if "Edit" not in ABILITIES.get(access, set()):
         raise ApiError(403, NO_PERMISSION)
     lock = current_lock(doc)
-    if lock is not None and lock.owner != user.id:
+    if held_by_other(lock, user):
         raise ApiError(403, LOCKED_BY_OTHER, kind="InvalidOperationException")
     return ok({"canEdit": True})
+
+
+def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+    ttl = config["DOCSPACE_TTL"]
+    return [LockType(LOCK_TYPE, default_ttl=ttl or None, allow_no_expiry=not ttl)]
+
+
+UNIT = ApiUnit(
+    "docspace",
+    bp,
+    envelope,
+    HTTP_MESSAGES,
+    prefix="/api/2.0",  # the whole of DocSpace's API answers in its envelope
+    security_schemes={"DocSpaceBearer": {"type": "http", "scheme": "bearer"}},
+    settings={"DOCSPACE_TTL": (0.0, float)},  # seconds a file lock lasts; 0: until unlocked
+    lock_types=lock_types,
+    catalog=CATALOG,
+)

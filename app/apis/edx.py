@@ -15,25 +15,27 @@ with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validati
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from marshmallow import Schema, fields
 
-from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
+from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned, LockType
 
 from .. import idempotency
-from ..auth import user_for_key
-from ..catalog import Workspace
-from ..errors import ApiError, register_envelope, register_prefix
-from ..identity import User
+from ..auth import bearer, held_by_other, user_for_key
+from ..catalog import Catalog, name_field
+from ..errors import ApiError
+from ..identity import User, label
 from ..limits import check_name, check_notes
-from ..openapi import REGISTRY, route
+from ..openapi import route
 from ..services import services
+from ..units import ApiUnit, CatalogPart, Entities
 
 bp = Blueprint("edx", __name__, url_prefix="/api/3/action")
 TAG = "EDX workspace locks"
@@ -110,11 +112,64 @@ def _http_envelope(exc: ApiError) -> tuple[Any, int]:
     return envelope(exc)
 
 
-register_envelope(bp, _http_envelope, HTTP_MESSAGES)
-register_prefix("/api/3/action", _http_envelope, HTTP_MESSAGES)
-for header in KEY_HEADERS:
-    REGISTRY.security_schemes[header] = {"type": "apiKey", "in": "header", "name": header}
 SECURITY = [{h: []} for h in KEY_HEADERS]
+
+# -- the catalog: workspaces, their admins and members -------------------------------------
+
+
+class WorkspaceSchema(Schema):
+    id = name_field()
+    name = fields.String(load_default="")
+    admins = fields.List(fields.String(), load_default=list)
+    members = fields.List(fields.String(), load_default=list)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+    admins: frozenset[str]
+    members: frozenset[str]
+
+
+def read_workspace(catalog: Catalog, ws_id: str) -> Workspace | None:
+    """A workspace by id, or else by name (EDX accepts either)."""
+
+    def read() -> Workspace | None:
+        w = catalog.get("workspaces", ws_id)
+        if w is None:
+            by_name = catalog.get("workspace_names", ws_id)
+            w = catalog.get("workspaces", by_name) if isinstance(by_name, str) else None
+        if w is None:
+            return None
+        admins, members = frozenset(w.get("admins", [])), frozenset(w.get("members", []))
+        return Workspace(w["id"], w.get("name", ""), admins, members)
+
+    return catalog.remembered("workspaces", ws_id, read)
+
+
+def _workspaces(doc: dict[str, Any]) -> Entities:
+    out: Entities = {"workspaces": {}, "workspace_names": {}}
+    for ws in doc["workspaces"]:
+        out["workspaces"][ws["id"]] = ws
+        if ws.get("name"):
+            out["workspace_names"][ws["name"]] = ws["id"]
+    return out
+
+
+def _put_workspace(catalog: Catalog, kind: str, entity: dict[str, Any]) -> dict[str, Any]:
+    if entity.get("name"):
+        catalog.put("workspace_names", entity["name"], entity["id"])
+    return entity
+
+
+CATALOG = CatalogPart(
+    document={"workspaces": fields.List(fields.Nested(WorkspaceSchema), load_default=list)},
+    kinds={"workspaces": (WorkspaceSchema, "id")},
+    entities=_workspaces,
+    indexes=("workspace_names",),
+    on_put=_put_workspace,
+)
 
 # -- restricted features ------------------------------------------------------------------
 
@@ -226,8 +281,7 @@ def caller() -> User:
         )
     for header in KEY_HEADERS:
         value = request.headers.get(header, "").strip()
-        if value.lower().startswith("bearer "):
-            value = value[7:].strip()
+        value = bearer(value) or "" if value.lower().startswith("bearer ") else value
         if value:
             user = user_for_key(value)
             if user is None:
@@ -253,7 +307,7 @@ def required(data: dict[str, Any], name: str) -> str:
 
 def workspace_for(data: dict[str, Any]) -> Workspace:
     ws_id = required(data, "workspace_id")
-    workspace = services().catalog.workspace(ws_id)
+    workspace = read_workspace(services().catalog, ws_id)
     if workspace is None:
         raise error(NOT_FOUND, f"Not found: Workspace '{ws_id}' was not found")
     return workspace
@@ -265,18 +319,16 @@ def may_see(user: User, ws: Workspace) -> None:
 
 
 def current_lock(ws: Workspace) -> Lock | None:
-    page = services().locks.list(scope_of(ws), type=LOCK_TYPE, limit=1)
-    return page.locks[0] if page.locks else None
+    return services().current_lock(scope_of(ws), LOCK_TYPE)
 
 
 def locker_label(lock: Lock) -> str:
-    name, email = lock.metadata.get("name", lock.owner), lock.metadata.get("email", "")
-    return f"{name} ({email})" if email else name
+    return label(lock.metadata.get("name", lock.owner), lock.metadata.get("email", ""))
 
 
 def refuse_if_restricted(user: User, ws: Workspace, feature: Feature) -> Lock | None:
     lock = current_lock(ws)
-    if lock is not None and lock.owner != user.id and is_restricted(feature, ws):
+    if held_by_other(lock, user) and is_restricted(feature, ws):
         raise error(VALIDATION, LOCKED_MESSAGE.format(label=locker_label(lock)))
     return lock
 
@@ -441,3 +493,29 @@ def _guarded(name: str, feature_key: str) -> None:
 
 for _action, _key in GUARDED_ACTIONS.items():
     _guarded(_action, _key)
+
+
+def setup(app: Flask) -> None:
+    # A bad override file fails here, at startup, not on a request.
+    app.extensions["edx_features"] = load_features(app.config["EDX_FEATURES_OVERRIDE"])
+
+
+def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+    ttl = config["EDX_TTL"]
+    return [LockType(LOCK_TYPE, default_ttl=ttl or None, allow_no_expiry=not ttl)]
+
+
+UNIT = ApiUnit(
+    "edx",
+    bp,
+    _http_envelope,
+    HTTP_MESSAGES,
+    security_schemes={h: {"type": "apiKey", "in": "header", "name": h} for h in KEY_HEADERS},
+    settings={
+        "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
+        "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
+    },
+    lock_types=lock_types,
+    catalog=CATALOG,
+    setup=setup,
+)

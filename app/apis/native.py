@@ -8,11 +8,11 @@ Errors: ``{"error": {"code", "message", "holder"?}}``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from lockcore import (
@@ -22,17 +22,19 @@ from lockcore import (
     LockConflict,
     LockNotFound,
     LockNotOwned,
+    LockType,
     WaitCancelled,
 )
 
 from .. import idempotency
-from ..auth import user_for_key
-from ..errors import ApiError, register_envelope, register_prefix
+from ..auth import bearer_token, user_for_key
+from ..errors import ApiError
 from ..identity import User
 from ..limits import AtMost, Limited, request_json
-from ..openapi import REGISTRY, route
+from ..openapi import route
 from ..server import draining
 from ..services import services
+from ..units import ApiUnit
 
 bp = Blueprint("native", __name__, url_prefix="/v1")
 TAG = "Native lock API (/v1)"
@@ -60,9 +62,6 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
     return jsonify({"error": error}), exc.status
 
 
-register_envelope(bp, envelope)
-register_prefix("/v1", envelope)
-REGISTRY.security_schemes["V1Bearer"] = {"type": "http", "scheme": "bearer"}
 SECURITY = [{"V1Bearer": []}]
 
 
@@ -160,8 +159,7 @@ def to_json(lock: Lock) -> dict[str, Any]:
 
 
 def caller() -> User:
-    header = request.headers.get("Authorization", "")
-    user = user_for_key(header[7:] if header.lower().startswith("bearer ") else None)
+    user = user_for_key(bearer_token())
     if user is None:
         raise ApiError(401, "Send Authorization: Bearer <API key>")
     return user
@@ -189,11 +187,8 @@ def body(schema: Schema) -> dict[str, Any]:
 
 
 def own_lock(lock_id: str) -> Lock:
-    try:
-        lock = services().locks.get(lock_id)
-    except LockNotFound:
-        lock = None
-    if lock is None or not lock.scope.startswith(SCOPE_PREFIX):
+    lock = services().lock_under(lock_id, SCOPE_PREFIX)
+    if lock is None:
         raise ApiError(404, f"No lock {lock_id}")
     return lock
 
@@ -256,9 +251,7 @@ def waiting_slot(waits: bool) -> Iterator[None]:
     if not waits:
         yield
         return
-    slots = current_app.extensions.setdefault(
-        "v1_waiters", threading.BoundedSemaphore(current_app.config["V1_MAX_WAITERS"])
-    )
+    slots = current_app.extensions["v1_waiters"]
     if not slots.acquire(blocking=False):
         raise ApiError(
             503, "Too many requests are waiting for locks; try again shortly", kind="unavailable"
@@ -412,3 +405,29 @@ def validate_token() -> Any:
         SCOPE_PREFIX + data["scope"], data["type"], data["resource"], data["fencing_token"]
     )
     return jsonify({"valid": valid})
+
+
+def setup(app: Flask) -> None:
+    app.extensions["v1_waiters"] = threading.BoundedSemaphore(app.config["V1_MAX_WAITERS"])
+
+
+def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+    # exclusive leases, listed by owner too
+    ttl, max_ttl = config["V1_TTL"], config["V1_MAX_TTL"]
+    return [LockType(LOCK_TYPE, default_ttl=ttl, max_ttl=max_ttl, index_owner=True)]
+
+
+UNIT = ApiUnit(
+    "v1",
+    bp,
+    envelope,
+    security_schemes={"V1Bearer": {"type": "http", "scheme": "bearer"}},
+    settings={
+        "V1_TTL": (30.0, float),  # default lease of /v1 worker locks
+        "V1_MAX_TTL": (3600.0, float),
+        "V1_MAX_WAIT": (30.0, float),  # longest long-poll a /v1 acquire may ask for
+        "V1_MAX_WAITERS": (96, int),  # long polls one process serves at once; more get a 503
+    },
+    lock_types=lock_types,
+    setup=setup,
+)

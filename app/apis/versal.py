@@ -8,22 +8,25 @@ releases their previous one in the course) on resource ``<gadgetId>`` in scope
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
+from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned, LockType
 
 from .. import idempotency
 from ..auth import user_for_key
-from ..catalog import Course
-from ..errors import ApiError, register_envelope, register_prefix
+from ..catalog import Catalog, name_field
+from ..errors import ApiError
 from ..fastjson import json_response
 from ..identity import User
 from ..limits import Limited, check_name, request_json
-from ..openapi import REGISTRY, route
+from ..openapi import route
 from ..services import services
+from ..units import ApiUnit, CatalogPart, Entities
 
 bp = Blueprint("versal", __name__, url_prefix="/locks")
 TAG = "Versal course gadget locks"
@@ -94,10 +97,55 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
-register_envelope(bp, envelope, HTTP_MESSAGES)
-register_prefix("/locks", envelope, HTTP_MESSAGES)
-REGISTRY.security_schemes["SID"] = {"type": "apiKey", "in": "header", "name": "SID"}
 SECURITY = [{"SID": []}]
+
+# -- the catalog: courses, their gadgets and who may do what -------------------------------
+
+COURSE_ROLES = ("learner", "editor", "owner")  # learner: list; editor, owner: lock too
+
+
+class CourseSchema(Schema):
+    key = name_field()
+    title = fields.String(load_default="")
+    gadgets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    roles = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=validate.OneOf(COURSE_ROLES)),
+        load_default=dict,
+    )
+
+
+@dataclass(frozen=True)
+class Course:
+    key: str
+    title: str
+    gadgets: frozenset[str]
+    roles: dict[str, str]
+
+    def role_of(self, user_id: str) -> str | None:
+        return self.roles.get(user_id)
+
+
+def read_course(catalog: Catalog, key: str) -> Course | None:
+    def read() -> Course | None:
+        c = catalog.get("courses", key)
+        if c is None:
+            return None
+        gadgets = frozenset(c.get("gadgets", []))
+        return Course(c["key"], c.get("title", ""), gadgets, dict(c.get("roles", {})))
+
+    return catalog.remembered("courses", key, read)
+
+
+def _courses(doc: dict[str, Any]) -> Entities:
+    return {"courses": {course["key"]: course for course in doc["courses"]}}
+
+
+CATALOG = CatalogPart(
+    document={"courses": fields.List(fields.Nested(CourseSchema), load_default=list)},
+    kinds={"courses": (CourseSchema, "key")},
+    entities=_courses,
+)
 
 # -- translation --------------------------------------------------------------------------
 
@@ -162,7 +210,7 @@ def caller() -> User:
 
 
 def course_for(user: User, course_key: str, *, edit: bool) -> Course:
-    course = services().catalog.course(course_key)
+    course = read_course(services().catalog, course_key)
     if course is None:
         raise ApiError(404, f"Course '{course_key}' not found")
     role = course.role_of(user.id)
@@ -308,3 +356,29 @@ def release(lock_id: str) -> Any:
     except LockNotOwned as exc:
         raise ApiError(403, INSUFFICIENT) from exc
     return json_response({}), 200
+
+
+def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+    return [
+        LockType(
+            LOCK_TYPE,
+            one_per_owner=True,
+            default_ttl=config["VERSAL_TTL"],
+            max_ttl=config["VERSAL_MAX_TTL"],
+        )
+    ]
+
+
+UNIT = ApiUnit(
+    "versal",
+    bp,
+    envelope,
+    HTTP_MESSAGES,
+    security_schemes={"SID": {"type": "apiKey", "in": "header", "name": "SID"}},
+    settings={
+        "VERSAL_TTL": (300.0, float),  # seconds a gadget lock lasts (Versal's expiresIn)
+        "VERSAL_MAX_TTL": (3600.0, float),
+    },
+    lock_types=lock_types,
+    catalog=CATALOG,
+)

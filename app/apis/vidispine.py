@@ -19,7 +19,7 @@ import base64
 import binascii
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,15 +30,17 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
 
-from lockcore import InvalidLockRequest, Lock, LockNotFound
+from lockcore import InvalidLockRequest, Lock, LockNotFound, LockType, Mode
 
 from .. import idempotency
 from ..auth import user_for_key
-from ..errors import ApiError, register_envelope, register_prefix
+from ..errors import ApiError
 from ..identity import User
 from ..limits import Limited, check_metadata, check_name, request_json
 from ..openapi import REGISTRY, route
 from ..services import services
+from ..units import ApiUnit
+from .vidispine_catalog import CATALOG, read_entity
 
 bp = Blueprint("vidispine", __name__, url_prefix="/API")
 
@@ -120,15 +122,6 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 HTTP_MESSAGES = {404: "No such resource", 405: "Method not allowed on this resource"}
-register_envelope(bp, envelope, HTTP_MESSAGES)
-register_prefix("/API", envelope, HTTP_MESSAGES)
-REGISTRY.security_schemes["VidispineBasic"] = {"type": "http", "scheme": "basic"}
-REGISTRY.security_schemes["VidispineToken"] = {
-    "type": "apiKey",
-    "in": "header",
-    "name": "Authorization",
-    "description": "token <key>",
-}
 SECURITY = [{"VidispineBasic": []}, {"VidispineToken": []}]
 
 
@@ -280,7 +273,7 @@ class Entity:
 
 
 def entity(etype: str, entity_id: str, storage_id: str | None = None) -> Entity:
-    record = services().catalog.vidispine_entity(etype, entity_id)
+    record = read_entity(services().catalog, etype, entity_id)
     if record is None or (storage_id is not None and record.get("storage") != storage_id):
         raise not_found(etype.capitalize(), entity_id)
     containers = tuple(("collection", c) for c in record.get("collections", [])) + tuple(
@@ -1043,3 +1036,31 @@ def _register_metadata_views(base: str, suffix: str, resolve: Any) -> None:
 _register_metadata_views("/deletion-lock/<lockid:lock_id>", "", None)
 _register_entity_views(ENTITY, "_of_entity")
 _register_entity_views(STORAGE_FILE, "_of_storage_file")
+
+
+def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+    # Deletion locks: many per entity, one lock type per entity type, so a listing by
+    # entity type is a range of one index; indexed by owner for the username filter.
+    return [
+        LockType(lock_type(etype), mode=Mode.MULTI, default_ttl=86400.0, index_owner=True)
+        for etype in ENTITY_TYPES
+    ]
+
+
+UNIT = ApiUnit(
+    "vidispine",
+    bp,
+    envelope,
+    HTTP_MESSAGES,
+    security_schemes={
+        "VidispineBasic": {"type": "http", "scheme": "basic"},
+        "VidispineToken": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "token <key>",
+        },
+    },
+    lock_types=lock_types,
+    catalog=CATALOG,
+)
