@@ -13,22 +13,22 @@ Envelope (camelCase, nulls omitted): ``{"response", "count", "links": [{"href",
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from lockcore import Lock, LockConflict, LockNotFound, LockType
 
-from ..auth import bearer_token, held_by_other, user_for_key
-from ..catalog import Catalog, name_field
-from ..errors import ApiError
-from ..identity import User
-from ..limits import request_json
-from ..openapi import route
-from ..services import services
-from ..units import ApiUnit, CatalogPart, Entities
+from ...auth import bearer_token, held_by_other, user_for_key
+from ...errors import ApiError
+from ...identity import User
+from ...limits import request_json
+from ...openapi import route
+from ...services import services
+from ...units import ApiUnit
+from .access import ABILITIES, CONTENT_CREATOR, READ_FLAGS, ROOM_MANAGER, SECURITY_FLAGS
+from .catalog import CATALOG, DocFile, read_docfile
 
 bp = Blueprint("docspace", __name__, url_prefix="/api/2.0/files/file")
 TAG = "ONLYOFFICE DocSpace file locks"
@@ -38,81 +38,6 @@ NO_PERMISSION = "You do not have enough permissions to edit the file"
 NOT_FOUND = "The required file was not found"
 LOCKED_BY_OTHER = "The file is currently locked by another user"
 UNAUTHORIZED = "The request requires user authentication: send Authorization: Bearer <token>"
-
-ROOM_MANAGER, CONTENT_CREATOR = "RoomManager", "ContentCreator"
-
-#: What each access level may do to a file, before locks are considered.
-ABILITIES: dict[str, set[str]] = {
-    ROOM_MANAGER: {
-        "Read",
-        "Comment",
-        "FillForms",
-        "Review",
-        "Edit",
-        "Delete",
-        "CustomFilter",
-        "EditHistory",
-        "Rename",
-        "ReadHistory",
-        "Lock",
-        "Move",
-        "Duplicate",
-        "Copy",
-        "Download",
-        "Convert",
-    },
-    CONTENT_CREATOR: {
-        "Read",
-        "Comment",
-        "FillForms",
-        "Review",
-        "Edit",
-        "Delete",
-        "Rename",
-        "ReadHistory",
-        "Lock",
-        "Move",
-        "Duplicate",
-        "Copy",
-        "Download",
-        "Convert",
-    },
-    "Editor": {
-        "Read",
-        "Comment",
-        "FillForms",
-        "Review",
-        "Edit",
-        "ReadHistory",
-        "Copy",
-        "Download",
-        "Convert",
-    },
-    "Reviewer": {"Read", "Comment", "Review", "ReadHistory", "Copy", "Download"},
-    "Commenter": {"Read", "Comment", "Copy", "Download"},
-    "FormFiller": {"Read", "FillForms", "Copy", "Download"},
-    "Viewer": {"Read", "Copy", "Download"},
-}
-SECURITY_FLAGS = (
-    "Read",
-    "Comment",
-    "FillForms",
-    "Review",
-    "Edit",
-    "Delete",
-    "CustomFilter",
-    "EditHistory",
-    "Rename",
-    "ReadHistory",
-    "Lock",
-    "Move",
-    "Duplicate",
-    "Copy",
-    "Download",
-    "Convert",
-)
-#: Flags that stay while someone else holds the lock; every other one is an edit.
-READ_FLAGS = {"Read", "ReadHistory", "Copy", "Download"}
 
 # -- envelope -----------------------------------------------------------------------------
 
@@ -139,70 +64,6 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 HTTP_MESSAGES = {404: "The requested resource was not found", 405: "Method not allowed"}
 SECURITY = [{"DocSpaceBearer": []}]
-
-# -- the catalog: rooms, who has which access level in each, and their files -------------
-
-ACCESS_LEVELS = (
-    "RoomManager",
-    "ContentCreator",
-    "Editor",
-    "Reviewer",
-    "Commenter",
-    "FormFiller",
-    "Viewer",
-)
-
-
-class RoomFileSchema(Schema):
-    id = name_field()
-    title = name_field()
-
-
-class RoomSchema(Schema):
-    id = name_field()
-    title = fields.String(load_default="")
-    access = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(validate=validate.OneOf(ACCESS_LEVELS)),
-        load_default=dict,
-    )
-    files = fields.List(fields.Nested(RoomFileSchema), load_default=list)
-
-
-@dataclass(frozen=True)
-class DocFile:
-    id: str
-    title: str
-    room: str
-    access: dict[str, str]  # the room's: user id -> access level
-
-
-def read_docfile(catalog: Catalog, file_id: str) -> DocFile | None:
-    def read() -> DocFile | None:
-        f = catalog.get("files", file_id)
-        if f is None:
-            return None
-        room = catalog.get("rooms", f["room"]) or {}
-        return DocFile(f["id"], f["title"], f["room"], dict(room.get("access", {})))
-
-    return catalog.remembered("files", file_id, read)
-
-
-def _rooms(doc: dict[str, Any]) -> Entities:
-    out: Entities = {"rooms": {}, "files": {}}
-    for room in doc["rooms"]:
-        out["rooms"][room["id"]] = {k: v for k, v in room.items() if k != "files"}
-        for f in room["files"]:
-            out["files"][f["id"]] = {**f, "room": room["id"]}
-    return out
-
-
-CATALOG = CatalogPart(
-    document={"rooms": fields.List(fields.Nested(RoomSchema), load_default=list)},
-    kinds={"rooms": (RoomSchema, "id")},
-    entities=_rooms,
-    derived=("files",),
-)
 
 
 def ok(dto: Any) -> Any:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError
 
 from lockcore import (
     AcquireResult,
@@ -26,19 +26,32 @@ from lockcore import (
     WaitCancelled,
 )
 
-from .. import idempotency
-from ..auth import bearer_token, user_for_key
-from ..errors import ApiError
-from ..identity import User
-from ..limits import AtMost, Limited, request_json
-from ..openapi import route
-from ..server import draining
-from ..services import services
-from ..units import ApiUnit
+from ... import idempotency
+from ...auth import bearer_token, user_for_key
+from ...errors import ApiError
+from ...identity import User
+from ...limits import request_json
+from ...openapi import route
+from ...server import draining
+from ...services import services
+from ...units import ApiUnit
+from .schemas import (
+    ACQUIRE,
+    LOCK_TYPE,
+    REFRESH,
+    SCOPE_PREFIX,
+    VALIDATE,
+    AcquireSchema,
+    ErrorSchema,
+    LockSchema,
+    PageSchema,
+    RefreshSchema,
+    ValidateSchema,
+    to_json,
+)
 
 bp = Blueprint("native", __name__, url_prefix="/v1")
 TAG = "Native lock API (/v1)"
-LOCK_TYPE = "job"
 CODES = {
     400: "invalid",
     401: "unauthenticated",
@@ -63,99 +76,6 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 SECURITY = [{"V1Bearer": []}]
-
-
-class AcquireSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    scope = fields.String(required=True, validate=Limited("name", "scope"))
-    resource = fields.String(required=True, validate=Limited("name", "resource"))
-    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
-    ttl = fields.Float(
-        load_default=None,
-        validate=validate.Range(min=0.001),
-        metadata={"description": "lease in seconds"},
-    )
-    wait = fields.Float(
-        load_default=None,
-        validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
-        metadata={"description": "seconds to wait in line (long poll)"},
-    )
-    metadata = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(),
-        load_default=dict,
-        validate=Limited("metadata", "metadata"),
-    )
-
-
-class RefreshSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001))
-
-
-class ValidateSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    scope = fields.String(required=True, validate=Limited("name", "scope"))
-    resource = fields.String(required=True, validate=Limited("name", "resource"))
-    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
-    fencing_token = fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1)
-    )
-
-
-class LockSchema(Schema):
-    id = fields.String()
-    scope = fields.String()
-    type = fields.String()
-    resource = fields.String()
-    owner = fields.String()
-    fencing_token = fields.Integer()
-    acquired_at = fields.Float(metadata={"description": "seconds since the epoch"})
-    expires_at = fields.Float(allow_none=True)
-    expires_in = fields.Float(allow_none=True, metadata={"description": "seconds left"})
-    metadata = fields.Dict(keys=fields.String(), values=fields.String())
-
-
-class PageSchema(Schema):
-    locks = fields.List(fields.Nested(LockSchema))
-    cursor = fields.String(allow_none=True)
-
-
-class ErrorSchema(Schema):
-    error = fields.Dict()
-
-
-SCOPE_PREFIX = "v1:"
-
-
-# Built once: a schema is reusable, and building one per request costs more than using it.
-LOCK = LockSchema()
-ACQUIRE = AcquireSchema()
-REFRESH = RefreshSchema()
-VALIDATE = ValidateSchema()
-
-
-def to_json(lock: Lock) -> dict[str, Any]:
-    return LOCK.dump(
-        {
-            "id": lock.id,
-            "scope": lock.scope.removeprefix(SCOPE_PREFIX),
-            "type": lock.type,
-            "resource": lock.resource,
-            "owner": lock.owner,
-            "fencing_token": lock.fencing_token,
-            "acquired_at": lock.acquired_at,
-            "expires_at": lock.expires_at,
-            "expires_in": lock.remaining,
-            "metadata": dict(lock.metadata),
-        }
-    )
 
 
 def caller() -> User:

@@ -3,7 +3,7 @@
 ``lock_workspace`` toggles a lockcore lock of type ``workspace`` on resource
 ``<workspace id>`` in scope ``edx:workspace:<workspace id>`` (no expiry unless
 ``LOCKCORE_EDX_TTL`` is set); ``check_workspace_lock`` reads it. While a workspace is
-locked, the features marked restricted in ``edx_features.yaml`` are refused to everyone but
+locked, the features marked restricted in ``features.yaml`` are refused to everyone but
 the locker, through ``workspace_action_check`` and the guarded actions (``create_folder``,
 ``resource_delete``, ...), which check and answer but perform nothing themselves.
 
@@ -16,26 +16,24 @@ with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import yaml
 from flask import Blueprint, Flask, current_app, jsonify, request
 from marshmallow import Schema, fields
 
 from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned, LockType
 
-from .. import idempotency
-from ..auth import bearer, held_by_other, user_for_key
-from ..catalog import Catalog, name_field
-from ..errors import ApiError
-from ..identity import User, label
-from ..limits import check_name, check_notes
-from ..openapi import route
-from ..services import services
-from ..units import ApiUnit, CatalogPart, Entities
+from ... import idempotency
+from ...auth import bearer, held_by_other, user_for_key
+from ...errors import ApiError
+from ...identity import User, label
+from ...limits import check_name, check_notes
+from ...openapi import route
+from ...services import services
+from ...units import ApiUnit
+from .catalog import CATALOG, Workspace, read_workspace
+from .features import GUARDED_ACTIONS, Feature, features, is_restricted, load_features
 
 bp = Blueprint("edx", __name__, url_prefix="/api/3/action")
 TAG = "EDX workspace locks"
@@ -43,7 +41,6 @@ LOCK_TYPE = "workspace"
 HELP_NAME = "workspace_lock_api"
 USER_AGENT = "EDX-USER"
 KEY_HEADERS = ("X-CKAN-API-Key", "EDX-API-Key", "Authorization")
-FEATURES_FILE = Path(__file__).with_name("edx_features.yaml")
 
 AUTHZ, NOT_FOUND, VALIDATION, BAD_REQUEST = (
     "Authorization Error",
@@ -113,118 +110,6 @@ def _http_envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 SECURITY = [{h: []} for h in KEY_HEADERS]
-
-# -- the catalog: workspaces, their admins and members -------------------------------------
-
-
-class WorkspaceSchema(Schema):
-    id = name_field()
-    name = fields.String(load_default="")
-    admins = fields.List(fields.String(), load_default=list)
-    members = fields.List(fields.String(), load_default=list)
-
-
-@dataclass(frozen=True)
-class Workspace:
-    id: str
-    name: str
-    admins: frozenset[str]
-    members: frozenset[str]
-
-
-def read_workspace(catalog: Catalog, ws_id: str) -> Workspace | None:
-    """A workspace by id, or else by name (EDX accepts either)."""
-
-    def read() -> Workspace | None:
-        w = catalog.get("workspaces", ws_id)
-        if w is None:
-            by_name = catalog.get("workspace_names", ws_id)
-            w = catalog.get("workspaces", by_name) if isinstance(by_name, str) else None
-        if w is None:
-            return None
-        admins, members = frozenset(w.get("admins", [])), frozenset(w.get("members", []))
-        return Workspace(w["id"], w.get("name", ""), admins, members)
-
-    return catalog.remembered("workspaces", ws_id, read)
-
-
-def _workspaces(doc: dict[str, Any]) -> Entities:
-    out: Entities = {"workspaces": {}, "workspace_names": {}}
-    for ws in doc["workspaces"]:
-        out["workspaces"][ws["id"]] = ws
-        if ws.get("name"):
-            out["workspace_names"][ws["name"]] = ws["id"]
-    return out
-
-
-def _put_workspace(catalog: Catalog, kind: str, entity: dict[str, Any]) -> dict[str, Any]:
-    if entity.get("name"):
-        catalog.put("workspace_names", entity["name"], entity["id"])
-    return entity
-
-
-CATALOG = CatalogPart(
-    document={"workspaces": fields.List(fields.Nested(WorkspaceSchema), load_default=list)},
-    kinds={"workspaces": (WorkspaceSchema, "id")},
-    entities=_workspaces,
-    indexes=("workspace_names",),
-    on_put=_put_workspace,
-)
-
-# -- restricted features ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Feature:
-    key: str
-    label: str
-    restricted: bool
-    actions: tuple[str, ...]
-
-
-def load_features(override: str = "") -> tuple[dict[str, Feature], dict[str, dict[str, bool]]]:
-    """The feature table, and per-workspace overrides, from the data files."""
-    table = yaml.safe_load(FEATURES_FILE.read_text())["tables"]
-    features = {
-        row["key"]: Feature(
-            row["key"], row["label"], bool(row["restricted"]), tuple(row.get("actions", ()))
-        )
-        for rows in table.values()
-        for row in rows
-    }
-    per_workspace: dict[str, dict[str, bool]] = {}
-    if override:
-        data = yaml.safe_load(Path(override).read_text()) or {}
-        changes = {"": data.get("default") or {}}
-        changes.update({str(k): v for k, v in (data.get("workspaces") or {}).items()})
-        for where, values in changes.items():
-            for key, restricted in values.items():
-                if key not in features or not isinstance(restricted, bool):
-                    raise ValueError(
-                        f"{override}: {where or 'default'}.{key}: unknown feature or not true/false"
-                    )
-            if where:
-                per_workspace[where] = dict(values)
-            else:
-                features = {
-                    k: Feature(f.key, f.label, values.get(k, f.restricted), f.actions)
-                    for k, f in features.items()
-                }
-    return features, per_workspace
-
-
-DEFAULT_FEATURES, _ = load_features()
-GUARDED_ACTIONS = {a: f.key for f in DEFAULT_FEATURES.values() for a in f.actions}
-
-
-def features() -> tuple[dict[str, Feature], dict[str, dict[str, bool]]]:
-    """The app's table (loaded by create_app, with its override applied)."""
-    return current_app.extensions["edx_features"]  # type: ignore[no-any-return]
-
-
-def is_restricted(feature: Feature, workspace: Workspace) -> bool:
-    return features()[1].get(workspace.id, {}).get(feature.key, feature.restricted)
-
 
 # -- schemas (for the OpenAPI document) ---------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""The ``/v1`` API's request and answer shapes (marshmallow schemas: they validate the
+requests and document the API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from lockcore import Lock
+
+from ...limits import AtMost, Limited
+
+LOCK_TYPE = "job"
+SCOPE_PREFIX = "v1:"
+
+
+class AcquireSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    scope = fields.String(required=True, validate=Limited("name", "scope"))
+    resource = fields.String(required=True, validate=Limited("name", "resource"))
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    ttl = fields.Float(
+        load_default=None,
+        validate=validate.Range(min=0.001),
+        metadata={"description": "lease in seconds"},
+    )
+    wait = fields.Float(
+        load_default=None,
+        validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
+        metadata={"description": "seconds to wait in line (long poll)"},
+    )
+    metadata = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        validate=Limited("metadata", "metadata"),
+    )
+
+
+class RefreshSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001))
+
+
+class ValidateSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    scope = fields.String(required=True, validate=Limited("name", "scope"))
+    resource = fields.String(required=True, validate=Limited("name", "resource"))
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    fencing_token = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1)
+    )
+
+
+class LockSchema(Schema):
+    id = fields.String()
+    scope = fields.String()
+    type = fields.String()
+    resource = fields.String()
+    owner = fields.String()
+    fencing_token = fields.Integer()
+    acquired_at = fields.Float(metadata={"description": "seconds since the epoch"})
+    expires_at = fields.Float(allow_none=True)
+    expires_in = fields.Float(allow_none=True, metadata={"description": "seconds left"})
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class PageSchema(Schema):
+    locks = fields.List(fields.Nested(LockSchema))
+    cursor = fields.String(allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Dict()
+
+
+SCOPE_PREFIX = "v1:"
+
+
+# Built once: a schema is reusable, and building one per request costs more than using it.
+LOCK = LockSchema()
+ACQUIRE = AcquireSchema()
+REFRESH = RefreshSchema()
+VALIDATE = ValidateSchema()
+
+
+def lock_json(lock: Lock, scope_prefix: str = "") -> dict[str, Any]:
+    """A lock as ``/v1`` shows it (its scope without ``scope_prefix``); the CLI shows
+    locks of every scope the same way."""
+    return LOCK.dump(
+        {
+            "id": lock.id,
+            "scope": lock.scope.removeprefix(scope_prefix),
+            "type": lock.type,
+            "resource": lock.resource,
+            "owner": lock.owner,
+            "fencing_token": lock.fencing_token,
+            "acquired_at": lock.acquired_at,
+            "expires_at": lock.expires_at,
+            "expires_in": lock.remaining,
+            "metadata": dict(lock.metadata),
+        }
+    )
+
+
+def to_json(lock: Lock) -> dict[str, Any]:
+    """A ``/v1`` lock (in a scope under ``SCOPE_PREFIX``) as the API shows it."""
+    return lock_json(lock, SCOPE_PREFIX)
