@@ -22,7 +22,7 @@ from .services import services
 from .units import ApiUnit
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-SECURITY = [{"AdminBearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"AdminBearer": []}]
 TAG = "Administration"
 
 

@@ -3,6 +3,8 @@ reads the caller's key from its own headers with these."""
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from flask import request
 
 from lockcore import Lock
@@ -34,6 +36,6 @@ def user_for_key(key: str | None) -> User | None:
     return user
 
 
-def held_by_other(lock: Lock | None, user: User) -> bool:
+def held_by_other(lock: Lock | None, user: User) -> TypeGuard[Lock]:
     """Whether ``lock`` exists and someone other than ``user`` holds it."""
     return lock is not None and lock.owner != user.id

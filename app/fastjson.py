@@ -32,4 +32,5 @@ def json_response(value: Any) -> Response:
         return jsonify(value)
     if not raw.isascii() or b"\x7f" in raw:
         return jsonify(value)
-    return app.response_class(raw + b"\n", mimetype=provider.mimetype)
+    response: Response = app.response_class(raw + b"\n", mimetype=provider.mimetype)
+    return response

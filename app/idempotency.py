@@ -58,7 +58,8 @@ PARAMETER = {
 
 def request_id() -> str | None:
     """The request id for lockcore calls of this request (None without the header)."""
-    return g.get("idempotency_request_id")
+    found: str | None = g.get("idempotency_request_id")
+    return found
 
 
 def _digest(*parts: str | bytes) -> bytes:

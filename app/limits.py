@@ -113,7 +113,11 @@ class Limited(Validator):
         self.kind, self.what = kind, what
 
     def __call__(self, value: Any) -> Any:
-        check = {"name": check_name, "notes": check_notes, "metadata": check_metadata}
+        check: dict[str, Callable[[Any, str], str | None]] = {
+            "name": check_name,
+            "notes": check_notes,
+            "metadata": check_metadata,
+        }
         problem = check[self.kind](value, self.what)
         if problem:
             raise ValidationError(problem)
@@ -263,9 +267,11 @@ def init_app(app: Flask, client: Any) -> None:
     if app.config["TRUSTED_PROXIES"]:
         # The client's address, which failures are counted by, is the one the trusted
         # proxies saw; without them X-Forwarded-For is the caller's to invent, so ignored.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"]
+        )
     app.json = StrictJSONProvider(app)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY"]
     app.before_request(_refuse_large_bodies)
     uri, options = _storage(client)
@@ -289,7 +295,7 @@ def init_app(app: Flask, client: Any) -> None:
 
     @app.after_request
     def _count_failure(response: Response) -> Response:
-        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        ctx_g = g._get_current_object()
         if getattr(ctx_g, "authentication_failed", False) and getattr(
             ctx_g, "failure_limited", False
         ):

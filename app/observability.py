@@ -57,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time (test capture, redirection)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -196,13 +196,13 @@ def init_app(app: Flask) -> None:
     def _start() -> None:
         # The environ, not request.headers: a missing header is a raised KeyError there.
         # g and request looked up once each (every proxy access finds the context anew).
-        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        ctx_g = g._get_current_object()
         ctx_g.request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
         ctx_g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        ctx_g = g._get_current_object()  # type: ignore[attr-defined]
+        ctx_g = g._get_current_object()
         req = request._get_current_object()  # type: ignore[attr-defined]
         rid = str(getattr(ctx_g, "request_id", "-"))
         response.headers["X-Request-Id"] = rid
@@ -239,7 +239,7 @@ def init_app(app: Flask) -> None:
     def metrics() -> Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
         # content_type, not mimetype: CONTENT_TYPE_LATEST already names its charset.
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

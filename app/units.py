@@ -47,7 +47,7 @@ class CatalogPart:
     ``on_put`` returns the entity to store.
     """
 
-    document: Mapping[str, fields.Field]
+    document: Mapping[str, fields.Field[Any]]
     kinds: Mapping[str, tuple[type[Schema], str]]
     entities: Callable[[dict[str, Any]], Entities]
     derived: tuple[str, ...] = ()

@@ -38,7 +38,7 @@ INSUFFICIENT = "Insufficient permissions"
 LOCKED = "Resource locked"
 
 
-class Id(fields.Field):
+class Id(fields.Field[str]):
     """A course key or gadget id: a non-empty string (a number is taken as its text)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -97,7 +97,7 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 HTTP_MESSAGES = {404: "Not found", 405: "Method not allowed"}
-SECURITY = [{"SID": []}]
+SECURITY: list[dict[str, list[str]]] = [{"SID": []}]
 
 # -- the catalog: courses, their gadgets and who may do what -------------------------------
 

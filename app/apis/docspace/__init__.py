@@ -63,7 +63,7 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
 
 
 HTTP_MESSAGES = {404: "The requested resource was not found", 405: "Method not allowed"}
-SECURITY = [{"DocSpaceBearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"DocSpaceBearer": []}]
 
 
 def ok(dto: Any) -> Any:

@@ -15,7 +15,7 @@ with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -109,7 +109,7 @@ def _http_envelope(exc: ApiError) -> tuple[Any, int]:
     return envelope(exc)
 
 
-SECURITY = [{h: []} for h in KEY_HEADERS]
+SECURITY: list[dict[str, list[str]]] = [{h: []} for h in KEY_HEADERS]
 
 # -- schemas (for the OpenAPI document) ---------------------------------------------------
 
@@ -229,7 +229,9 @@ ERRORS = {
 }
 
 
-def _document(name: str, summary: str, body: Any, **extra: Any) -> Any:
+def _document(
+    name: str, summary: str, body: Any, **extra: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return route(
         bp,
         f"/{name}",

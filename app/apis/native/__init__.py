@@ -75,7 +75,7 @@ def envelope(exc: ApiError) -> tuple[Any, int]:
     return jsonify({"error": error}), exc.status
 
 
-SECURITY = [{"V1Bearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"V1Bearer": []}]
 
 
 def caller() -> User:
@@ -97,9 +97,10 @@ def body(schema: Schema) -> dict[str, Any]:
     try:
         return schema.load(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
+        messages = exc.normalized_messages()  # type: ignore[no-untyped-call]
         problems = "; ".join(
             f"{name}: {' '.join(map(str, errors))}" if isinstance(errors, list) else str(name)
-            for name, errors in exc.normalized_messages().items()
+            for name, errors in messages.items()
         )
         raise ApiError(
             400, f"Invalid request: {problems}", details={"fields": exc.messages}

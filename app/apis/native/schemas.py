@@ -94,7 +94,7 @@ VALIDATE = ValidateSchema()
 def lock_json(lock: Lock, scope_prefix: str = "") -> dict[str, Any]:
     """A lock as ``/v1`` shows it (its scope without ``scope_prefix``); the CLI shows
     locks of every scope the same way."""
-    return LOCK.dump(
+    dumped: dict[str, Any] = LOCK.dump(
         {
             "id": lock.id,
             "scope": lock.scope.removeprefix(scope_prefix),
@@ -108,6 +108,7 @@ def lock_json(lock: Lock, scope_prefix: str = "") -> dict[str, Any]:
             "metadata": dict(lock.metadata),
         }
     )
+    return dumped
 
 
 def to_json(lock: Lock) -> dict[str, Any]:
