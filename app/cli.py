@@ -17,7 +17,8 @@ embedded redis-server in the data directory, starting it if it is not running.
 
 The demo catalog (fixed, well-known keys) is loaded only into an empty store (no users, no
 catalog), and only when asked for (``--demo``) or in the one local case the README's first
-command needs: embedded Redis bound to loopback. Failures are one line on stderr, exit 1.
+command needs: embedded Redis bound to loopback. Failures are one line on stderr, exit 1
+(2 for a catalog file that is not valid).
 """
 
 from __future__ import annotations
