@@ -17,13 +17,13 @@ embedded redis-server in the data directory, starting it if it is not running.
 
 The demo catalog (fixed, well-known keys) is loaded only into an empty store (no users, no
 catalog), and only when asked for (``--demo``) or in the one local case the README's first
-command needs: embedded Redis bound to loopback. Failures are one line on stderr, exit 1.
+command needs: embedded Redis bound to loopback. Failures are one line on stderr, exit 1
+(2 for a catalog file that is not valid).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import ipaddress
 import json
 import os
@@ -31,14 +31,19 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from lockcore import EmbeddedRedis, connect
+from lockcore import EmbeddedRedis, __version__, connect
 from lockcore.embedded import Supervisor
 from lockcore.keys import event_from_entry
+from lockcore.manager import DEFAULT_PREFIX
+
+from . import config
 
 DEMO_BANNER = """
 lockcore is serving on http://{host}:{port}  ({workers} workers, Redis: {redis})
@@ -54,15 +59,6 @@ FIRST_USER_HINT = (
 
 class CliError(Exception):
     """A failure to report as one line on stderr (exit 1)."""
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("lockcore")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        from lockcore import __version__
-
-        return __version__
 
 
 def redacted(url: str) -> str:
@@ -94,31 +90,28 @@ def demo_allowed(requested: bool | None, *, embedded: bool, host: str) -> bool:
     return embedded and is_loopback(host)
 
 
-def _redis_url(args: argparse.Namespace) -> str:
-    return str(args.redis_url or os.environ.get("LOCKCORE_REDIS_URL", ""))
+def command_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The service's settings (defaults, then ``LOCKCORE_*``), with the command's
+    ``--redis-url`` and ``--data-dir``, when given, over them."""
+    flags = {"REDIS_URL": args.redis_url, "DATA_DIR": args.data_dir}
+    return config.load({name: value for name, value in flags.items() if value})
 
 
-def _data_dir(args: argparse.Namespace) -> str:
-    return str(args.data_dir or os.environ.get("LOCKCORE_DATA_DIR", "lockcore-data"))
-
-
-def _prefix() -> str:
-    return os.environ.get("LOCKCORE_KEY_PREFIX", "lockcore")
-
-
-def _stores(client: Any) -> tuple[Any, Any]:
+def _stores(client: Any, prefix: str) -> tuple[Any, Any]:
     from .catalog import Catalog
     from .identity import Users
 
-    return Users(client, _prefix()), Catalog(client, _prefix())
+    return Users(client, prefix), Catalog(client, prefix)
 
 
-def load_demo_if_empty(client: Any) -> list[tuple[str, str, str]] | None:
+def load_demo_if_empty(
+    client: Any, prefix: str = DEFAULT_PREFIX
+) -> list[tuple[str, str, str]] | None:
     """Load the demo catalog into a truly empty store (no users, no catalog); returns
     (user, name, key) or None."""
     from .catalog import DEMO_CATALOG, parse_document
 
-    users, catalog = _stores(client)
+    users, catalog = _stores(client, prefix)
     if users.exist() or not catalog.is_empty():
         return None
     doc = parse_document(DEMO_CATALOG.read_text())
@@ -127,37 +120,35 @@ def load_demo_if_empty(client: Any) -> list[tuple[str, str, str]] | None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from . import config
-
-    settings = config.load()  # a bad LOCKCORE_* value stops here, before anything starts
+    # A bad LOCKCORE_* value stops here, before anything starts.
+    settings = command_settings(args)
     # Metrics of all workers are summed through files in this directory; it must be set
     # before prometheus_client is first imported.
     metrics_dir = tempfile.mkdtemp(prefix="lockcore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    url = _redis_url(args)
+    url, prefix = settings["REDIS_URL"], settings["KEY_PREFIX"]
     embedded = supervisor = None
     try:
         from .observability import setup_logging
 
         setup_logging(settings["LOG_LEVEL"])  # the supervisor's restarts, as JSON lines
         if not url:
-            embedded = EmbeddedRedis(_data_dir(args), appendfsync=settings["APPENDFSYNC"]).start()
-            url = embedded.url
+            # Not _redis(): this server outlives the command's connection, supervised,
+            # until gunicorn exits.
+            embedded = EmbeddedRedis(settings["DATA_DIR"], appendfsync=settings["APPENDFSYNC"])
+            url = embedded.start().url
             supervisor = Supervisor(embedded).start()
         os.environ["LOCKCORE_REDIS_URL"] = url
-        connection = connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"])
-        try:
+        with closing(connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"])) as connection:
             demo = None
             if demo_allowed(args.demo, embedded=embedded is not None, host=args.host):
-                demo = load_demo_if_empty(connection.client)
+                demo = load_demo_if_empty(connection.client, prefix)
                 if demo is None and args.demo:
                     print("The store is not empty: the demo catalog was not loaded.", flush=True)
             try:
-                no_users = not _stores(connection.client)[0].exist()
+                no_users = not _stores(connection.client, prefix)[0].exist()
             except redis.RedisError:  # only for a hint; the service copes with an outage
                 no_users = False
-        finally:
-            connection.close()
 
         if demo:
             keys = "\n".join(f"  {uid:8} {name:22} {key}" for uid, name, key in demo)
@@ -191,31 +182,35 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_client(args: argparse.Namespace) -> tuple[Any, Any]:
-    from . import config
-
-    settings = config.load()
-    url = _redis_url(args)
-    if url:
-        return connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"]), None
-    server = EmbeddedRedis(_data_dir(args), appendfsync=settings["APPENDFSYNC"])
-    started = server.process is None and not server.is_running()
-    server.start()
-    return connect(server.url), server if started else None
+@contextmanager
+def _redis(args: argparse.Namespace) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(client, settings) for a command: the Redis at the URL, else the embedded server,
+    started if it is not running. On leaving, however left, the connection is closed and
+    a server started here is stopped (one that was already running is left running)."""
+    settings = command_settings(args)
+    url, server = settings["REDIS_URL"], None
+    if not url:
+        server = EmbeddedRedis(settings["DATA_DIR"], appendfsync=settings["APPENDFSYNC"]).start()
+    try:
+        if server is None:
+            connection = connect(url, socket_connect_timeout=settings["REDIS_TIMEOUT"])
+        else:
+            connection = connect(server.url)
+        with closing(connection):
+            yield connection.client, settings
+    finally:
+        if server is not None:
+            server.stop()  # only if this object started it
 
 
 def _with_users(args: argparse.Namespace, action: Any) -> int:
     from .identity import UserError
 
-    connection, embedded = _with_client(args)
-    try:
-        return int(action(_stores(connection.client)[0]))
-    except UserError as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        connection.close()
-        if embedded is not None:
-            embedded.stop()
+    with _redis(args) as (client, settings):
+        try:
+            return int(action(_stores(client, settings["KEY_PREFIX"])[0]))
+        except UserError as exc:
+            raise CliError(str(exc)) from exc
 
 
 def users_add(args: argparse.Namespace) -> int:
@@ -300,44 +295,22 @@ def catalog_load(args: argparse.Namespace) -> int:
     except (CatalogError, OSError) as exc:
         print(f"lockcore: {args.file}: {exc}", file=sys.stderr)
         return 2
-    connection, embedded = _with_client(args)
-    try:
-        users, catalog = _stores(connection.client)
+    with _redis(args) as (client, settings):
+        users, catalog = _stores(client, settings["KEY_PREFIX"])
         counts = catalog.replace(doc, users)
         print(", ".join(f"{n} {kind}" for kind, n in counts.items()))
-    finally:
-        connection.close()
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 
 # -- locks: operators' view ---------------------------------------------------------------
 
 
-def _manager(client: Any) -> Any:
-    from lockcore import LockManager
-
-    from . import config
-    from .services import lock_types
-
-    settings = config.load()
-    return LockManager(client, lock_types(settings), prefix=_prefix())
-
-
 def _lock_json(lock: Any) -> dict[str, Any]:
-    return {
-        "id": lock.id,
-        "scope": lock.scope,
-        "type": lock.type,
-        "resource": lock.resource,
-        "owner": lock.owner,
-        "fencing_token": lock.fencing_token,
-        "acquired_at": lock.acquired_at,
-        "expires_at": lock.expires_at,
-        "expires_in": lock.remaining,
-        "metadata": dict(lock.metadata),
-    }
+    """/v1's shape of a lock, with the scope's internal name (``v1:batch``, not ``batch``):
+    operators name scopes that way, and see every API's."""
+    from .apis.native import to_json
+
+    return {**to_json(lock), "scope": lock.scope}
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -358,13 +331,13 @@ HEADER = ["ID", "TYPE", "RESOURCE", "OWNER", "TOKEN", "EXPIRES IN", "METADATA"]
 
 
 def _with_manager(args: argparse.Namespace, action: Any) -> int:
-    connection, embedded = _with_client(args)
-    try:
-        return int(action(_manager(connection.client), connection.client))
-    finally:
-        connection.close()
-        if embedded is not None:
-            embedded.stop()
+    from lockcore import LockManager
+
+    from .services import lock_types
+
+    with _redis(args) as (client, settings):
+        mgr = LockManager(client, lock_types(settings), prefix=settings["KEY_PREFIX"])
+        return int(action(mgr, client))
 
 
 def locks_list(args: argparse.Namespace) -> int:
@@ -452,7 +425,7 @@ def locks_watch(args: argparse.Namespace) -> int:
             return 0
         # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
         pubsub = client.pubsub()
-        pubsub.psubscribe(f"{_prefix()}:*:E")
+        pubsub.psubscribe(f"{mgr.prefix}:*:E")
         try:
             while args.count is None or seen < args.count:
                 message = pubsub.get_message(timeout=1.0)
@@ -486,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--version",
         action="version",
-        version=f"%(prog)s {_version()}",
+        version=f"%(prog)s {__version__}",
         help="print the version and exit",
     )
     common = argparse.ArgumentParser(add_help=False)
@@ -599,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         return _fail(str(exc))
     except redis.RedisError as exc:
-        url = _redis_url(args)
+        url = command_settings(args)["REDIS_URL"]  # read without error before any Redis call
         where = f"Redis at {redacted(url)}" if url else "the embedded Redis"
         return _fail(f"{where}: {exc}")
     except (ValueError, OSError, RuntimeError) as exc:
