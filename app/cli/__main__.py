@@ -1,0 +1,7 @@
+"""``python -m app.cli``: the ``lockcore`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

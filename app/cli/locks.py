@@ -1,0 +1,149 @@
+"""``lockcore locks``: the operators' view of the locks (list, show, release, watch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from lockcore import Lock
+from lockcore.keys import event_from_entry
+
+from .common import redis_for, table, text
+
+
+def _lock_json(lock: Lock) -> dict[str, Any]:
+    """/v1's shape of a lock, with the scope's internal name (``v1:batch``, not ``batch``):
+    operators name scopes that way, and see every API's."""
+    from ..apis.native.schemas import lock_json
+
+    return lock_json(lock)
+
+
+def _lock_row(lock: Any) -> list[str]:
+    left = "never" if lock.remaining is None else f"{lock.remaining:.1f}s"
+    meta = ", ".join(f"{k}={v}" for k, v in sorted(lock.metadata.items()))
+    return [lock.id, lock.type, lock.resource, lock.owner, str(lock.fencing_token), left, meta]
+
+
+HEADER = ["ID", "TYPE", "RESOURCE", "OWNER", "TOKEN", "EXPIRES IN", "METADATA"]
+
+
+def _with_manager(args: argparse.Namespace, action: Any) -> int:
+    from lockcore import LockManager
+
+    from .services import lock_types
+
+    with redis_for(args) as (client, settings):
+        mgr = LockManager(client, lock_types(settings), prefix=settings["KEY_PREFIX"])
+        return int(action(mgr, client))
+
+
+def locks_list(args: argparse.Namespace) -> int:
+    def run(mgr: Any, _client: Any) -> int:
+        locks = list(
+            mgr.iter_locks(
+                args.scope, owner=args.owner, type=args.type, resource=args.resource, limit=500
+            )
+        )
+        if args.json:
+            print(json.dumps([_lock_json(lock) for lock in locks], indent=2))
+        elif locks:
+            print(table([HEADER, *(_lock_row(lock) for lock in locks)]))
+        else:
+            print(f"no live locks in {args.scope!r}")
+        return 0
+
+    return _with_manager(args, run)
+
+
+def locks_show(args: argparse.Namespace) -> int:
+    from lockcore import LockNotFound
+
+    def run(mgr: Any, _client: Any) -> int:
+        try:
+            lock = mgr.get(args.id)
+        except LockNotFound:
+            print(f"lockcore: no live lock {args.id}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(_lock_json(lock), indent=2))
+        else:
+            print(table([["SCOPE", *HEADER], [lock.scope, *_lock_row(lock)]]))
+        return 0
+
+    return _with_manager(args, run)
+
+
+def locks_release(args: argparse.Namespace) -> int:
+    from lockcore import LockNotFound, LockNotOwned
+
+    def run(mgr: Any, _client: Any) -> int:
+        try:
+            lock = mgr.release(args.id, args.owner or "operator", force=args.owner is None)
+        except (LockNotFound, LockNotOwned) as exc:
+            print(f"lockcore: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"released {lock.id} ({lock.type} {lock.resource!r} of {lock.owner} in {lock.scope!r})"
+        )
+        return 0
+
+    return _with_manager(args, run)
+
+
+def _event_line(event: dict[str, str]) -> str:
+    at = time.strftime("%H:%M:%S", time.gmtime(int(event.get("at", "0")) / 1000))
+    return (
+        f"{at}  {event.get('event', '?'):9}  {event.get('scope', '')}  "
+        f"{event.get('type', '')}  {event.get('resource', '')}  {event.get('owner', '')}  "
+        f"id={event.get('id', '')} token={event.get('token', '')}"
+    )
+
+
+def locks_watch(args: argparse.Namespace) -> int:
+    """Follow events: one scope's stream (XREAD, durable), or every scope's channel."""
+
+    def show(event: dict[str, str]) -> None:
+        print(json.dumps(event) if args.json else _event_line(event), flush=True)
+
+    def run(mgr: Any, client: Any) -> int:
+        seen = 0
+        if args.scope:
+            stream = mgr.keys(args.scope).events
+            # From the newest entry now, not "$" at every read: an event added between two
+            # reads would be missed.
+            newest = client.xrevrange(stream, count=1)
+            last = newest[0][0] if newest else "0-0"
+            while args.count is None or seen < args.count:
+                for _, entries in client.xread({stream: last}, block=1000) or []:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        show(_event(stream, entry_id, fields))
+                        seen += 1
+            return 0
+        # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
+        pubsub = client.pubsub()
+        pubsub.psubscribe(f"{mgr.prefix}:*:E")
+        try:
+            while args.count is None or seen < args.count:
+                message = pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "pmessage":
+                    channel, entry = text(message["channel"]), text(message["data"])
+                    for entry_id, fields in client.xrange(channel, entry, entry):
+                        show(_event(channel, entry_id, fields))
+                        seen += 1
+        finally:
+            pubsub.close()
+        return 0
+
+    try:
+        return _with_manager(args, run)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _event(stream: str, entry_id: Any, fields: dict[Any, Any]) -> dict[str, str]:
+    return event_from_entry(stream, text(entry_id), {text(k): text(v) for k, v in fields.items()})
