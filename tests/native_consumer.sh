@@ -33,12 +33,13 @@ ACQUIRE=$(r SCRIPT LOAD "$(script acquire)")
 RELEASE=$(r SCRIPT LOAD "$(script release)")
 
 # The keys of scope "orders" under prefix "native": its hash, its event stream, and the
-# directory of its slot (under the slot's tag, from docs/slot-tags.txt).
+# directory of its slot (under the slot's tag: docs/redis-layout.md, *The tag of a slot*;
+# here from the table lockcore ships, the n of every slot on its one line of numbers).
 P=native
 S=orders
 L="$P:{$S}:L"
 SLOT=$(r CLUSTER KEYSLOT "$L")
-TAG=$(awk -v s="$SLOT" '$1 == s {print $2}' "$ROOT/docs/slot-tags.txt")
+TAG="#$(awk -v s="$SLOT" '!/^#/ {print $(s + 1)}' "$ROOT/lockcore/slot-tags.txt")"
 D="$P:{$TAG}:D"
 RETAIN=60000
 

@@ -200,22 +200,6 @@ def test_a_slot_that_holds_layout_1_locks_is_refused_with_a_clear_message(
     assert mgr.acquire("legacy", "job", "r1", "alice").created
 
 
-def test_the_shipped_slot_tags_are_the_computed_ones_and_the_documented_ones() -> None:
-    """The table of slot tags ships with the package (computing it costs every process
-    ~168k CRCs at its first call); it must be exactly the rule's result, and the table
-    docs/slot-tags.txt gives other languages."""
-    from lockcore.keys import _computed_slot_tags, _slot_tags
-
-    shipped = _slot_tags()
-    assert shipped == _computed_slot_tags()
-    documented = [
-        line.split()
-        for line in (lua_dir().parent / "docs" / "slot-tags.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    assert [(int(slot), tag) for slot, tag in documented] == list(enumerate(shipped))
-
-
 def test_scripts_run_as_one_function_library_where_the_server_has_functions(
     mgr: Any, redis_client: Any, backend: str
 ) -> None:
