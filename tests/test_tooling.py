@@ -41,11 +41,13 @@ def test_ruff_refuses_what_the_repo_configuration_forbids(tmp_path: Path) -> Non
     bad.write_text("import os\n\n\ndef f(x):\n    return [x for x in range(3)]  \n")
     config = str(ROOT / "pyproject.toml")
     lint = subprocess.run(
-        [tool("ruff"), "check", "--config", config, str(bad)], capture_output=True
+        [tool("ruff"), "check", "--config", config, str(bad)], check=False, capture_output=True
     )
     assert lint.returncode == 1 and b"F401" in lint.stdout  # the unused import
     fmt = subprocess.run(
-        [tool("ruff"), "format", "--check", "--config", config, str(bad)], capture_output=True
+        [tool("ruff"), "format", "--check", "--config", config, str(bad)],
+        check=False,
+        capture_output=True,
     )
     assert fmt.returncode == 1  # trailing whitespace: would be reformatted
 
@@ -56,6 +58,7 @@ def test_mypy_is_strict_on_the_library_and_the_service(tmp_path: Path) -> None:
     config = str(ROOT / "pyproject.toml")
     run = subprocess.run(
         [tool("mypy"), "--config-file", config, "--no-incremental", str(bad)],
+        check=False,
         capture_output=True,
         cwd=tmp_path,
     )
