@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from .aio import AsyncHeld, AsyncHold, AsyncLockManager
-from .connect import Connection, connect
+from .connect import DEFAULT_DATA_DIR, Connection, connect
 from .embedded import EmbeddedRedis
 from .exceptions import (
     InvalidLockRequest,
@@ -16,7 +18,7 @@ from .exceptions import (
     WaitCancelled,
 )
 from .hold import Held, Hold, LockLost
-from .manager import LockManager
+from .manager import DEFAULT_PREFIX, LockManager
 from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
 from .scripts import ReplyCode
 
@@ -24,6 +26,8 @@ __all__ = [
     "AsyncHeld",
     "AsyncHold",
     "AsyncLockManager",
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_PREFIX",
     "FOREVER",
     "AcquireResult",
     "Connection",
@@ -47,4 +51,8 @@ __all__ = [
     "WaitCancelled",
     "connect",
 ]
-__version__ = "0.1.0"
+
+try:  # one version, pyproject.toml's, as installed
+    __version__ = _metadata.version("lockcore")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

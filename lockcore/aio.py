@@ -14,6 +14,7 @@ clean-ups (before closing the client at shutdown).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -27,6 +28,7 @@ from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Call, _ms
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
@@ -371,6 +373,8 @@ class AsyncLockManager(Common):
 class AsyncHeld(Lease):
     """A lock held by an ``async with`` block, renewed by a background task."""
 
+    _log = logger
+
     def __init__(
         self,
         manager: AsyncLockManager,
@@ -398,6 +402,9 @@ class AsyncHeld(Lease):
     def _lost(self) -> bool:
         return self.lost.is_set()
 
+    def _ended(self) -> bool:
+        return self._stopped
+
     def _risk_flag(self) -> asyncio.Event:
         return self.at_risk
 
@@ -412,6 +419,7 @@ class AsyncHeld(Lease):
         if self._stopped or self.lost.is_set():
             return
         self.reason = reason
+        self._report_lost()
         self.lost.set()
         if self.on_lost is not None:
             self.on_lost(self)
@@ -432,7 +440,10 @@ class AsyncHeld(Lease):
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - unreachable: retry while the lease lasts
+            except Exception as exc:  # noqa: BLE001 - unreachable: retry while the lease lasts
+                self._renewal_failed(exc)
+                if self.lost.is_set():  # the lease ran out meanwhile: nothing left to renew
+                    return
                 continue
             if not self._renewed(sent):
                 return
@@ -449,8 +460,12 @@ class AsyncHeld(Lease):
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except asyncio.CancelledError:
                 pass
+            except Exception:  # not a Redis failure (those are retried): e.g. on_lost raised
+                self._log.exception(
+                    "lock %s on %r: the renewal task failed", self.lock.id, self.lock.resource
+                )
 
 
 class AsyncHold:
@@ -502,9 +517,9 @@ class AsyncHold:
                 held.released = True
                 return
             except (LockNotFound, LockNotOwned) as gone:
-                held.reason = held.reason or f"the lock was gone at release: {gone}"
+                held._gone_at_release(gone)
             except asyncio.TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
-                held.released = False
+                held._release_unanswered()
                 return
         raise LockLost(
             f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",

@@ -17,10 +17,16 @@ it. Every call the hold makes (each renewal, the release at the end) is waited f
 a third of the lease (``call_timeout``): a Redis that hangs neither stalls the renewals
 nor keeps the block from being left. A release that did not answer in time leaves the
 lock to its lease (``held.released`` is False).
+
+What the application is not told by a return value is logged, on the ``lockcore.hold``
+logger (``lockcore.aio`` for the asyncio hold): each failed renewal try and the lease
+being at risk at WARNING, its recovery at INFO, the loss at ERROR (once), a release not
+answered at WARNING. Renewals that work log nothing. The library adds no handlers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +39,8 @@ from .models import Lock
 
 if TYPE_CHECKING:
     from .manager import LockManager
+
+logger = logging.getLogger(__name__)
 
 
 class LockLost(LockError):
@@ -62,6 +70,8 @@ class Lease:
     _lease_end: float
     _timer: Any
     _risk_timer: Any
+    #: where the hold logs: the module of the sibling that renews it
+    _log: logging.Logger = logger
 
     @property
     def fencing_token(self) -> int:
@@ -82,6 +92,10 @@ class Lease:
     def _lose(self, reason: str) -> None:
         raise NotImplementedError
 
+    def _ended(self) -> bool:
+        """Whether the holder stopped renewing (the block is being left)."""
+        raise NotImplementedError
+
     def _arm(self) -> None:
         raise NotImplementedError
 
@@ -94,10 +108,22 @@ class Lease:
             if timer is not None:
                 timer.cancel()
 
+    def _since_renewed(self) -> float:
+        """Seconds since the last good renewal (or the acquire) was sent."""
+        return time.monotonic() - (self._lease_end - self.ttl)
+
     def _endanger(self) -> None:
         """The lease went ``at_risk_after`` of its length without a good renewal."""
-        if self._lost() or self._risk_flag().is_set():
+        if self._ended() or self._lost() or self._risk_flag().is_set():
             return
+        # logged before the flag is set: whoever waits on it finds the record there
+        self._log.warning(
+            "lock %s on %r is at risk: no renewal has landed for %.3g s of its %.3g s lease",
+            self.lock.id,
+            self.lock.resource,
+            self._since_renewed(),
+            self.ttl,
+        )
         self._risk_flag().set()
         if self.on_at_risk is not None:
             self.on_at_risk(self)
@@ -111,9 +137,49 @@ class Lease:
             self._lose("a renewal came after the lease had run out")
             return False
         self._lease_end = sent + self.ttl
-        self._risk_flag().clear()
+        if self._risk_flag().is_set():
+            self._log.info(
+                "lock %s on %r renewed: no longer at risk", self.lock.id, self.lock.resource
+            )
+            self._risk_flag().clear()
         self._arm()
         return True
+
+    def _renewal_failed(self, exc: Exception) -> None:
+        """A renewal try failed (Redis unreachable, hanging, or answering nonsense): the
+        renewer tries again while the lease lasts."""
+        self._log.warning(
+            "lock %s on %r: renewal failed, retrying while the lease lasts (%.3g s left): %s: %s",
+            self.lock.id,
+            self.lock.resource,
+            max(0.0, self._lease_end - time.monotonic()),
+            type(exc).__name__,
+            exc,
+        )
+
+    def _report_lost(self) -> None:
+        """Log the loss: once, before the lost flag is set (whoever waits on the flag
+        finds the record there)."""
+        self._log.error("lock %s on %r was lost: %s", self.lock.id, self.lock.resource, self.reason)
+
+    def _gone_at_release(self, gone: LockError) -> None:
+        """The release found the lock gone (the renewer, stopped, had not noticed)."""
+        if self.reason:  # lost and logged already
+            return
+        self.reason = f"the lock was gone at release: {gone}"
+        self._report_lost()
+
+    def _release_unanswered(self) -> None:
+        """The release was not answered within ``call_timeout``: the lease ends the lock."""
+        self.released = False
+        self._log.warning(
+            "lock %s on %r: the release was not answered within %.3g s; "
+            "the lock is left to its lease (at most %.3g s)",
+            self.lock.id,
+            self.lock.resource,
+            self.call_timeout,
+            self.ttl,
+        )
 
 
 class Held(Lease):
@@ -138,6 +204,10 @@ class Held(Lease):
         self.at_risk = threading.Event()
         self.reason = ""
         self._stop = threading.Event()
+        # between the renewer and the block's thread: the lost timer and the renewer may
+        # both find the lock lost (one reports it); a renewal landing as the block is left
+        # must not arm timers after stop() cancelled them
+        self._guard = threading.Lock()
         self._lease_end = time.monotonic() + ttl  # conservative: counted by the client
         self._timer: threading.Timer | None = None
         self._risk_timer: threading.Timer | None = None
@@ -148,19 +218,25 @@ class Held(Lease):
     def _lost(self) -> bool:
         return self.lost.is_set()
 
+    def _ended(self) -> bool:
+        return self._stop.is_set()
+
     def _risk_flag(self) -> threading.Event:
         return self.at_risk
 
     def _arm(self) -> None:
         """Mark the lock at risk, then lost, as the lease runs out, unless a renewal lands
         first."""
-        self._cancel_timers()
-        delay = max(0.0, self._lease_end - time.monotonic())
-        self._timer = threading.Timer(delay, self._lose, args=("the lease ran out",))
-        self._risk_timer = threading.Timer(self._risk_delay(), self._endanger)
-        for timer in (self._timer, self._risk_timer):
-            timer.daemon = True
-            timer.start()
+        with self._guard:
+            if self._stop.is_set():
+                return
+            self._cancel_timers()
+            delay = max(0.0, self._lease_end - time.monotonic())
+            self._timer = threading.Timer(delay, self._lose, args=("the lease ran out",))
+            self._risk_timer = threading.Timer(self._risk_delay(), self._endanger)
+            for timer in (self._timer, self._risk_timer):
+                timer.daemon = True
+                timer.start()
 
     def _bounded(self, call: Callable[[], Lock]) -> Lock:
         """``call()`` in a thread of its own, waited for at most ``call_timeout``: its
@@ -184,10 +260,12 @@ class Held(Lease):
         return value  # type: ignore[no-any-return]
 
     def _lose(self, reason: str) -> None:
-        if self._stop.is_set() or self.lost.is_set():
-            return
-        self.reason = reason
-        self.lost.set()
+        with self._guard:
+            if self._stop.is_set() or self.lost.is_set():
+                return
+            self.reason = reason
+            self._report_lost()
+            self.lost.set()
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -205,7 +283,10 @@ class Held(Lease):
             except (LockNotFound, LockNotOwned) as exc:
                 self._lose(f"the lock is gone: {exc}")
                 return
-            except Exception:  # noqa: BLE001 - Redis unreachable: try again, lease permitting
+            except Exception as exc:  # noqa: BLE001 - Redis unreachable: retry, lease permitting
+                self._renewal_failed(exc)
+                if self.lost.is_set():  # the lease ran out meanwhile: nothing left to renew
+                    return
                 continue
             if not self._renewed(sent):
                 return
@@ -218,7 +299,8 @@ class Held(Lease):
     def stop(self) -> None:
         """Stop renewing (before the release: a renewal never outlives the block)."""
         self._stop.set()
-        self._cancel_timers()
+        with self._guard:
+            self._cancel_timers()
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
@@ -274,9 +356,9 @@ class Hold:
                 held.released = True
                 return
             except (LockNotFound, LockNotOwned) as gone:
-                held._lose(f"the lock was gone at release: {gone}")
+                held._gone_at_release(gone)
             except TimeoutError:  # Redis hangs: the lease ends it (at most ttl)
-                held.released = False
+                held._release_unanswered()
                 return
         raise LockLost(
             f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",

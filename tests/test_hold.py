@@ -253,3 +253,33 @@ def test_at_risk_is_a_part_of_the_lease(mgr: LockManager) -> None:
     for bad in (0, 1, 1.5, -0.1, float("nan")):
         with pytest.raises(ValueError, match="at_risk"):
             mgr.hold(SCOPE, "job", "r", "worker", at_risk=bad)
+
+
+def test_a_renewal_landing_as_the_block_is_left_leaves_no_timer_behind(
+    mgr: LockManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The renewal is answered only once the block has begun to stop: it must not arm the
+    # at-risk and lost timers again (they would report a lock released long ago).
+    original = mgr.refresh
+    in_flight = threading.Event()
+    holds: list[Any] = []
+
+    def late(*args: Any, **kwargs: Any) -> Any:
+        in_flight.set()
+        wait_for(holds[0]._stop.is_set, 10.0)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mgr, "refresh", late)
+    with mgr.hold(SCOPE, "job", "r", "worker", ttl=3.0) as held:
+        holds.append(held)
+        assert in_flight.wait(10)
+    assert held.released is True
+    assert not [t for t in (held._timer, held._risk_timer) if t is not None and t.is_alive()]
+
+
+def test_a_lock_found_gone_at_release_says_so_in_lock_lost(mgr: LockManager) -> None:
+    with pytest.raises(LockLost, match="gone at release") as info:
+        with mgr.hold(SCOPE, "job", "r", "worker", ttl=30) as held:
+            mgr.release(held.lock, "admin", force=True)  # long before the first renewal
+    assert held.reason.startswith("the lock was gone at release")
+    assert info.value.holder is not None and info.value.holder.id == held.lock.id
