@@ -7,9 +7,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lockcore.connect import DEFAULT_DATA_DIR
+from lockcore import DEFAULT_DATA_DIR, DEFAULT_PREFIX
 from lockcore.embedded import appendfsync_policy
-from lockcore.manager import DEFAULT_PREFIX
 
 from .units import ApiUnit, Setting, Units, default_units, flag
 

@@ -14,9 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from lockcore import EmbeddedRedis, connect
+from lockcore import DEFAULT_PREFIX, EmbeddedRedis, connect
 from lockcore.embedded import Supervisor
-from lockcore.manager import DEFAULT_PREFIX
 
 from .common import FIRST_USER_HINT, command_settings, stores
 
