@@ -7,8 +7,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from ..catalog import Catalog, name_field
-from ..units import CatalogPart, Entities
+from ...catalog import Catalog, name_field
+from ...units import CatalogPart, Entities
 
 #: entity type -> its kind in the catalog
 KIND_OF = {"item": "items", "collection": "collections", "library": "libraries", "file": "vfiles"}
