@@ -34,7 +34,7 @@ HEADER = ["ID", "TYPE", "RESOURCE", "OWNER", "TOKEN", "EXPIRES IN", "METADATA"]
 def _with_manager(args: argparse.Namespace, action: Any) -> int:
     from lockcore import LockManager
 
-    from .services import lock_types
+    from ..services import lock_types
 
     with redis_for(args) as (client, settings):
         mgr = LockManager(client, lock_types(settings), prefix=settings["KEY_PREFIX"])

@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
     url, prefix = settings["REDIS_URL"], settings["KEY_PREFIX"]
     embedded = supervisor = None
     try:
-        from .observability import setup_logging
+        from ..observability import setup_logging
 
         setup_logging(settings["LOG_LEVEL"])  # the supervisor's restarts, as JSON lines
         if not url:
@@ -122,7 +122,7 @@ def serve(args: argparse.Namespace) -> int:
             )
             if no_users:
                 print(FIRST_USER_HINT, flush=True)
-        from .server import run
+        from ..server import run
 
         run(args.host, args.port, args.workers, args.threads)
     finally:

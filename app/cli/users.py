@@ -11,7 +11,7 @@ from .common import FIRST_USER_HINT, CliError, redis_for, stores, table
 
 
 def _with_users(args: argparse.Namespace, action: Any) -> int:
-    from .identity import UserError
+    from ..identity import UserError
 
     with redis_for(args) as (client, settings):
         try:
@@ -21,7 +21,7 @@ def _with_users(args: argparse.Namespace, action: Any) -> int:
 
 
 def users_add(args: argparse.Namespace) -> int:
-    from .identity import User
+    from ..identity import User
 
     def run(users: Any) -> int:
         print(users.create(User(args.id, args.name, args.email, frozenset(args.role))).key)
@@ -95,7 +95,7 @@ def users_revoke_key(args: argparse.Namespace) -> int:
 
 
 def catalog_load(args: argparse.Namespace) -> int:
-    from .catalog import CatalogError, load_file
+    from ..catalog import CatalogError, load_file
 
     try:
         doc = load_file(args.file)
