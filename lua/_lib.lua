@@ -9,14 +9,15 @@ with this file's second part (the helpers) put where the script has the line
 together, and `python -m lockcore.scripts dump DIR` writes the results, ready for EVAL.
 
 What it costs: EVALSHA runs the whole script at every call, and making its Lua functions
-(closures over this file's locals) costs more than most of the commands a script runs.
-So this file has two parts: the state, open() and begin(), which every script starts
-with; and the helpers, below the line `--!helpers`, which go where a script has that
-line (else at its start). acquire.lua and release.lua do their common case first and
-make the helpers only when they go on to the general case. The helpers' first part,
-down to `--!waking-end`, is what a hand-off to a waiter needs: a script may also put a
-copy of it alone where it has the line `--!waking` (release.lua's common case, when the
-lock has waiters); a script with the line `--!no-helpers` gets none (list.lua). A Redis 7 library makes all of them once (lockcore.scripts.library).
+(closures over this file's locals) costs more than most of the commands a script runs. So
+this file has two parts: the state, open(), waiting_key() and begin(), which every script
+starts with; and the helpers, below the line `--!helpers`, which go where a script has
+that line (else at its start). acquire.lua and release.lua do their common case first and
+make the helpers only when they go on to the general case. The helpers' first part, down
+to `--!waking-end`, is what a hand-off to a waiter needs: a script may also put a copy of
+it alone where it has the line `--!waking` (release.lua's common case, when the lock has
+waiters); a script with the line `--!no-helpers` gets none (list.lua). A Redis 7 library
+makes all of them once (lockcore.scripts.library).
 
 A scope S (percent-encoded: every byte outside A-Z a-z 0-9 - . _ ~ is %XX) keeps
 everything in one hash, <p>:{S}:L, whose fields are:
@@ -52,28 +53,50 @@ The slot's directory <p>:{#n}:D (HASH; the tag #n hashes to the scope's slot): f
 scope (encoded) that owns the block, so a lock id alone finds its scope.
 ]]
 
-local NOW, NOWS  -- the server's time in ms, as a number and as text
--- The scope's keys; set by open(). SCOPE: the scope (encoded), when looked up by id.
-local L, B, E
-local SCOPE = ''
-
 -- Reply codes, mirrored by lockcore.scripts.ReplyCode. Every reply is an array
 -- {code, server time in ms, number of locks this call found expired, ...}.
 local OK, CONFLICT, NOT_FOUND, NOT_OWNED, INVALID = 0, 1, 2, 3, 4
 -- ms a woken waiter has to take a resource kept for it before the next one may.
 local RESERVE = 1000
 
+-- The string functions the scripts use, set by begin(): a Redis 7 library is loaded where
+-- `string` is not yet there to be read.
 local find, sub, match, fmt
 
--- Per call: how many expired locks it removed; the event stream's cap and the id
--- prefix (slot + 1) for events; the waiters' hand-off time; the keys' retention; whether
--- a hand-off may grant a lock now (not while the script holds a token it is about to use).
-local EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN, GRANTS
+-- The call's state: what a call sets and its helpers read. Mostly the fields of the one
+-- table C, which begin() sets at every call (under FCALL this file's locals live on from
+-- one call to the next, so every call starts from begin()'s values, never the last
+-- call's); open() sets the keys. Declared here with every field, so that the table is
+-- made at its full size.
+local C = {
+  B = false,        -- the prefix <p>:{S}: of the scope's other keys (open())
+  scope = false,    -- the scope (encoded), when looked up by id (locate(), release.lua)
+  expired = false,  -- how many expired locks the call removed (each reply's third value)
+  idp = false,      -- for events: the id prefix (slot + 1)
+  maxlen = false,   -- for events: the stream's approximate maximum length
+  handoff = false,  -- ms a waiter waits before a freed resource is kept for it (wake())
+  retain = false,   -- ms the scope's keys outlive its locks' latest expiry (extend())
+  grants = false,   -- whether a hand-off may grant a lock now (not while the script
+                    -- holds a token it is about to use)
+}
+-- The two that the scripts use most are locals instead, for Redis time: reading or
+-- writing a field takes about twice a local's time, and with these two as fields too (the
+-- table made anew at every call) an acquire, refresh or release took 3-7% more Redis
+-- time by FCALL than with the old locals; as they are, about 1% (by EVALSHA, none). The
+-- event stream <p>:{S}:E is named where it is used (announce(), apply()), not by open().
+local NOW, NOWS  -- the server's time in ms, as a number and as text (begin())
+local L          -- the scope's hash <p>:{S}:L (open())
 
 local function open(key)
   L = key
-  B = sub(key, 1, -2)
-  E = B .. 'E'
+  C.B = sub(key, 1, -2)
+end
+
+-- The keys of waiting (see wake()): waiting_key('q', '<type>:<res>') the resource's
+-- line, waiting_key('a', ticket) and waiting_key('s', ticket) a waiter's request and its
+-- signal.
+local function waiting_key(kind, name)
+  return C.B .. kind .. ':' .. name
 end
 
 -- Every call starts here: the server's clock decides, never the client's.
@@ -83,8 +106,8 @@ local function begin()
   -- Text built from text: turning numbers into text is what costs most in a script.
   NOWS = t[1] .. sub('000000' .. t[2], -6, -4)
   NOW = tonumber(NOWS)
-  EXPIRED, MAXLEN, IDP, HANDOFF, RETAIN, GRANTS = 0, 1000, '', 5, 604800000, true
-  SCOPE = ''
+  C.scope, C.expired, C.idp, C.maxlen, C.handoff, C.retain, C.grants =
+    '', 0, '', 1000, 5, 604800000, true
 end
 
 -- Events (types with flag e): one stream entry, and its entry id PUBLISHed on a channel
@@ -92,19 +115,20 @@ end
 -- (the common cases use it); emit() below takes a parsed record.
 local function announce(name, tok, owner, field, exps, k, v)
   local t, res = match(field, '^([^:]*):(.*)$')
+  local E = C.B .. 'E'
   local id
   if k then
-    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'id',
-      IDP .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner, 'expires_at',
-      exps, k, v)
+    id = redis.call('XADD', E, 'MAXLEN', '~', C.maxlen, '*', 'event', name, 'id',
+      C.idp .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner,
+      'expires_at', exps, k, v)
   else
-    id = redis.call('XADD', E, 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'id',
-      IDP .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner, 'expires_at',
-      exps)
+    id = redis.call('XADD', E, 'MAXLEN', '~', C.maxlen, '*', 'event', name, 'id',
+      C.idp .. fmt('%014d', tok), 'type', t, 'resource', res, 'owner', owner,
+      'expires_at', exps)
   end
   redis.call('PUBLISH', E, id)
   if redis.call('PTTL', E) == -1 and not redis.call('HGET', L, '!n') then
-    redis.call('PEXPIREAT', E, redis.call('HGET', L, '!x') or NOW + RETAIN)
+    redis.call('PEXPIREAT', E, redis.call('HGET', L, '!x') or NOW + C.retain)
   end
 end
 
@@ -128,11 +152,11 @@ local function type_of(field)
   return match(field, '^([^:]*)')
 end
 
--- Key lifetimes: every key of the scope lives RETAIN past the latest expiry among its
--- locks, rounded up to a minute (so most writes find it unchanged), or forever while a
--- lock without expiry exists.
+-- Key lifetimes: every key of the scope lives C.retain ms past the latest expiry among
+-- its locks, rounded up to a minute (so most writes find it unchanged), or forever while
+-- a lock without expiry exists.
 local function apply(target)
-  for _, k in ipairs({L, E, B .. 'R', B .. 'O', B .. 'X'}) do
+  for _, k in ipairs({L, C.B .. 'E', C.B .. 'R', C.B .. 'O', C.B .. 'X'}) do
     if target then
       redis.call('PEXPIREAT', k, target)
     else
@@ -149,8 +173,8 @@ local function extend(exp, applied)
     end
     return
   end
-  local step = math.min(RETAIN, 60000)
-  local target = math.ceil((exp + RETAIN) / step) * step
+  local step = math.min(C.retain, 60000)
+  local target = math.ceil((exp + C.retain) / step) * step
   if applied and tonumber(applied) >= target then
     return
   end
@@ -166,7 +190,7 @@ end
 -- stream length> <retention> <metadata>" (its request), alive while it tries again (PX);
 -- <p>:{S}:s:<ticket> LIST, its wake-up signal for BLPOP.
 -- A resource that becomes free wakes the first live waiter. If that one has waited
--- HANDOFF ms or more, the lock is granted to it: made here, as its own acquire would
+-- C.handoff ms or more, the lock is granted to it: made here, as its own acquire would
 -- have made it (plus flag g), its signal carries "g <token> <now ms> <record>", so the
 -- woken waiter has the lock without asking again (one process wake-up per hand-off),
 -- and the field !g<token> of the scope's hash holds "<ticket> <ms granted>" while the
@@ -176,12 +200,25 @@ end
 -- template, the owner holds another lock of a one-per-owner type, a new block of
 -- tokens or a sweep is due), the resource is kept for the waiter instead (the field
 -- holds "r<ticket> <until>") and the waiter takes it itself. A waiter that has not
--- waited HANDOFF ms is only woken: the resource is free for anyone, the woken waiter
+-- waited C.handoff ms is only woken: the resource is free for anyone, the woken waiter
 -- included (barging keeps the lock busy; the hand-off bounds how long anyone waits).
 
--- The lock for waiter `t` (the head of line `q`, which it leaves; `more`: whether
--- someone waits behind it), from its request `req`: false if it cannot be made here.
-local function grant(field, q, t, more, a, s, req)
+-- A waiter leaves the line of resource `field` (it got the lock, gave up, or stopped
+-- trying) and its request goes; so does its signal, unless it was `granted` the lock
+-- here (its signal carries the grant). A ticket is in a line once at most (join_line()).
+local function leave_line(field, ticket, granted)
+  redis.call('LREM', waiting_key('q', field), 1, ticket)
+  if granted then
+    redis.call('DEL', waiting_key('a', ticket))
+  else
+    redis.call('DEL', waiting_key('a', ticket), waiting_key('s', ticket))
+  end
+end
+
+-- The lock for waiter `t` (the head of the line, which it leaves; `more`: whether
+-- someone waits behind it; `s`: its signal), from its request `req`: false if it cannot
+-- be made here.
+local function grant(field, t, more, s, req)
   local ttls, maxs, flags, owner, idp, maxlen, retain, meta = match(req,
     '^(%d+) (%d+) (%S+) (%S+) (%S*) (%d+) (%d+) (.*)$')
   if not ttls then
@@ -194,7 +231,7 @@ local function grant(field, q, t, more, a, s, req)
     return false
   end
   local toks = got[1]
-  redis.call('LPOP', q)
+  leave_line(field, t, true)
   if more then
     flags = flags .. 'w'
   end
@@ -209,14 +246,13 @@ local function grant(field, q, t, more, a, s, req)
   else
     redis.call('HSET', L, toks, raw, field, toks, '!b', nexts, '!g' .. toks, mark)
   end
-  local was_retain, was_idp, was_maxlen = RETAIN, IDP, MAXLEN
-  RETAIN, IDP, MAXLEN = tonumber(retain), idp, maxlen
+  local was_retain, was_idp, was_maxlen = C.retain, C.idp, C.maxlen
+  C.retain, C.idp, C.maxlen = tonumber(retain), idp, maxlen
   extend(exp, got[2])
   if find(flags, 'e', 2, true) then
     announce('acquired', tok, owner, field, exps, 'replaced', '')
   end
-  RETAIN, IDP, MAXLEN = was_retain, was_idp, was_maxlen
-  redis.call('DEL', a)
+  C.retain, C.idp, C.maxlen = was_retain, was_idp, was_maxlen
   redis.call('LPUSH', s, 'g ' .. toks .. ' ' .. NOWS .. ' ' .. raw)
   -- Kept until taken (BLPOP empties it) or the lock is gone (drop() deletes it).
   redis.call('PEXPIRE', s, tonumber(ttls) + RESERVE)
@@ -224,7 +260,7 @@ local function grant(field, q, t, more, a, s, req)
 end
 
 local function wake(field)
-  local q = B .. 'q:' .. field
+  local q = waiting_key('q', field)
   while true do
     -- the first in line, and whether anyone is behind it
     local two = redis.call('LRANGE', q, 0, 1)
@@ -232,12 +268,12 @@ local function wake(field)
     if not t then
       return
     end
-    local a = B .. 'a:' .. t
-    local since, req = match(redis.call('GET', a) or '', '^(%d+) ?(.*)$')
+    local since, req = match(redis.call('GET', waiting_key('a', t)) or '',
+      '^(%d+) ?(.*)$')
     if since then
-      local s = B .. 's:' .. t
-      if NOW - tonumber(since) >= HANDOFF then
-        if req ~= '' and GRANTS and grant(field, q, t, two[2], a, s, req) then
+      local s = waiting_key('s', t)
+      if NOW - tonumber(since) >= C.handoff then
+        if req ~= '' and C.grants and grant(field, t, two[2], s, req) then
           return
         end
         redis.call('HSET', L, field, 'r' .. t .. ' ' .. (NOW + RESERVE))
@@ -246,8 +282,7 @@ local function wake(field)
       redis.call('PEXPIRE', s, RESERVE)
       return
     end
-    redis.call('LPOP', q)
-    redis.call('DEL', B .. 's:' .. t)
+    leave_line(field, t)  -- its request is gone: it stopped trying
   end
 end
 
@@ -297,7 +332,7 @@ end
 local function never_gone()
   if redis.call('HINCRBY', L, '!n', -1) <= 0 then
     redis.call('HDEL', L, '!n')
-    apply(redis.call('HGET', L, '!x') or NOW + RETAIN)
+    apply(redis.call('HGET', L, '!x') or NOW + C.retain)
   end
 end
 
@@ -312,7 +347,8 @@ end
 -- list RESERVE ms on): it counts as expired.
 local function unclaimed(tok, r)
   local t, at = granted_to(tok, r)
-  return t and NOW - tonumber(at) > RESERVE and redis.call('LLEN', B .. 's:' .. t) > 0
+  return t and NOW - tonumber(at) > RESERVE
+    and redis.call('LLEN', waiting_key('s', t)) > 0
 end
 
 -- Removes a lock and what points to it, announces `event` (if given, with `k`, `v`), then
@@ -324,8 +360,8 @@ local function drop(tok, r, event, k, v)
   if sub(fl, 1, 1) == 'x' then
     fields[2] = r.field
   else
-    redis.call('ZREM', B .. 'R', r.field .. ':' .. tok)
-    redis.call('ZREM', B .. 'X', tok)
+    redis.call('ZREM', C.B .. 'R', r.field .. ':' .. tok)
+    redis.call('ZREM', C.B .. 'X', tok)
   end
   if find(fl, 'o', 2, true) then
     fields[#fields + 1] = '!o' .. t .. ':' .. r.owner
@@ -333,11 +369,11 @@ local function drop(tok, r, event, k, v)
   local ticket = granted_to(tok, r)
   if ticket then  -- a grant never taken from the signal list must not be taken later
     fields[#fields + 1] = '!g' .. tok
-    redis.call('DEL', B .. 's:' .. ticket)
+    redis.call('DEL', waiting_key('s', ticket))
   end
   redis.call('HDEL', L, unpack(fields))
   if find(fl, 'i', 2, true) then
-    redis.call('ZREM', B .. 'O', r.owner .. ':' .. t .. ':' .. tok)
+    redis.call('ZREM', C.B .. 'O', r.owner .. ':' .. t .. ':' .. tok)
   end
   if r.exp == 0 then
     never_gone()
@@ -352,7 +388,7 @@ end
 
 local function expire(tok, r)
   drop(tok, r, 'expired')
-  EXPIRED = EXPIRED + 1
+  C.expired = C.expired + 1
 end
 
 -- The live lock `tok`, if `owner` may change it (or `force`): returns it parsed and its
@@ -361,15 +397,15 @@ end
 local function claim(tok, owner, force)
   local raw = redis.call('HGET', L, tok)
   if not raw then
-    return nil, {NOT_FOUND, NOW, EXPIRED}
+    return nil, {NOT_FOUND, NOW, C.expired}
   end
   local r = parse(raw)
   if not live(r) then
     expire(tok, r)
-    return nil, {NOT_FOUND, NOW, EXPIRED}
+    return nil, {NOT_FOUND, NOW, C.expired}
   end
   if r.owner ~= owner and not force then
-    return nil, {NOT_OWNED, NOW, EXPIRED, tok, raw, SCOPE}
+    return nil, {NOT_OWNED, NOW, C.expired, tok, raw, C.scope}
   end
   return r, raw
 end
@@ -383,21 +419,22 @@ local function locate(dir, tok, scope)
       return false
     end
   end
-  SCOPE = scope
+  C.scope = scope
   open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
   return true
 end
 -- A request id's first call records "<token>:<created 1|0>" for `ms`.
 local function remember(request, tok, created, ms)
-  redis.call('SET', B .. 'i:' .. request, tok .. ':' .. created, 'PX', ms)
+  redis.call('SET', C.B .. 'i:' .. request, tok .. ':' .. created, 'PX', ms)
 end
 
 -- A waiter joins the resource's line once, and shows it is alive at every try; the
 -- holder's record (token `tok`, parsed `r`) gets flag w. `req`: "" or the waiter's
 -- request for a grant (see wake()), starting with a space.
 local function join_line(field, ticket, since, alive, req, tok, r)
-  local q = B .. 'q:' .. field
-  redis.call('SET', B .. 'a:' .. ticket, (since ~= '' and since or NOWS) .. req, 'PX', alive)
+  local q = waiting_key('q', field)
+  redis.call('SET', waiting_key('a', ticket), (since ~= '' and since or NOWS) .. req,
+    'PX', alive)
   if not redis.call('LPOS', q, ticket) then
     redis.call('RPUSH', q, ticket)
   end
@@ -406,12 +443,6 @@ local function join_line(field, ticket, since, alive, req, tok, r)
     r.flags = r.flags .. 'w'
     redis.call('HSET', L, tok, build(r))
   end
-end
-
--- A waiter leaves the line (it got the lock, or gave up).
-local function leave_line(field, ticket)
-  redis.call('LREM', B .. 'q:' .. field, 1, ticket)
-  redis.call('DEL', B .. 'a:' .. ticket, B .. 's:' .. ticket)
 end
 
 -- A new block of 1000 tokens for the scope, from the slot's directory D: returns its

@@ -67,7 +67,7 @@ if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') ==
   local tok = not got[1] and not got[4] and tonumber(got[2])
   if tok and tok % 64 ~= 0 and tok % 1000 ~= 0 then
     local exp = NOW + tonumber(ARGV[3])
-    local retain = ARGV[8] and tonumber(ARGV[8]) or RETAIN
+    local retain = ARGV[8] and tonumber(ARGV[8]) or C.retain
     local step = retain < 60000 and retain or 60000
     if got[3] and tonumber(got[3]) >= math.ceil((exp + retain) / step) * step then
       local toks, exps = got[2], fmt('%d', exp)
@@ -83,7 +83,7 @@ if (fl == 'x' or fl == 'xo' or events) and ARGV[3] ~= '0' and (ARGV[7] or '') ==
         redis.call('HSET', L, toks, raw, field, toks, '!b', fmt('%d', tok + 1))
       end
       if events then
-        IDP, MAXLEN, RETAIN = ARGV[10] or '', ARGV[11] or 1000, retain
+        C.idp, C.maxlen, C.retain = ARGV[10] or '', ARGV[11] or 1000, retain
         announce('acquired', tok, ARGV[2], field, exps, 'replaced', '')
       end
       return {OK, NOW, 0, toks}
@@ -97,12 +97,12 @@ end
 local field, owner, ttls, flags = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local meta, maxs, ats = ARGV[5] or '', ARGV[6] or '0', ARGV[7] or ''
 if ARGV[8] then
-  RETAIN = tonumber(ARGV[8])
+  C.retain = tonumber(ARGV[8])
 end
 if ARGV[9] then
-  HANDOFF = tonumber(ARGV[9])
+  C.handoff = tonumber(ARGV[9])
 end
-IDP, MAXLEN = ARGV[10] or '', ARGV[11] or 1000
+C.idp, C.maxlen = ARGV[10] or '', ARGV[11] or 1000
 local ticket, request = ARGV[12] or '', ARGV[15] or ''
 local ttl = tonumber(ttls)
 local exclusive = sub(flags, 1, 1) == 'x'
@@ -112,12 +112,12 @@ local exclusive = sub(flags, 1, 1) == 'x'
 local req = ''
 if ticket ~= '' and exclusive and ttl > 0 and ats == '' and request == ''
     and not find(flags, 'i', 2, true) then
-  req = ' ' .. ttls .. ' ' .. maxs .. ' ' .. flags .. ' ' .. owner .. ' ' .. IDP .. ' '
-    .. MAXLEN .. ' ' .. fmt('%d', RETAIN) .. ' ' .. meta
+  req = ' ' .. ttls .. ' ' .. maxs .. ' ' .. flags .. ' ' .. owner .. ' ' .. C.idp .. ' '
+    .. C.maxlen .. ' ' .. fmt('%d', C.retain) .. ' ' .. meta
 end
 
 if request ~= '' then
-  local seen = redis.call('GET', B .. 'i:' .. request)
+  local seen = redis.call('GET', C.B .. 'i:' .. request)
   if seen then
     local tok, created = match(seen, '^(%d+):(%d)$')
     local raw = redis.call('HGET', L, tok)
@@ -162,7 +162,7 @@ if exclusive and got[1] then
       if ticket ~= '' then
         join_line(field, ticket, ARGV[13], ARGV[14], req)
       end
-      return {CONFLICT, NOW, EXPIRED, '', ''}
+      return {CONFLICT, NOW, C.expired, '', ''}
     end
   else
     local raw = redis.call('HGET', L, cur)
@@ -177,23 +177,23 @@ if exclusive and got[1] then
           local kraw = redis.call('HGET', L, kept)
           if ticket ~= '' and granted_to(kept, parse(kraw)) == ticket then
             leave_line(field, ticket)  -- the grant is taken here, not from the signal
-            return {OK, NOW, EXPIRED, kept, kraw, 1, '', ''}
+            return {OK, NOW, C.expired, kept, kraw, 1, '', ''}
           end
           if ticket ~= '' then
             join_line(field, ticket, ARGV[13], ARGV[14], req, kept, parse(kraw))
           end
-          return {CONFLICT, NOW, EXPIRED, kept, kraw}
+          return {CONFLICT, NOW, C.expired, kept, kraw}
         elseif kept and match(kept, '^r(%S+) ') ~= ticket then
           if ticket ~= '' then
             join_line(field, ticket, ARGV[13], ARGV[14], req)
           end
-          return {CONFLICT, NOW, EXPIRED, '', ''}
+          return {CONFLICT, NOW, C.expired, '', ''}
         end
       elseif r.owner ~= owner then
         if ticket ~= '' then
           join_line(field, ticket, ARGV[13], ARGV[14], req, cur, r)
         end
-        return {CONFLICT, NOW, EXPIRED, cur, raw}
+        return {CONFLICT, NOW, C.expired, cur, raw}
       else
         -- The owner's own lock: refreshed, same token.
         local was = r.exp
@@ -216,7 +216,7 @@ if exclusive and got[1] then
         if request ~= '' then
           remember(request, cur, 0, ARGV[16])
         end
-        return {OK, NOW, EXPIRED, cur, raw, 0, '', ''}
+        return {OK, NOW, C.expired, cur, raw, 0, '', ''}
       end
     end
   end
@@ -240,15 +240,15 @@ if ofield and got[4] then
   if rraw then
     rtok = got[4]
     local old = parse(rraw)
-    GRANTS = false  -- a grant would take the token this lock is about to get
+    C.grants = false  -- a grant would take the token this lock is about to get
     if live(old) then
-      drop(rtok, old, 'replaced', 'by', IDP .. fmt('%014d', tok))
+      drop(rtok, old, 'replaced', 'by', C.idp .. fmt('%014d', tok))
     else
       drop(rtok, old, 'expired')
-      EXPIRED = EXPIRED + 1
+      C.expired = C.expired + 1
       rtok, rraw = '', ''
     end
-    GRANTS = true
+    C.grants = true
   else
     rraw = ''
   end
@@ -256,7 +256,7 @@ end
 
 if ticket ~= '' then
   leave_line(field, ticket)
-  if redis.call('LLEN', B .. 'q:' .. field) > 0 then
+  if redis.call('LLEN', waiting_key('q', field)) > 0 then
     flags = flags .. 'w'
   end
 end
@@ -275,24 +275,24 @@ else
   if ofield then
     redis.call('HSET', L, ofield, toks)
   end
-  redis.call('ZADD', B .. 'R', 0, field .. ':' .. toks)
-  redis.call('ZADD', B .. 'X', exp > 0 and exps or '1e15', toks)
+  redis.call('ZADD', C.B .. 'R', 0, field .. ':' .. toks)
+  redis.call('ZADD', C.B .. 'X', exp > 0 and exps or '1e15', toks)
 end
 local indexed = find(flags, 'i', 2, true)
 if indexed then
-  redis.call('ZADD', B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. toks)
+  redis.call('ZADD', C.B .. 'O', 0, owner .. ':' .. type_of(field) .. ':' .. toks)
 end
 
 extend(exp, applied)
 if not exclusive then
-  index_lifetime({B .. 'R', B .. 'X'})
+  index_lifetime({C.B .. 'R', C.B .. 'X'})
 end
 if indexed then
-  index_lifetime({B .. 'O'})
+  index_lifetime({C.B .. 'O'})
 end
 if find(flags, 'e', 2, true) then
   emit('acquired', toks, parse(raw), 'replaced',
-       rtok ~= '' and (IDP .. fmt('%014d', tonumber(rtok))) or '')
+       rtok ~= '' and (C.idp .. fmt('%014d', tonumber(rtok))) or '')
 end
 if request ~= '' then
   remember(request, toks, 1, ARGV[16])
@@ -302,6 +302,6 @@ if tok % 64 == 0 then
 end
 
 if rtok ~= '' or ats ~= '' then
-  return {OK, NOW, EXPIRED, toks, raw, 1, rtok, rraw}
+  return {OK, NOW, C.expired, toks, raw, 1, rtok, rraw}
 end
-return {OK, NOW, EXPIRED, toks}
+return {OK, NOW, C.expired, toks}

@@ -8,4 +8,4 @@ Returns: {0 OK, now, 0, count}
 --!include _lib.lua
 
 open(KEYS[1])
-return {OK, NOW, 0, redis.call('ZCOUNT', B .. 'X', '(' .. NOW, '+inf')}
+return {OK, NOW, 0, redis.call('ZCOUNT', C.B .. 'X', '(' .. NOW, '+inf')}

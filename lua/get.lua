@@ -19,4 +19,4 @@ local raw = redis.call('HGET', L, tok)
 if not raw or not live(parse(raw)) then
   return {NOT_FOUND, NOW, 0}
 end
-return {OK, NOW, 0, tok, raw, SCOPE}
+return {OK, NOW, 0, tok, raw, C.scope}

@@ -18,10 +18,9 @@ Returns: {0 OK, now, 0} or, if a lock granted to the waiter was released,
 
 open(KEYS[1])
 local field, ticket = ARGV[1], ARGV[2]
-HANDOFF = tonumber(ARGV[3])
-IDP, MAXLEN = ARGV[4] or '', ARGV[5] or 1000
-redis.call('LREM', B .. 'q:' .. field, 0, ticket)
-redis.call('DEL', B .. 'a:' .. ticket, B .. 's:' .. ticket)
+C.handoff = tonumber(ARGV[3])
+C.idp, C.maxlen = ARGV[4] or '', ARGV[5] or 1000
+leave_line(field, ticket)
 local kept = redis.call('HGET', L, field)
 if kept and sub(kept, 1, 1) == 'r' then
   if match(kept, '^r(%S+) ') == ticket then

@@ -59,7 +59,7 @@ end
 local budget = math.max(1000, 10 * count)
 
 if how == 'r' or how == 'o' then
-  local index = B .. (how == 'r' and 'R' or 'O')
+  local index = C.B .. (how == 'r' and 'R' or 'O')
   local min, max = '-', '+'
   if arg ~= '' then
     min, max = '[' .. arg, '(' .. sub(arg, 1, -2) .. ';'

@@ -31,9 +31,9 @@ helpers are made (see the note at the top of _lib.lua).
 
 local tok, owner = ARGV[1], ARGV[3]
 if ARGV[9] then
-  RETAIN = tonumber(ARGV[9])
+  C.retain = tonumber(ARGV[9])
 end
-IDP, MAXLEN = ARGV[10] or '', ARGV[11] or 1000
+C.idp, C.maxlen = ARGV[10] or '', ARGV[11] or 1000
 if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
   local dir, scope = KEYS[1], ARGV[2]
   if scope == '' then
@@ -58,9 +58,9 @@ if ARGV[6] == '' and ARGV[7] == '' and ARGV[5] ~= 'keep' then
       if cap > 0 and ttl > cap then
         ttl = cap
       end
-      local exp = NOW + ttl
-      local step = RETAIN < 60000 and RETAIN or 60000
-      if ttl > 0 and got[2] and tonumber(got[2]) >= math.ceil((exp + RETAIN) / step) * step then
+      local exp, retain = NOW + ttl, C.retain
+      local step = retain < 60000 and retain or 60000
+      if ttl > 0 and got[2] and tonumber(got[2]) >= math.ceil((exp + retain) / step) * step then
         local raw = fl .. ' ' .. fmt('%d', exp) .. ' ' .. holder .. ' ' .. field .. ' ' .. acq
           .. ' ' .. fmt('%d', math.max(0, NOW - tonumber(acq))) .. ' ' .. lease .. ' ' .. max .. ' ' .. meta
         redis.call('HSET', L, tok, raw)
@@ -87,7 +87,7 @@ local ttl = nil
 if ARGV[6] ~= '' then
   ttl = tonumber(ARGV[6]) - NOW
   if ttl <= 0 then
-    return {INVALID, NOW, EXPIRED}
+    return {INVALID, NOW, C.expired}
   end
 elseif ARGV[5] ~= 'keep' then
   ttl = tonumber(ARGV[5])
@@ -136,7 +136,7 @@ r.upd = fmt('%d', math.max(0, NOW - tonumber(r.acq)))  -- a clock set back: 0
 raw = build(r)
 redis.call('HSET', L, tok, raw)
 if sub(r.flags, 1, 1) == 'm' then
-  redis.call('ZADD', B .. 'X', r.exp > 0 and r.x or '1e15', tok)
+  redis.call('ZADD', C.B .. 'X', r.exp > 0 and r.x or '1e15', tok)
 end
 if was == 0 and r.exp ~= 0 then
   never_gone()
@@ -145,4 +145,4 @@ if r.exp ~= 0 then
   extend(r.exp, redis.call('HGET', L, '!x'))
 end
 emit('refreshed', tok, r)
-return {OK, NOW, EXPIRED, tok, raw, SCOPE}
+return {OK, NOW, C.expired, tok, raw, C.scope}

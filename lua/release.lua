@@ -26,12 +26,12 @@ has waiters, only the hand-off's helpers are made (the line --!waking).
 
 local tok, owner, dir, scope = ARGV[1], ARGV[3], KEYS[1], ARGV[2]
 if ARGV[5] then
-  RETAIN = tonumber(ARGV[5])
+  C.retain = tonumber(ARGV[5])
 end
 if ARGV[6] then
-  HANDOFF = tonumber(ARGV[6])
+  C.handoff = tonumber(ARGV[6])
 end
-IDP, MAXLEN = ARGV[7] or '', ARGV[8] or 1000
+C.idp, C.maxlen = ARGV[7] or '', ARGV[8] or 1000
 if scope == '' or sub(scope, -1) == '*' then
   -- Looked up; "<prefix>*": only a lock of a scope that starts with the prefix.
   local want = sub(scope, 1, -2)
@@ -40,7 +40,7 @@ if scope == '' or sub(scope, -1) == '*' then
     return {NOT_FOUND, NOW, 0}
   end
 end
-SCOPE = scope
+C.scope = scope
 open(match(dir, '^(.*):{') .. ':{' .. scope .. '}:L')
 local raw = redis.call('HGET', L, tok)
 if not raw then
@@ -58,7 +58,7 @@ if kind and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1
   if g then
     local t = match(redis.call('HGET', L, g) or '', '^(%S+)')
     if t then
-      redis.call('DEL', B .. 's:' .. t)
+      redis.call('DEL', waiting_key('s', t))
     end
   end
   if kind == 'xo' or kind == 'xoe' then
@@ -75,7 +75,7 @@ if kind and x ~= '0' and tonumber(x) > NOW and (holder == owner or ARGV[4] == '1
     --!waking
     wake(field)
   end
-  return {OK, NOW, 0, tok, raw, SCOPE}
+  return {OK, NOW, 0, tok, raw, C.scope}
 end
 
 -- The general case.
@@ -86,4 +86,4 @@ if not r then
   return got
 end
 drop(tok, r, 'released', 'by', owner)
-return {OK, NOW, EXPIRED, tok, raw, SCOPE}
+return {OK, NOW, C.expired, tok, raw, C.scope}

@@ -28,7 +28,7 @@ local candidates = {}
 if holder and find(holder, '^%d+$') then
   candidates[1] = holder
 else
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', B .. 'R', '[' .. field .. ':',
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', C.B .. 'R', '[' .. field .. ':',
                                 '[' .. field .. ';', 'LIMIT', 0, 100)) do
     candidates[#candidates + 1] = match(m, '(%d+)$')
   end
