@@ -43,7 +43,8 @@ class App(Flask):
 def create_app(
     config: Mapping[str, Any] | None = None, apis: Iterable[ApiUnit] | None = None
 ) -> Flask:
-    """The service with ``apis`` (default: ``app.apis.UNITS``) besides its own endpoints.
+    """The service: its own endpoints, and ``apis`` (default:
+    ``lockcore_service.apis.UNITS``).
 
     Settings: defaults, then ``LOCKCORE_*`` environment variables, then ``config``.
     ``config["REDIS_CLIENT"]`` (tests) supplies a ready client instead of a URL.

@@ -3,11 +3,11 @@
 One document (YAML or JSON) describes users and, in a section per API, what that API's
 locks are about (Versal courses and their gadgets, EDX workspaces, DocSpace rooms and
 files, Vidispine entities); each API declares its section as a ``CatalogPart`` of its
-unit (``app.units``). ``lockcore catalog load FILE`` or the admin API stores it in Redis,
-where every service instance reads it. All catalog keys share the hash tag ``{catalog}``,
-so a load is one MULTI/EXEC, also on a Cluster: ``<prefix>:{catalog}:<kind>`` HASH id ->
-JSON of the entity as in the document. The demo catalog ships as
-``app/demo_catalog.yaml``.
+unit (``lockcore_service.units``). ``lockcore catalog load FILE`` or the admin API
+stores it in Redis, where every service instance reads it. All catalog keys share the
+hash tag ``{catalog}``, so a load is one MULTI/EXEC, also on a Cluster:
+``<prefix>:{catalog}:<kind>`` HASH id -> JSON of the entity as in the document. The demo
+catalog ships as ``app/demo_catalog.yaml``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from lockcore.embedded import appendfsync_policy
 from .units import ApiUnit, Setting, Units, default_units, flag
 
 #: name -> (default, parser). Each is read from the environment as LOCKCORE_<name>. Each
-#: API's own settings (its TTLs, <NAME>_DURABLE...) are declared by its unit (app.units).
+#: API's own settings (its TTLs, <NAME>_DURABLE...) are declared by its unit
+#: (lockcore_service.units).
 SETTINGS: dict[str, Setting] = {
     "REDIS_URL": ("", str),  # empty: the embedded redis-server in DATA_DIR
     "DATA_DIR": (DEFAULT_DATA_DIR, str),

@@ -100,7 +100,7 @@ def http_error(exc: HTTPException, envelope: Envelope, messages: dict[int, str])
 def envelope_for(path: str) -> tuple[Envelope, dict[int, str]] | None:
     """The envelope of the API whose URL prefix ``path`` is under, for errors raised
     before a view is known (unknown URL, wrong method): the app's units, longest prefix
-    first (see ``app.units``)."""
+    first (see ``lockcore_service.units``)."""
     from flask import current_app
 
     units = current_app.extensions["lockcore_units"]

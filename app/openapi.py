@@ -135,7 +135,7 @@ def schema_name(schema: Any) -> str:
     API has its own shapes, often with the same class names."""
     cls = schema if isinstance(schema, type) else type(schema)
     parts = cls.__module__.split(".")
-    # an API package's modules (app.apis.vidispine.documents) carry the API's name
+    # an API package's modules (lockcore_service.apis.vidispine.documents) carry the API's name
     module = (parts[parts.index("apis") + 1] if "apis" in parts[:-1] else parts[-1]).capitalize()
     name = cls.__name__.removesuffix("Schema")
     return name if name.startswith(module) else module + name

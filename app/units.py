@@ -3,8 +3,9 @@
 Each API module ends with an ``ApiUnit``: its blueprint and error envelope, the URL prefix
 whose unknown URLs answer in that envelope, its OpenAPI security schemes, its lock types,
 its ``LOCKCORE_*`` settings and its part of the catalog. ``create_app`` loops over the
-units it is given (``app.apis.UNITS`` by default); nothing else lists the APIs by name, so
-adding an API is adding one module (``tests/test_units.py`` builds an app with one more).
+units it is given (``lockcore_service.apis.UNITS`` by default); nothing else lists the
+APIs by name, so adding an API is adding one module (``tests/test_units.py`` builds an
+app with one more).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def flag(raw: str) -> bool:
 
 @dataclass(frozen=True)
 class CatalogPart:
-    """What one API keeps in the catalog (see ``app.catalog``).
+    """What one API keeps in the catalog (see ``lockcore_service.catalog``).
 
     ``document``: the catalog document's top-level fields it reads. ``kinds``: the kinds
     of entity an admin edits one by one, kind -> (schema of one entity, its id field).

@@ -269,10 +269,10 @@ def http(
     POST under the same gunicorn settings (the framework floor). ``warm_up``: the kinds
     of request run for ``warm_up_s`` seconds first; ``capacity``: the acquire rate (req/s)
     the catalog has room for without re-locking."""
-    from app.catalog import Catalog, parse_document
-    from app.config import load
-    from app.identity import Users
-    from app.services import lock_types
+    from lockcore_service.catalog import Catalog, parse_document
+    from lockcore_service.config import load
+    from lockcore_service.identity import Users
+    from lockcore_service.services import lock_types
 
     wrk_binary()
     users = 2 * connections  # two per connection: rarely two requests of one user at once
@@ -654,8 +654,8 @@ def waiting(
     polls and ``half_open`` stalled connections; then the SIGTERM drain."""
     import requests
 
-    from app.catalog import Catalog, parse_document
-    from app.identity import Users
+    from lockcore_service.catalog import Catalog, parse_document
+    from lockcore_service.identity import Users
 
     client = redis.Redis.from_url(url)
     client.flushall()

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.op == "release":
             release_pool(client, 32, args.count + 64, pool)
             releases = [line.split() for line in pool.read_text().split("\n") if line]
-        from app import create_app
+        from lockcore_service import create_app
 
         app = create_app({"REDIS_URL": server.url, "LOG_LEVEL": args.log_level})
         http = app.test_client()

@@ -56,13 +56,13 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import config as app_config  # noqa: E402
-from app.catalog import Catalog, parse_document  # noqa: E402
-from app.identity import Users  # noqa: E402
-from app.services import lock_types  # noqa: E402
 from bench.http import _serve  # noqa: E402
 from lockcore import LockManager  # noqa: E402
 from lockcore.embedded import EmbeddedRedis  # noqa: E402
+from lockcore_service import config as app_config  # noqa: E402
+from lockcore_service.catalog import Catalog, parse_document  # noqa: E402
+from lockcore_service.identity import Users  # noqa: E402
+from lockcore_service.services import lock_types  # noqa: E402
 
 LUA = Path(__file__).with_name("versal.lua")
 PREFIX = "lockcore"

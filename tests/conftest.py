@@ -227,8 +227,8 @@ def service_client(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def app(service_client: Any) -> Any:
-    from app import create_app
-    from app.catalog import parse_document
+    from lockcore_service import create_app
+    from lockcore_service.catalog import parse_document
 
     # With the default settings, on fakeredis the APIs run the scripts as a FUNCTION
     # library (FCALL), on the bundled 6.2 server by EVALSHA: both ways behind every API test.

@@ -16,9 +16,9 @@ import flask.app
 import pytest
 from flask import jsonify
 
-from app import App
-from app.observability import REDIS_LATENCY
-from app.services import _LATENCY, _latency
+from lockcore_service import App
+from lockcore_service.observability import REDIS_LATENCY
+from lockcore_service.services import _LATENCY, _latency
 
 from .conftest import KEYS
 
@@ -136,7 +136,7 @@ def test_an_unknown_or_foreign_lock_is_still_its_404(client: Any) -> None:
     ],
 )
 def test_declared_body_lengths(service_client: Any, environ: dict[str, str], refused: bool) -> None:
-    from app import create_app
+    from lockcore_service import create_app
 
     application = create_app({"REDIS_CLIENT": service_client, "KEY_PREFIX": "t", "MAX_BODY": 1000})
     with application.test_request_context(environ_overrides=environ) as ctx:
@@ -151,7 +151,7 @@ def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(monkeypatch: pytest.M
     import os
     import uuid
 
-    from app import observability
+    from lockcore_service import observability
 
     reads: list[int] = []
     real = os.urandom
@@ -171,7 +171,7 @@ def test_request_ids_are_uuid4_hex_drawn_a_batch_at_a_time(monkeypatch: pytest.M
 
 
 def test_a_forked_process_never_reuses_its_parents_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import observability
+    from lockcore_service import observability
 
     ids = observability.RandomIds()
     first = ids()
@@ -184,7 +184,7 @@ def test_a_forked_process_never_reuses_its_parents_ids(monkeypatch: pytest.Monke
 def test_threads_draw_their_own_ids() -> None:
     import threading
 
-    from app import observability
+    from lockcore_service import observability
 
     ids = observability.RandomIds()
     drawn: list[str] = []

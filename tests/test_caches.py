@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from app import create_app
-from app.apis.docspace import read_docfile
-from app.apis.edx import read_workspace
-from app.apis.versal import read_course
-from app.catalog import Catalog, parse_document
-from app.identity import User, Users, digest
+from lockcore_service import create_app
+from lockcore_service.apis.docspace import read_docfile
+from lockcore_service.apis.edx import read_workspace
+from lockcore_service.apis.versal import read_course
+from lockcore_service.catalog import Catalog, parse_document
+from lockcore_service.identity import User, Users, digest
 
 from .conftest import CATALOG, KEYS
 

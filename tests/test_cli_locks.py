@@ -23,8 +23,8 @@ def url(real_server: Any) -> str:
 
 @pytest.fixture
 def mgr(real_server: Any) -> LockManager:
-    from app import config
-    from app.services import lock_types
+    from lockcore_service import config
+    from lockcore_service.services import lock_types
 
     return LockManager(real_server.client(), lock_types(config.load()))
 
@@ -108,7 +108,7 @@ def wait_until_following(client: Any, before: set[str], timeout: float = 30.0) -
 
 def test_cli_help_lists_the_lock_commands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "locks", "--help"],
+        [sys.executable, "-m", "lockcore_service.cli", "locks", "--help"],
         capture_output=True,
         text=True,
         check=True,

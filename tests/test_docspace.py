@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app import create_app
+from lockcore_service import create_app
 
 from .conftest import KEYS
 
@@ -266,7 +266,7 @@ def test_file_locks_do_not_expire_by_default(app: Any, client: Any) -> None:
 
 
 def test_a_configured_ttl_makes_them_expire(service_client: Any) -> None:
-    from app.catalog import parse_document
+    from lockcore_service.catalog import parse_document
 
     from .conftest import CATALOG
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app import create_app
+from lockcore_service import create_app
 
 from .conftest import KEYS
 
@@ -288,7 +288,7 @@ def test_guarded_actions_are_refused_the_same_way(client: Any) -> None:
 
 
 def test_the_feature_table_is_data_with_the_seeds_restrictions() -> None:
-    from app.apis.edx import load_features
+    from lockcore_service.apis.edx import load_features
 
     table, _ = load_features()
     flags = [f.restricted for f in table.values()]
@@ -312,7 +312,7 @@ def test_the_feature_table_is_data_with_the_seeds_restrictions() -> None:
 def test_an_override_file_changes_restrictions_globally_and_per_workspace(
     service_client: Any, tmp_path: Path
 ) -> None:
-    from app.catalog import parse_document
+    from lockcore_service.catalog import parse_document
 
     from .conftest import CATALOG
 
@@ -357,7 +357,7 @@ def test_workspace_locks_do_not_expire_by_default(
 
 
 def test_a_configured_ttl_makes_them_expire(service_client: Any) -> None:
-    from app.catalog import parse_document
+    from lockcore_service.catalog import parse_document
 
     from .conftest import CATALOG
 

@@ -12,8 +12,8 @@ from flask import jsonify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import create_app
-from app.fastjson import json_response
+from lockcore_service import create_app
+from lockcore_service.fastjson import json_response
 
 APP = create_app({"REDIS_CLIENT": fakeredis.FakeRedis()})
 

@@ -21,9 +21,9 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
-from app import create_app
-from app.catalog import parse_document
 from lockcore import EmbeddedRedis
+from lockcore_service import create_app
+from lockcore_service.catalog import parse_document
 
 from .conftest import CATALOG, KEYS
 

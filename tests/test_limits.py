@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from app import create_app
-from app.catalog import parse_document
 from lockcore import InvalidLockRequest, LockManager, connect
+from lockcore_service import create_app
+from lockcore_service.catalog import parse_document
 
 from .conftest import CATALOG, KEYS, all_keys
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.config import settings
+from lockcore_service.config import settings
 
 from .live import LiveService
 

@@ -18,11 +18,11 @@ import redis
 import requests
 import yaml
 
-from app import create_app
-from app.catalog import Catalog
-from app.cli import demo_allowed, load_demo_if_empty, parser, redacted
-from app.identity import User, Users
 from lockcore import EmbeddedRedis
+from lockcore_service import create_app
+from lockcore_service.catalog import Catalog
+from lockcore_service.cli import demo_allowed, load_demo_if_empty, parser, redacted
+from lockcore_service.identity import User, Users
 
 from .live import LOCKCORE, LiveService
 

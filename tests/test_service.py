@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from app import create_app
-from app.identity import Users
-from app.openapi import openapi_path
+from lockcore_service import create_app
+from lockcore_service.identity import Users
+from lockcore_service.openapi import openapi_path
 
 from .conftest import KEYS, all_keys
 
@@ -66,7 +66,7 @@ def test_cli_adds_a_user_and_prints_a_working_key(real_server: Any) -> None:
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "lockcore_service.cli",
             "users",
             "add",
             "erin",
@@ -106,7 +106,7 @@ def test_cli_loads_a_catalog_file(real_server: Any, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "lockcore_service.cli",
             "catalog",
             "load",
             str(path),
@@ -118,8 +118,8 @@ def test_cli_loads_a_catalog_file(real_server: Any, tmp_path: Path) -> None:
         text=True,
     )
     assert "1 courses" in out.stdout
-    from app.apis.versal import read_course
-    from app.catalog import Catalog
+    from lockcore_service.apis.versal import read_course
+    from lockcore_service.catalog import Catalog
 
     catalog = Catalog(real_server.client(), "lockcore")
     course = read_course(catalog, "k1")
@@ -134,7 +134,7 @@ def test_cli_refuses_an_invalid_catalog_with_the_reason(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "lockcore_service.cli",
             "catalog",
             "load",
             str(path),
@@ -149,7 +149,7 @@ def test_cli_refuses_an_invalid_catalog_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_the_demo_catalog_is_valid() -> None:
-    from app.catalog import DEMO_CATALOG, parse_document
+    from lockcore_service.catalog import DEMO_CATALOG, parse_document
 
     doc = parse_document(DEMO_CATALOG.read_text())
     assert any("sysadmin" in u["roles"] for u in doc["users"])

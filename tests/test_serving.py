@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from app.server import draining, max_waiters, settings
 from lockcore import EmbeddedRedis
+from lockcore_service.server import draining, max_waiters, settings
 
 from .conftest import CATALOG, KEYS
 from .live import LiveService
@@ -194,8 +194,8 @@ def test_fifty_waiters_and_ten_half_open_connections_do_not_starve_the_service(
 
 
 def catalog_and_users(redis_client: Any) -> None:
-    from app.catalog import Catalog, parse_document
-    from app.identity import Users
+    from lockcore_service.catalog import Catalog, parse_document
+    from lockcore_service.identity import Users
 
     Catalog(redis_client, "lockcore").replace(
         parse_document(CATALOG), Users(redis_client, "lockcore")

@@ -23,8 +23,8 @@ TIMEOUT = 1.0  # LOCKCORE_REDIS_TIMEOUT of the app under test
 
 @pytest.fixture
 def app(server: EmbeddedRedis) -> Any:
-    from app import create_app
-    from app.catalog import parse_document
+    from lockcore_service import create_app
+    from lockcore_service.catalog import parse_document
 
     application = create_app({"REDIS_URL": server.url, "REDIS_TIMEOUT": TIMEOUT, "KEY_PREFIX": "t"})
     services = application.extensions["lockcore"]

@@ -11,15 +11,15 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import NotFound
 
-from app import create_app
-from app.apis import UNITS
-from app.auth import user_for_key
-from app.catalog import name_field
-from app.errors import ApiError
-from app.openapi import route
-from app.services import services
-from app.units import ApiUnit, CatalogPart
 from lockcore import LockConflict, LockType
+from lockcore_service import create_app
+from lockcore_service.apis import UNITS
+from lockcore_service.auth import user_for_key
+from lockcore_service.catalog import name_field
+from lockcore_service.errors import ApiError
+from lockcore_service.openapi import route
+from lockcore_service.services import services
+from lockcore_service.units import ApiUnit, CatalogPart
 
 from .conftest import CATALOG, KEYS
 
@@ -182,7 +182,7 @@ def test_an_app_without_the_unit_knows_nothing_of_it(service_client: Any) -> Non
 
 
 def admin_user() -> tuple[Any, str]:
-    from app.identity import User
+    from lockcore_service.identity import User
 
     return User("admin", "Admin", "", frozenset({"sysadmin"})), KEYS["admin"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.identity import KeyNotFound, User, UserExists, UserNotFound, Users, digest
+from lockcore_service.identity import KeyNotFound, User, UserExists, UserNotFound, Users, digest
 
 from .conftest import KEYS
 from .live import LOCKCORE

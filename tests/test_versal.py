@@ -255,8 +255,8 @@ def test_the_usual_lock_request_is_read_as_the_schema_reads_it(data: Any) -> Non
     import fakeredis
     from marshmallow import ValidationError
 
-    from app import create_app
-    from app.apis import versal
+    from lockcore_service import create_app
+    from lockcore_service.apis import versal
 
     with create_app({"REDIS_CLIENT": fakeredis.FakeRedis()}).app_context():
         try:
@@ -272,7 +272,7 @@ def test_the_usual_lock_request_is_read_as_the_schema_reads_it(data: Any) -> Non
 
 def test_a_resource_lock_is_what_its_schema_dumps(app: Any) -> None:
     locks = app.extensions["lockcore"].locks
-    from app.apis import versal
+    from lockcore_service.apis import versal
 
     lock = locks.acquire("versal:course:c1", "gadget", "g1", "alice").lock
     built = versal.resource_lock(lock)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,10 @@ SCRIPT = textwrap.dedent("""
         mgr.release(second.lock.id, "alice")
         assert mgr.list("course:1").locks == ()
         # the service ships whole: its data files load, its console script is there
-        from app import create_app
-        from app.catalog import DEMO_CATALOG, parse_document
+        import importlib.util
+        assert importlib.util.find_spec("app") is None  # no top-level "app" installed
+        from lockcore_service import create_app
+        from lockcore_service.catalog import DEMO_CATALOG, parse_document
         assert parse_document(DEMO_CATALOG.read_text())["courses"]
         app = create_app({"REDIS_CLIENT": server.client()})
         assert app.test_client().get("/healthz").status_code == 200
@@ -46,13 +49,19 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    # the build says nothing is deprecated (the license is an SPDX expression)
+    assert "DeprecationWarning" not in built.stdout + built.stderr
     wheel = next(dist.glob("lockcore-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+    assert top == {"lockcore", "lockcore_service", wheel.name.split("-py3")[0] + ".dist-info"}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"

@@ -1,4 +1,4 @@
-"""``python -m app.cli``: the ``lockcore`` command."""
+"""``python -m lockcore_service.cli``: the ``lockcore`` command."""
 
 import sys
 

@@ -72,12 +72,17 @@ def load_demo_if_empty(
 
 
 def serve(args: argparse.Namespace) -> int:
-    # A bad LOCKCORE_* value stops here, before anything starts.
-    settings = command_settings(args)
     # Metrics of all workers are summed through files in this directory; it must be set
-    # before prometheus_client is first imported.
+    # before prometheus_client is first imported (reading the settings imports the APIs,
+    # which import it).
     metrics_dir = tempfile.mkdtemp(prefix="lockcore-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        # A bad LOCKCORE_* value stops here, before anything starts.
+        settings = command_settings(args)
+    except BaseException:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        raise
     url, prefix = settings["REDIS_URL"], settings["KEY_PREFIX"]
     embedded = supervisor = None
     try:

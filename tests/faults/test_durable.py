@@ -169,9 +169,9 @@ def test_the_service_answers_503_in_the_apis_envelope_when_replicas_lag(
 ) -> None:
     """LOCKCORE_<API>_DURABLE: a lock the replica did not confirm is a 503 in that API's
     own envelope (and is not left held); without it the same request is served."""
-    from app import create_app
-    from app.catalog import parse_document
-    from app.errors import UNAVAILABLE
+    from lockcore_service import create_app
+    from lockcore_service.catalog import parse_document
+    from lockcore_service.errors import UNAVAILABLE
 
     from ..conftest import CATALOG, KEYS
 

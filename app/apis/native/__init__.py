@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from lockcore import (
@@ -172,7 +172,9 @@ def waiting_slot(waits: bool) -> Iterator[None]:
     if not waits:
         yield
         return
-    slots = current_app.extensions["v1_waiters"]
+    slots = current_app.extensions.setdefault(
+        "v1_waiters", threading.BoundedSemaphore(current_app.config["V1_MAX_WAITERS"])
+    )
     if not slots.acquire(blocking=False):
         raise ApiError(
             503, "Too many requests are waiting for locks; try again shortly", kind="unavailable"
@@ -328,10 +330,6 @@ def validate_token() -> Any:
     return jsonify({"valid": valid})
 
 
-def setup(app: Flask) -> None:
-    app.extensions["v1_waiters"] = threading.BoundedSemaphore(app.config["V1_MAX_WAITERS"])
-
-
 def lock_types(config: Mapping[str, Any]) -> list[LockType]:
     # exclusive leases, listed by owner too
     ttl, max_ttl = config["V1_TTL"], config["V1_MAX_TTL"]
@@ -350,5 +348,4 @@ UNIT = ApiUnit(
         "V1_MAX_WAITERS": (96, int),  # long polls one process serves at once; more get a 503
     },
     lock_types=lock_types,
-    setup=setup,
 )
