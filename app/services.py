@@ -118,14 +118,15 @@ class Services:
         page = self.locks.list(scope, type=lock_type, resource=resource, limit=1)
         return page.locks[0] if page.locks else None
 
-    def lock_under(self, lock_id: str, scope_prefix: str) -> Lock | None:
-        """The lock ``lock_id`` if it lives in a scope under ``scope_prefix`` (an API sees
-        only its own scopes' locks), else None."""
+    def lock_under(self, lock_id: str, scope: str, *, exact: bool = False) -> Lock | None:
+        """The lock ``lock_id`` if it lives in a scope under ``scope`` (``exact``: in that
+        scope), else None: an API sees only its own scopes' locks."""
         try:
             lock = self.locks.get(lock_id)
         except LockNotFound:
             return None
-        return lock if lock.scope.startswith(scope_prefix) else None
+        mine = lock.scope == scope if exact else lock.scope.startswith(scope)
+        return lock if mine else None
 
     def ready(self) -> dict[str, Any]:
         """Redis answers and every script is loaded (loading any that are missing)."""

@@ -53,11 +53,8 @@ def described(lock: Lock) -> dict[str, Any]:
 def find_lock(lock_id: str, e: Entity | None = None) -> Lock:
     """A live deletion lock by its VX- id (on ``e`` itself, if given)."""
     raw = lock_id.removeprefix(ID_PREFIX)
-    try:
-        lock = services().locks.get(raw) if lock_id.startswith(ID_PREFIX) else None
-    except LockNotFound:
-        lock = None
-    if lock is None or lock.scope != SCOPE or not lock.type.startswith("deletion-"):
+    lock = services().lock_under(raw, SCOPE, exact=True) if raw != lock_id else None
+    if lock is None or not lock.type.startswith("deletion-"):
         raise not_found("DeletionLock", lock_id)
     if e is not None and (lock.type != lock_type(e.type) or lock.resource != e.id):
         raise not_found("DeletionLock", lock_id)
