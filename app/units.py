@@ -36,6 +36,17 @@ def flag(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def until_unlocked(name: str, setting: str) -> Callable[[Mapping[str, Any]], list[LockType]]:
+    """Lock types of one exclusive type that lasts until unlocked, unless the setting
+    ``setting`` gives it a lease in seconds (0: no expiry)."""
+
+    def lock_types(config: Mapping[str, Any]) -> list[LockType]:
+        ttl = config[setting]
+        return [LockType(name, default_ttl=ttl or None, allow_no_expiry=not ttl)]
+
+    return lock_types
+
+
 @dataclass(frozen=True)
 class CatalogPart:
     """What one API keeps in the catalog (see ``lockcore_service.catalog``).

@@ -12,13 +12,12 @@ Envelope (camelCase, nulls omitted): ``{"response", "count", "links": [{"href",
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from marshmallow import Schema, fields
 
-from lockcore import Lock, LockConflict, LockNotFound, LockType
+from lockcore import Lock, LockConflict, LockNotFound
 
 from ...auth import bearer_token, held_by_other, user_for_key
 from ...errors import ApiError
@@ -26,7 +25,7 @@ from ...identity import User
 from ...limits import request_json
 from ...openapi import route
 from ...services import services
-from ...units import ApiUnit
+from ...units import ApiUnit, until_unlocked
 from .access import ABILITIES, CONTENT_CREATOR, READ_FLAGS, ROOM_MANAGER, SECURITY_FLAGS
 from .catalog import CATALOG, DocFile, read_docfile
 
@@ -315,11 +314,6 @@ def edit_check(file_id: str) -> Any:
     return ok({"canEdit": True})
 
 
-def lock_types(config: Mapping[str, Any]) -> list[LockType]:
-    ttl = config["DOCSPACE_TTL"]
-    return [LockType(LOCK_TYPE, default_ttl=ttl or None, allow_no_expiry=not ttl)]
-
-
 UNIT = ApiUnit(
     "docspace",
     bp,
@@ -328,6 +322,6 @@ UNIT = ApiUnit(
     prefix="/api/2.0",  # the whole of DocSpace's API answers in its envelope
     security_schemes={"DocSpaceBearer": {"type": "http", "scheme": "bearer"}},
     settings={"DOCSPACE_TTL": (0.0, float)},  # seconds a file lock lasts; 0: until unlocked
-    lock_types=lock_types,
+    lock_types=until_unlocked(LOCK_TYPE, "DOCSPACE_TTL"),
     catalog=CATALOG,
 )

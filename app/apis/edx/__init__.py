@@ -15,14 +15,14 @@ with CKAN's statuses: 403 Authorization Error, 404 Not Found Error, 409 Validati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from marshmallow import Schema, fields
 
-from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned, LockType
+from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
 
 from ... import idempotency
 from ...auth import bearer, held_by_other, user_for_key
@@ -31,7 +31,7 @@ from ...identity import User, label
 from ...limits import check_name, check_notes
 from ...openapi import route
 from ...services import services
-from ...units import ApiUnit
+from ...units import ApiUnit, until_unlocked
 from .catalog import CATALOG, Workspace, read_workspace
 from .features import GUARDED_ACTIONS, Feature, features, is_restricted, load_features
 
@@ -387,11 +387,6 @@ def setup(app: Flask) -> None:
     app.extensions["edx_features"] = load_features(app.config["EDX_FEATURES_OVERRIDE"])
 
 
-def lock_types(config: Mapping[str, Any]) -> list[LockType]:
-    ttl = config["EDX_TTL"]
-    return [LockType(LOCK_TYPE, default_ttl=ttl or None, allow_no_expiry=not ttl)]
-
-
 UNIT = ApiUnit(
     "edx",
     bp,
@@ -402,7 +397,7 @@ UNIT = ApiUnit(
         "EDX_TTL": (0.0, float),  # seconds an EDX workspace lock lasts; 0: until unlocked
         "EDX_FEATURES_OVERRIDE": ("", str),  # YAML file changing the restricted-feature table
     },
-    lock_types=lock_types,
+    lock_types=until_unlocked(LOCK_TYPE, "EDX_TTL"),
     catalog=CATALOG,
     setup=setup,
 )
