@@ -6,6 +6,7 @@ from importlib import metadata as _metadata
 
 from .aio import AsyncHeld, AsyncHold, AsyncLockManager
 from .connect import DEFAULT_DATA_DIR, Connection, connect
+from .election import LEADER, AsyncElection, Election
 from .embedded import EmbeddedRedis
 from .exceptions import (
     InvalidLockRequest,
@@ -23,6 +24,7 @@ from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
 from .scripts import ReplyCode
 
 __all__ = [
+    "AsyncElection",
     "AsyncHeld",
     "AsyncHold",
     "AsyncLockManager",
@@ -31,10 +33,12 @@ __all__ = [
     "FOREVER",
     "AcquireResult",
     "Connection",
+    "Election",
     "EmbeddedRedis",
     "Held",
     "Hold",
     "InvalidLockRequest",
+    "LEADER",
     "Lock",
     "LockConflict",
     "LockError",

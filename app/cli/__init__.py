@@ -11,6 +11,8 @@
     lockcore locks show ID [--json]
     lockcore locks release ID [--owner O]
     lockcore locks watch [SCOPE] [--count N] [--json]
+    lockcore run --lock NAME [--scope S] [--wait S] [--ttl S] [--owner O] -- CMD [ARGS...]
+    lockcore elect NAME [--scope S] [--wait S] [--ttl S] [--owner O] -- CMD [ARGS...]
 
 Without a Redis URL (``--redis-url`` or ``LOCKCORE_REDIS_URL``) every command uses the
 embedded redis-server in the data directory, starting it if it is not running.
@@ -32,6 +34,8 @@ from lockcore import __version__
 
 from .common import CliError, command_settings
 from .locks import locks_list, locks_release, locks_show, locks_watch
+from .run import add_parsers as add_run_parsers
+from .run import split_command
 from .serve import demo_allowed, is_loopback, load_demo_if_empty, redacted, serve
 from .users import catalog_load, users_add, users_issue_key, users_list, users_revoke_key
 
@@ -148,11 +152,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--json", action="store_true", help="print each event as JSON")
     p.set_defaults(func=locks_watch)
+
+    add_run_parsers(sub, common)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    own, command = split_command(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(own)
+    if command:
+        if not hasattr(args, "argv"):
+            return _fail(f"{args.command} takes no command after --")
+        args.argv = command
     try:
         return int(args.func(args))
     except CliError as exc:
