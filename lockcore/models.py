@@ -34,6 +34,9 @@ class LockType:
     ``durable``: acquire, refresh and release of this type return only once the
     manager's ``durable_replicas`` replicas confirmed the change (``WAIT``), else raise
     LockNotDurable (off by default; each call may say otherwise).
+    ``max_holders`` (multi types): a semaphore of that many permits: at most that many
+    live locks per resource; one more conflicts (or waits in line, woken when a permit is
+    released; an expired permit frees its slot by the server's clock).
     """
 
     name: str
@@ -45,9 +48,22 @@ class LockType:
     events: bool = False
     index_owner: bool = False
     durable: bool = False
+    max_holders: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        if self.max_holders is not None:
+            if self.mode is not Mode.MULTI:
+                raise ValueError(f"lock type {self.name!r}: max_holders needs mode=Mode.MULTI")
+            if (
+                not isinstance(self.max_holders, int)
+                or isinstance(self.max_holders, bool)
+                or self.max_holders < 1
+            ):
+                raise ValueError(
+                    f"lock type {self.name!r}: max_holders must be a positive integer, "
+                    f"got {self.max_holders!r}"
+                )
         if self.default_ttl is None and not self.allow_no_expiry:
             raise ValueError(f"lock type {self.name!r}: no default_ttl needs allow_no_expiry")
         for name in ("default_ttl", "max_ttl"):

@@ -327,7 +327,13 @@ class Core:
         ]
         # ARGV[5..16] (see lua/acquire.lua), with the trailing defaults left off.
         meta = _metadata(metadata) if metadata else ""
-        if not meta and expires_at is None and request_id is None and not lock_type.events:
+        if (
+            not meta
+            and expires_at is None
+            and request_id is None
+            and not lock_type.events
+            and not lock_type.max_holders
+        ):
             args += self._tail(lock_type)
         else:
             at = _instant_ms(expires_at)
@@ -342,7 +348,10 @@ class Core:
             ]
             if request_id is not None:
                 args += ["", "", "", check_request_id(request_id), self.request_ms]
-            else:
+            if lock_type.max_holders:  # ARGV[17]
+                args += _ACQUIRE_DEFAULTS[len(args) :]
+                args.append(lock_type.max_holders)
+            elif request_id is None:
                 while len(args) > 4 and args[-1] == _ACQUIRE_DEFAULTS[len(args) - 1]:
                     args.pop()
         return Call(

@@ -31,6 +31,9 @@ ARGV[15] request id ("" = none): the first call that gets the lock records
          "<token>:<created 1|0>" at <p>:{<scope>}:i:<request id> for ARGV[16] ms; a
          repeated call returns that lock as it is now, or NOT_FOUND if it is gone
 ARGV[16] ms a request id is remembered
+ARGV[17] multi types: how many live locks the resource may have at once (a semaphore's
+         permits; "0" or absent = no cap): one more is a conflict (a waiter joins the
+         line, woken when a permit is freed)
 
 Returns:
   {0 OK, now, expired, token}   a new lock, made exactly as asked (no absolute expiry,
@@ -219,6 +222,46 @@ if exclusive and got[1] then
         return {OK, NOW, C.expired, cur, raw, 0, '', ''}
       end
     end
+  end
+end
+
+-- A multi type with a cap (a semaphore): at most `cap` live locks on the resource. A
+-- permit kept for a woken waiter (the field holds "r<ticket> <until>", see wake()) counts
+-- as taken for anyone else until then.
+local cap = tonumber(ARGV[17] or '0')
+if not exclusive and cap > 0 then
+  local holders = {}
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', C.B .. 'R', '[' .. field .. ':',
+                                '(' .. field .. ';')) do
+    local htok = sub(m, #field + 2)
+    local hraw = redis.call('HGET', L, htok)
+    if hraw then
+      local h = parse(hraw)
+      if live(h) then
+        holders[#holders + 1] = {htok, h, hraw}
+      else
+        expire(htok, h)
+      end
+    end
+  end
+  local kept = redis.call('HGET', L, field)
+  local for_ticket, till = match(kept or '', '^r(%S+) (%d+)$')
+  local reserved = for_ticket and for_ticket ~= ticket and tonumber(till) > NOW
+  if #holders + (reserved and 1 or 0) >= cap then
+    if ticket ~= '' then
+      join_line(field, ticket, ARGV[13], ARGV[14], '')
+      for _, h in ipairs(holders) do  -- whichever leaves first wakes the line
+        if not find(h[2].flags, 'w', 2, true) then
+          h[2].flags = h[2].flags .. 'w'
+          redis.call('HSET', L, h[1], build(h[2]))
+        end
+      end
+    end
+    local first = holders[1] or {'', nil, ''}
+    return {CONFLICT, NOW, C.expired, first[1], first[3]}
+  end
+  if kept and not reserved then
+    redis.call('HDEL', L, field)
   end
 end
 
