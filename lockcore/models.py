@@ -37,6 +37,10 @@ class LockType:
     ``max_holders`` (multi types): a semaphore of that many permits: at most that many
     live locks per resource; one more conflicts (or waits in line, woken when a permit is
     released; an expired permit frees its slot by the server's clock).
+    ``reentrant`` (exclusive types): the owner acquiring its own live lock again holds it
+    once more (same lock, same token, the lease renewed), and each release by the owner
+    gives back one hold: the lock is released with the last (Redisson's ``RLock``). A
+    forced release, expiry or replacement ends every hold at once.
     """
 
     name: str
@@ -49,9 +53,12 @@ class LockType:
     index_owner: bool = False
     durable: bool = False
     max_holders: int | None = None
+    reentrant: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        if self.reentrant and self.mode is not Mode.EXCLUSIVE:
+            raise ValueError(f"lock type {self.name!r}: reentrant needs mode=Mode.EXCLUSIVE")
         if self.max_holders is not None:
             if self.mode is not Mode.MULTI:
                 raise ValueError(f"lock type {self.name!r}: max_holders needs mode=Mode.MULTI")
@@ -81,6 +88,7 @@ class LockType:
             + ("o" if self.one_per_owner else "")
             + ("e" if self.events else "")
             + ("i" if self.index_owner else "")
+            + ("c" if self.reentrant else "")
         )
 
 

@@ -366,6 +366,9 @@ local function drop(tok, r, event, k, v)
   if find(fl, 'o', 2, true) then
     fields[#fields + 1] = '!o' .. t .. ':' .. r.owner
   end
+  if find(fl, 'c', 2, true) then
+    fields[#fields + 1] = '!c' .. tok
+  end
   local ticket = granted_to(tok, r)
   if ticket then  -- a grant never taken from the signal list must not be taken later
     fields[#fields + 1] = '!g' .. tok

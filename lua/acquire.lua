@@ -12,7 +12,8 @@ ARGV[1]  <type>:<resource>, percent-encoded
 ARGV[2]  owner, percent-encoded
 ARGV[3]  ttl ms; "0" = no expiry
 ARGV[4]  flags of the type: "x" exclusive or "m" multi, then any of o (one per owner),
-         e (events), i (indexed by owner)
+         e (events), i (indexed by owner), c (reentrant: the owner's acquire of its own
+         lock counts one more hold, each release one less)
 Optional from here on (a call may stop at any point; the default applies to the rest):
 ARGV[5]  metadata, "k=v&k=v" percent-encoded ("" = none, or keep the held lock's)
 ARGV[6]  max ttl ms, kept in the record to cap refreshes ("0" = none)
@@ -198,7 +199,11 @@ if exclusive and got[1] then
         end
         return {CONFLICT, NOW, C.expired, cur, raw}
       else
-        -- The owner's own lock: refreshed, same token.
+        -- The owner's own lock: refreshed, same token (a reentrant type's: held once
+        -- more, !c<token> counting the holds past the first).
+        if find(r.flags, 'c', 2, true) then
+          redis.call('HINCRBY', L, '!c' .. cur, 1)
+        end
         local was = r.exp
         if was == 0 and exp > 0 then
           never_gone()

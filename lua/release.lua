@@ -15,6 +15,9 @@ ARGV[8] the event stream's approximate maximum length
 
 Returns:
   {0 OK, now, expired, token, record, scope}         released
+  {0 OK, now, expired, token, record, scope, holds}  a reentrant lock its owner held more
+                                                     than once: one hold less (holds: how
+                                                     many are left), still held
   {2 NOT_FOUND, now, expired}                 unknown or expired
   {3 NOT_OWNED, now, expired, token, record, scope}  another owner's, and not forced
 
@@ -84,6 +87,17 @@ end
 local r, got = claim(tok, owner, ARGV[4] == '1')
 if not r then
   return got
+end
+-- A reentrant lock held more than once by its owner: one hold less, still held.
+if find(r.flags, 'c', 2, true) and ARGV[4] ~= '1' then
+  local more = redis.call('HINCRBY', L, '!c' .. tok, -1)
+  if more >= 0 then
+    if more == 0 then
+      redis.call('HDEL', L, '!c' .. tok)
+    end
+    return {OK, NOW, C.expired, tok, raw, C.scope, more + 1}
+  end
+  redis.call('HDEL', L, '!c' .. tok)
 end
 drop(tok, r, 'released', 'by', owner)
 return {OK, NOW, C.expired, tok, raw, C.scope}
