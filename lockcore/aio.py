@@ -141,6 +141,7 @@ class AsyncLockManager(Common):
         wait: float | None = None,
         request_id: str | None = None,
         durable: bool | None = None,
+        shared: bool = False,
     ) -> AcquireResult:
         """As ``LockManager.acquire``; a cancelled task is its ``cancel``."""
         if self._durable(durable, type):
@@ -155,6 +156,7 @@ class AsyncLockManager(Common):
             expires_at=expires_at,
             wait=wait,
             request_id=request_id,
+            shared=shared,
         )
         if self._durable(durable, result.lock.type):
             try:
@@ -192,6 +194,7 @@ class AsyncLockManager(Common):
         expires_at: float | None,
         wait: float | None,
         request_id: str | None,
+        shared: bool = False,
     ) -> AcquireResult:
         call = self.core.acquire(
             scope,
@@ -202,6 +205,7 @@ class AsyncLockManager(Common):
             metadata=metadata,
             expires_at=expires_at,
             request_id=request_id,
+            shared=shared,
         )
 
         async def undo(raw: Any) -> None:
@@ -356,6 +360,7 @@ class AsyncLockManager(Common):
         on_lost: Callable[[AsyncHeld], Any] | None = None,
         at_risk: float = 0.5,
         on_at_risk: Callable[[AsyncHeld], Any] | None = None,
+        shared: bool = False,
     ) -> AsyncHold:
         """As ``LockManager.hold``: ``async with amgr.hold(...) as held``."""
         return AsyncHold(
@@ -367,6 +372,7 @@ class AsyncLockManager(Common):
             on_lost,
             check_at_risk(at_risk),
             on_at_risk,
+            shared,
         )
 
 
@@ -479,9 +485,11 @@ class AsyncHold:
         on_lost: Callable[[AsyncHeld], Any] | None,
         at_risk: float = 0.5,
         on_at_risk: Callable[[AsyncHeld], Any] | None = None,
+        shared: bool = False,
     ) -> None:
         self.manager = manager
         self.args = args
+        self.shared = shared
         self.ttl = ttl
         self.wait = wait
         self.metadata = metadata
@@ -492,7 +500,7 @@ class AsyncHold:
 
     async def __aenter__(self) -> AsyncHeld:
         result = await self.manager.acquire(
-            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata
+            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata, shared=self.shared
         )
         self.held = AsyncHeld(
             self.manager, result.lock, self.ttl, self.on_lost, self.at_risk, self.on_at_risk

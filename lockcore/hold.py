@@ -321,9 +321,11 @@ class Hold:
         on_lost: Callable[[Held], Any] | None,
         at_risk: float = 0.5,
         on_at_risk: Callable[[Held], Any] | None = None,
+        shared: bool = False,
     ) -> None:
         self.manager = manager
         self.args = (scope, type, resource, owner)
+        self.shared = shared
         self.ttl = ttl
         self.wait = wait
         self.metadata = metadata
@@ -334,7 +336,7 @@ class Hold:
 
     def __enter__(self) -> Held:
         lock = self.manager.acquire(
-            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata
+            *self.args, ttl=self.ttl, wait=self.wait, metadata=self.metadata, shared=self.shared
         ).lock
         self.held = Held(
             self.manager, lock, self.ttl, self.on_lost, self.at_risk, self.on_at_risk

@@ -210,6 +210,7 @@ class LockManager(Common):
         request_id: str | None = None,
         cancel: Callable[[], bool] | None = None,
         durable: bool | None = None,
+        shared: bool = False,
     ) -> AcquireResult:
         """Take a lock, or raise LockConflict naming the holder.
 
@@ -234,6 +235,8 @@ class LockManager(Common):
         Short of that, a lock this call made is released again and LockNotDurable raised.
         Replication stays asynchronous: this narrows the window in which a failover loses
         an acknowledged lock, it is not consensus (see the README, Failure modes).
+        ``shared`` (read-write types): a read lock, which others' read locks may hold at
+        the same time; else a write lock, alone on the resource.
         """
         result = self._take(
             scope,
@@ -246,6 +249,7 @@ class LockManager(Common):
             wait=wait,
             request_id=request_id,
             cancel=cancel,
+            shared=shared,
         )
         if self._durable(durable, result.lock.type):
             acked = self._scripts.confirm(
@@ -274,6 +278,7 @@ class LockManager(Common):
         wait: float | None,
         request_id: str | None,
         cancel: Callable[[], bool] | None,
+        shared: bool = False,
     ) -> AcquireResult:
         call = self.core.acquire(
             scope,
@@ -284,6 +289,7 @@ class LockManager(Common):
             metadata=metadata,
             expires_at=expires_at,
             request_id=request_id,
+            shared=shared,
         )
         if not wait:
             return self.core.acquired(self._run(call), call, self.expired_noticed)
@@ -332,6 +338,7 @@ class LockManager(Common):
         on_lost: Callable[[Held], Any] | None = None,
         at_risk: float = 0.5,
         on_at_risk: Callable[[Held], Any] | None = None,
+        shared: bool = False,
     ) -> Hold:
         """``with mgr.hold(...) as held:`` — acquire (waiting up to ``wait``), renew every
         ``ttl``/3 in the background until the block exits, then release. If the lock is
@@ -343,7 +350,18 @@ class LockManager(Common):
         Redis (a release not answered in time leaves the lock to its lease,
         ``held.released`` False)."""
         return Hold(
-            self, scope, type, resource, owner, ttl, wait, metadata, on_lost, at_risk, on_at_risk
+            self,
+            scope,
+            type,
+            resource,
+            owner,
+            ttl,
+            wait,
+            metadata,
+            on_lost,
+            at_risk,
+            on_at_risk,
+            shared,
         )
 
     def validate(self, scope: str, type: str, resource: str, fencing_token: int) -> bool:

@@ -41,6 +41,10 @@ class LockType:
     once more (same lock, same token, the lease renewed), and each release by the owner
     gives back one hold: the lock is released with the last (Redisson's ``RLock``). A
     forced release, expiry or replacement ends every hold at once.
+    ``read_write`` (multi types): read-write locks: ``acquire(..., shared=True)`` takes a
+    read lock, which other read locks may share; a write lock is alone on the resource.
+    A writer waiting in line stops new readers from joining the current ones, so a stream
+    of readers cannot starve it (each holder has its own lease and token).
     """
 
     name: str
@@ -54,9 +58,14 @@ class LockType:
     durable: bool = False
     max_holders: int | None = None
     reentrant: bool = False
+    read_write: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
+        if self.read_write and (self.mode is not Mode.MULTI or self.max_holders is not None):
+            raise ValueError(
+                f"lock type {self.name!r}: read_write needs mode=Mode.MULTI (and no max_holders)"
+            )
         if self.reentrant and self.mode is not Mode.EXCLUSIVE:
             raise ValueError(f"lock type {self.name!r}: reentrant needs mode=Mode.EXCLUSIVE")
         if self.max_holders is not None:
@@ -89,6 +98,7 @@ class LockType:
             + ("e" if self.events else "")
             + ("i" if self.index_owner else "")
             + ("c" if self.reentrant else "")
+            + ("k" if self.read_write else "")
         )
 
 

@@ -313,17 +313,20 @@ class Core:
         metadata: Mapping[str, str] | None,
         expires_at: float | None,
         request_id: str | None,
+        shared: bool = False,
     ) -> Call:
         lock_type = self.types.get(type) if isinstance(type, str) else None
         if lock_type is None:
             lock_type = self.lock_type(type)
+        if shared and not lock_type.read_write:
+            raise InvalidLockRequest(f"lock type {lock_type.name!r} has no shared locks")
         keys = self._keys(scope)
         field = f"{encode(type)}:{_name('resource', resource)}"
         args: list[Any] = [
             field,
             _name("owner", owner),
             self._ttl_ms(lock_type, ttl if expires_at is None else None),
-            lock_type.flags,
+            lock_type.flags + "s" if shared else lock_type.flags,
         ]
         # ARGV[5..16] (see lua/acquire.lua), with the trailing defaults left off.
         meta = _metadata(metadata) if metadata else ""

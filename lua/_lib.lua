@@ -448,6 +448,90 @@ local function join_line(field, ticket, since, alive, req, tok, r)
   end
 end
 
+-- Whether a multi type's new lock on `field` may be made, by its live holders (the
+-- expired ones removed here): nil if so, else the CONFLICT reply (a waiter `ticket`, if
+-- any, joins the line, and every holder is flagged w, so the first to leave wakes it).
+-- `cap` > 0 (a semaphore): fewer than `cap` holders. Read-write (flag k in `flags`): a
+-- write lock needs no holder; a read lock (flag s) no write lock, and no writer waiting:
+-- a writer in line marks the field !w<field> "<ticket> <until ms>" while it waits, so a
+-- stream of readers cannot starve it. For a semaphore, a free permit kept for another
+-- woken waiter (the field holds "r<ticket> <until>", see wake()) counts as taken until
+-- then.
+local function holders_allow(field, flags, cap, ticket, since, alive)
+  local holders, writer = {}, nil
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', C.B .. 'R', '[' .. field .. ':',
+                                '(' .. field .. ';')) do
+    local htok = sub(m, #field + 2)
+    local hraw = redis.call('HGET', L, htok)
+    if hraw then
+      local h = parse(hraw)
+      if live(h) then
+        holders[#holders + 1] = {htok, h, hraw}
+        if not find(h.flags, 's', 2, true) then
+          writer = holders[#holders]
+        end
+      else
+        expire(htok, h)
+      end
+    end
+  end
+  local rw = find(flags, 'k', 2, true)
+  local kept = redis.call('HGET', L, field)
+  local for_ticket, till = match(kept or '', '^r(%S+) (%d+)$')
+  -- (not for read-write types: a woken reader kept waiting for a writer in line would
+  -- keep the writer out too; there the writer's mark decides)
+  local reserved = not rw and for_ticket and for_ticket ~= ticket and tonumber(till) > NOW
+  local busy
+  local wfield = rw and ('!w' .. field)
+  if rw then
+    if find(flags, 's', 2, true) then
+      local w_ticket, w_till = match(redis.call('HGET', L, wfield) or '', '^(%S+) (%d+)$')
+      local waiting = w_ticket and w_ticket ~= ticket and tonumber(w_till) > NOW
+      if w_ticket and not waiting and w_ticket ~= ticket then
+        redis.call('HDEL', L, wfield)  -- that writer stopped waiting
+      end
+      if waiting and #holders == 0 then
+        -- Nobody holds it and a reader (woken first, maybe) yields to the writer: the
+        -- writer is told at once, not at its next heartbeat.
+        local s = waiting_key('s', w_ticket)
+        redis.call('LPUSH', s, 1)
+        redis.call('PEXPIRE', s, RESERVE)
+      end
+      busy = writer or waiting or reserved
+    else
+      busy = #holders > 0 or reserved
+    end
+  else
+    busy = #holders + (reserved and 1 or 0) >= cap
+  end
+  if busy then
+    if ticket ~= '' then
+      join_line(field, ticket, since, alive, '')
+      for _, h in ipairs(holders) do
+        if not find(h[2].flags, 'w', 2, true) then
+          h[2].flags = h[2].flags .. 'w'
+          redis.call('HSET', L, h[1], build(h[2]))
+        end
+      end
+      if rw and not find(flags, 's', 2, true) then
+        redis.call('HSET', L, wfield, ticket .. ' ' .. (NOW + tonumber(alive)))
+      end
+    end
+    local first = writer or holders[1] or {'', nil, ''}
+    return {CONFLICT, NOW, C.expired, first[1], first[3]}
+  end
+  if kept and not reserved then
+    redis.call('HDEL', L, field)
+  end
+  if rw and not find(flags, 's', 2, true) and ticket ~= '' then
+    local w_ticket = match(redis.call('HGET', L, wfield) or '', '^(%S+)')
+    if w_ticket == ticket then
+      redis.call('HDEL', L, wfield)
+    end
+  end
+  return nil
+end
+
 -- A new block of 1000 tokens for the scope, from the slot's directory D: returns its
 -- first token.
 local function new_block(D)

@@ -13,7 +13,8 @@ ARGV[2]  owner, percent-encoded
 ARGV[3]  ttl ms; "0" = no expiry
 ARGV[4]  flags of the type: "x" exclusive or "m" multi, then any of o (one per owner),
          e (events), i (indexed by owner), c (reentrant: the owner's acquire of its own
-         lock counts one more hold, each release one less)
+         lock counts one more hold, each release one less), k (read-write: a multi type
+         whose locks are read locks, flag s, or write locks)
 Optional from here on (a call may stop at any point; the default applies to the rest):
 ARGV[5]  metadata, "k=v&k=v" percent-encoded ("" = none, or keep the held lock's)
 ARGV[6]  max ttl ms, kept in the record to cap refreshes ("0" = none)
@@ -34,7 +35,9 @@ ARGV[15] request id ("" = none): the first call that gets the lock records
 ARGV[16] ms a request id is remembered
 ARGV[17] multi types: how many live locks the resource may have at once (a semaphore's
          permits; "0" or absent = no cap): one more is a conflict (a waiter joins the
-         line, woken when a permit is freed)
+         line, woken when a permit is freed). Read-write types (flag k) need no cap: a
+         read lock (flag s) conflicts with a write lock or a writer waiting in line, a
+         write lock with any lock
 
 Returns:
   {0 OK, now, expired, token}   a new lock, made exactly as asked (no absolute expiry,
@@ -230,43 +233,13 @@ if exclusive and got[1] then
   end
 end
 
--- A multi type with a cap (a semaphore): at most `cap` live locks on the resource. A
--- permit kept for a woken waiter (the field holds "r<ticket> <until>", see wake()) counts
--- as taken for anyone else until then.
+-- Multi types whose holders decide (see _lib.lua, holders_allow()): a cap (a
+-- semaphore) or read-write (flag k; a read lock has flag s).
 local cap = tonumber(ARGV[17] or '0')
-if not exclusive and cap > 0 then
-  local holders = {}
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', C.B .. 'R', '[' .. field .. ':',
-                                '(' .. field .. ';')) do
-    local htok = sub(m, #field + 2)
-    local hraw = redis.call('HGET', L, htok)
-    if hraw then
-      local h = parse(hraw)
-      if live(h) then
-        holders[#holders + 1] = {htok, h, hraw}
-      else
-        expire(htok, h)
-      end
-    end
-  end
-  local kept = redis.call('HGET', L, field)
-  local for_ticket, till = match(kept or '', '^r(%S+) (%d+)$')
-  local reserved = for_ticket and for_ticket ~= ticket and tonumber(till) > NOW
-  if #holders + (reserved and 1 or 0) >= cap then
-    if ticket ~= '' then
-      join_line(field, ticket, ARGV[13], ARGV[14], '')
-      for _, h in ipairs(holders) do  -- whichever leaves first wakes the line
-        if not find(h[2].flags, 'w', 2, true) then
-          h[2].flags = h[2].flags .. 'w'
-          redis.call('HSET', L, h[1], build(h[2]))
-        end
-      end
-    end
-    local first = holders[1] or {'', nil, ''}
-    return {CONFLICT, NOW, C.expired, first[1], first[3]}
-  end
-  if kept and not reserved then
-    redis.call('HDEL', L, field)
+if not exclusive and (cap > 0 or find(flags, 'k', 2, true)) then
+  local refused = holders_allow(field, flags, cap, ticket, ARGV[13], ARGV[14])
+  if refused then
+    return refused
   end
 end
 
@@ -306,6 +279,9 @@ if ticket ~= '' then
   leave_line(field, ticket)
   if redis.call('LLEN', waiting_key('q', field)) > 0 then
     flags = flags .. 'w'
+    if find(flags, 's', 2, true) then
+      wake(field)  -- a reader got in: the next in line may be a reader too
+    end
   end
 end
 
