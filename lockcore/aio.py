@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -175,6 +175,27 @@ class AsyncLockManager(Common):
                     await _shielded(self._release_quietly(result.lock, owner))
                 raise error
         return result
+
+    async def acquire_all(
+        self,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AcquireResult]:
+        """As ``LockManager.acquire_all``."""
+        call = self.core.acquire_all(scope, type, resources, owner, ttl=ttl, metadata=metadata)
+        return self.core.acquired_all(await self._run(call), call, self.expired_noticed)
+
+    async def release_all(self, locks: Sequence[Lock], owner: str, *, force: bool = False) -> int:
+        """As ``LockManager.release_all``."""
+        if not locks:
+            return 0
+        call = self.core.release_all(locks[0].scope, locks, owner, force)
+        return self.core.released_all(await self._run(call), call)
 
     async def _release_quietly(self, lock: Lock, owner: str) -> None:
         try:

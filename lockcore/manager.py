@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .connect import Connection, connect
@@ -318,6 +318,33 @@ class LockManager(Common):
             except Exception:  # noqa: BLE001 - a lost Redis only delays the clean-up,
                 pass  # which the keys' own expiry then does
             raise
+
+    def acquire_all(
+        self,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AcquireResult]:
+        """A multi-lock: locks of one exclusive type on every resource of ``resources``
+        (one scope), all or none, in one atomic script. The owner's own locks among them
+        are refreshed and returned as they are (``created=False``); if another owner
+        holds any, nothing is taken and LockConflict names that holder. Release them
+        together with ``release_all``. One scope only: a script sees one hash slot."""
+        call = self.core.acquire_all(scope, type, resources, owner, ttl=ttl, metadata=metadata)
+        return self.core.acquired_all(self._run(call), call, self.expired_noticed)
+
+    def release_all(self, locks: Sequence[Lock], owner: str, *, force: bool = False) -> int:
+        """Release a multi-lock's locks (all of one scope) together: none if any live one
+        is another owner's (LockNotOwned, unless ``force``); those already gone are passed
+        over. Returns how many were released (or gave back a reentrant hold)."""
+        if not locks:
+            return 0
+        call = self.core.release_all(locks[0].scope, locks, owner, force)
+        return self.core.released_all(self._run(call), call)
 
     def requested(self, scope: str, request_id: str) -> str | None:
         """The id of the lock an acquire with this ``request_id`` got, while remembered

@@ -15,7 +15,7 @@ import inspect
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import IntEnum
 from functools import cache, lru_cache
 from pathlib import Path
@@ -45,7 +45,18 @@ from .models import (
 )
 from .wire import Wire
 
-SCRIPT_NAMES = ("acquire", "release", "refresh", "get", "list", "leave", "validate", "count")
+SCRIPT_NAMES = (
+    "acquire",
+    "release",
+    "refresh",
+    "get",
+    "list",
+    "leave",
+    "validate",
+    "count",
+    "acquire_all",
+    "release_all",
+)
 
 
 def lua_dir() -> Path:
@@ -387,6 +398,77 @@ class Core:
             replaced=replaced,
             created=bool(int(created)),
         )
+
+    def acquire_all(
+        self,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        *,
+        ttl: float | None,
+        metadata: Mapping[str, str] | None,
+    ) -> Call:
+        """A multi-lock: locks of one exclusive type on several resources of one scope."""
+        lock_type = self.lock_type(type)
+        if lock_type.mode is not Mode.EXCLUSIVE or lock_type.one_per_owner:
+            raise InvalidLockRequest(
+                f"lock type {type!r}: a multi-lock needs an exclusive type, not one per owner"
+            )
+        if isinstance(resources, str) or not resources:
+            raise InvalidLockRequest("a multi-lock needs a list of one or more resources")
+        fields = [f"{encode(type)}:{_name('resource', r)}" for r in resources]
+        if len(set(fields)) != len(fields):
+            raise InvalidLockRequest("a multi-lock names each resource once")
+        keys = self._keys(scope)
+        args: list[Any] = [
+            _name("owner", owner),
+            self._ttl_ms(lock_type, ttl),
+            lock_type.flags,
+            _metadata(metadata) if metadata else "",
+            0 if lock_type.max_ttl is None else _ms(lock_type.max_ttl),
+            self.retention_ms,
+            keys.id_prefix if lock_type.events else "",
+            self.event_maxlen,
+            *fields,
+        ]
+        return Call("acquire_all", [keys.locks, keys.directory], args, scope)
+
+    def acquired_all(
+        self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+    ) -> list[AcquireResult]:
+        scope = call.scope or ""
+        reply = self.check(raw, call, on_expired)
+        prefix = self.keys(scope).id_prefix
+        items = reply.items
+        return [
+            AcquireResult(
+                lock=Lock.from_record(items[i], items[i + 1], scope, reply.now_ms, prefix),
+                replaced=None,
+                created=bool(int(items[i + 2])),
+            )
+            for i in range(0, len(items), 3)
+        ]
+
+    def release_all(self, scope: str, locks: Sequence[Lock], owner: str, force: bool) -> Call:
+        """The locks of a multi-lock (all of ``scope``), released together."""
+        keys = self._keys(scope)
+        if any(lock.scope != scope for lock in locks):
+            raise InvalidLockRequest(f"a multi-lock's locks are all in one scope ({scope!r})")
+        events = any(self.lock_type(lock.type).events for lock in locks if lock.type in self.types)
+        args: list[Any] = [
+            _name("owner", owner),
+            int(bool(force)),
+            self.retention_ms,
+            self.handoff_ms,
+            keys.id_prefix if events else "",
+            self.event_maxlen,
+            *(lock.fencing_token for lock in locks),
+        ]
+        return Call("release_all", [keys.locks], args, scope)
+
+    def released_all(self, raw: Any, call: Call) -> int:
+        return int(self.check(raw, call).items[0])
 
     def leave(self, call: Call, ticket: str) -> Call:
         args = [call.args[0], ticket, self.handoff_ms]
