@@ -139,13 +139,14 @@ class Units:
         return out
 
     def lock_types(self, config: Mapping[str, Any]) -> list[LockType]:
-        """Every unit's lock types, each with the service's ``EVENTS`` setting and its
-        unit's ``<NAME>_DURABLE``."""
+        """Every unit's lock types, each with the service's ``EVENTS`` setting (a type
+        that needs its events, an election's, keeps them) and its unit's
+        ``<NAME>_DURABLE``."""
         events = bool(config.get("EVENTS", True))
         return [
             replace(
                 lock_type,
-                events=events,
+                events=events or lock_type.events,
                 durable=bool(config.get(unit.durable_setting, False)),
             )
             for unit in self.all

@@ -5,14 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from lockcore import Lock
 
 from ...limits import AtMost, Limited
 
 LOCK_TYPE = "job"
+#: /v1's lock types: job (exclusive lease), rlock (reentrant), rw (read-write: shared for
+#: a read lock), permit (a semaphore of LOCKCORE_V1_PERMITS), leader (elections)
+TYPES = (LOCK_TYPE, "rlock", "rw", "permit", "leader")
+#: the types a multi-lock may take (exclusive, not one per owner)
+MULTI_LOCK_TYPES = (LOCK_TYPE, "rlock")
 SCOPE_PREFIX = "v1:"
+
+
+class JsonBool(fields.Boolean):
+    """JSON ``true`` or ``false`` only (marshmallow's Boolean takes 0, 1, "yes"...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean.")
+        return value
 
 
 class AcquireSchema(Schema):
@@ -21,7 +35,11 @@ class AcquireSchema(Schema):
 
     scope = fields.String(required=True, validate=Limited("name", "scope"))
     resource = fields.String(required=True, validate=Limited("name", "resource"))
-    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf(TYPES))
+    shared = JsonBool(
+        load_default=False,
+        metadata={"description": "type rw: a read lock (else a write lock); other types: ignored"},
+    )
     ttl = fields.Float(
         load_default=None,
         validate=validate.Range(min=0.001),
@@ -53,7 +71,7 @@ class ValidateSchema(Schema):
 
     scope = fields.String(required=True, validate=Limited("name", "scope"))
     resource = fields.String(required=True, validate=Limited("name", "resource"))
-    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf([LOCK_TYPE]))
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf(TYPES))
     fencing_token = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1)
     )
@@ -70,6 +88,57 @@ class LockSchema(Schema):
     expires_at = fields.Float(allow_none=True)
     expires_in = fields.Float(allow_none=True, metadata={"description": "seconds left"})
     metadata = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+def unique(items: list[Any]) -> None:
+    if len(set(items)) != len(items):
+        raise ValidationError("Each item once.")
+
+
+class AcquireAllSchema(Schema):
+    """A multi-lock: every resource or none."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    scope = fields.String(required=True, validate=Limited("name", "scope"))
+    resources = fields.List(
+        fields.String(validate=Limited("name", "resource")),
+        required=True,
+        validate=[validate.Length(min=1, max=100), unique],
+        metadata={"uniqueItems": True},
+    )
+    type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf(MULTI_LOCK_TYPES))
+    ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001))
+    metadata = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        validate=Limited("metadata", "metadata"),
+    )
+
+
+class ReleaseAllSchema(Schema):
+    """A multi-lock's locks, released together."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    ids = fields.List(
+        fields.String(),
+        required=True,
+        validate=[validate.Length(min=1, max=100), unique],
+        metadata={"uniqueItems": True},
+    )
+
+
+class LocksSchema(Schema):
+    locks = fields.List(fields.Nested(LockSchema))
+
+
+class ElectionSchema(Schema):
+    leader = fields.Nested(LockSchema, allow_none=True)
+    term = fields.Integer(allow_none=True, metadata={"description": "the leader's token"})
 
 
 class PageSchema(Schema):
@@ -89,6 +158,8 @@ LOCK = LockSchema()
 ACQUIRE = AcquireSchema()
 REFRESH = RefreshSchema()
 VALIDATE = ValidateSchema()
+ACQUIRE_ALL = AcquireAllSchema()
+RELEASE_ALL = ReleaseAllSchema()
 
 
 def lock_json(lock: Lock, scope_prefix: str = "") -> dict[str, Any]:
