@@ -172,3 +172,21 @@ def test_elect_runs_the_command_while_leading_with_growing_terms(url: str, tmp_p
 def test_run_needs_a_command(url: str) -> None:
     missing = lockcore(url, "run", "--lock", "deploy")
     assert missing.returncode == 1 and "after --" in missing.stderr
+
+
+def test_run_takes_read_locks_side_by_side(url: str, mgr: LockManager, tmp_path: Path) -> None:
+    reader_dir = tmp_path / "r"
+    reader_dir.mkdir()
+    reader = start(
+        url, "run", "--lock", "doc", "--type", "rw", "--shared", "--", "sh", "-c", WAIT_FOR_GO,
+        cwd=reader_dir,
+    )  # fmt: skip
+    until(lambda: (reader_dir / "started").exists() and (reader_dir / "started").read_text())
+    second = lockcore(url, "run", "--lock", "doc", "--type", "rw", "--shared", "--", "true")
+    assert second.returncode == 0, second.stderr  # another reader gets in
+    writer = lockcore(url, "run", "--lock", "doc", "--type", "rw", "--", "true")
+    assert writer.returncode == 1 and "held by" in writer.stderr  # a writer does not
+    (reader_dir / "go").touch()
+    assert finish(reader)[0] == 0
+    refused = lockcore(url, "run", "--lock", "doc", "--shared", "--", "true")
+    assert refused.returncode == 1 and "--type rw" in refused.stderr

@@ -11,7 +11,8 @@
     lockcore locks show ID [--json]
     lockcore locks release ID [--owner O]
     lockcore locks watch [SCOPE] [--count N] [--json]
-    lockcore run --lock NAME [--scope S] [--wait S] [--ttl S] [--owner O] -- CMD [ARGS...]
+    lockcore run --lock NAME [--type job|rlock|rw|permit] [--shared] [--scope S] [--wait S]
+                 [--ttl S] [--owner O] -- CMD [ARGS...]
     lockcore elect NAME [--scope S] [--wait S] [--ttl S] [--owner O] -- CMD [ARGS...]
 
 Without a Redis URL (``--redis-url`` or ``LOCKCORE_REDIS_URL``) every command uses the

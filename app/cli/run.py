@@ -108,12 +108,21 @@ def _run_held(
 
 def run(args: argparse.Namespace) -> int:
     command = _command(args)
+    if args.shared and args.type != "rw":
+        raise CliError("--shared is for --type rw")
     with _manager(args) as mgr:
         scope = SCOPE_PREFIX + args.scope
 
         def holding(on_lost: Callable[[Held], None]) -> AbstractContextManager[Held]:
             return mgr.hold(
-                scope, "job", args.lock, args.owner, ttl=args.ttl, wait=args.wait, on_lost=on_lost
+                scope,
+                args.type,
+                args.lock,
+                args.owner,
+                ttl=args.ttl,
+                wait=args.wait,
+                on_lost=on_lost,
+                shared=args.shared,
             )
 
         try:
@@ -147,6 +156,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lock", required=True, help="the resource to lock")
     p.add_argument("--scope", default="cli", help="the /v1 scope (default cli: v1:cli)")
+    p.add_argument(
+        "--type",
+        default="job",
+        choices=("job", "rlock", "rw", "permit"),
+        help="the /v1 lock type (default job: exclusive; rw: a write lock, or a read lock "
+        "with --shared; permit: one of LOCKCORE_V1_PERMITS)",
+    )
+    p.add_argument("--shared", action="store_true", help="with --type rw: a read lock")
     p.add_argument(
         "--wait", type=float, default=None, help="seconds to wait for the lock (default: none)"
     )
