@@ -40,9 +40,10 @@ from .clients import contention, single_client
 from .common import ROOT, Paths, Section, Target, machine
 from .durable import durable
 from .http import KINDS, http, waiting
+from .primitives import primitives
 from .server_side import growth, memory, redis_time, round_trips
 
-SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -135,6 +136,7 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
         ),
         ("8", lambda: waiting(url, 50 if q else 400)),
         ("9", lambda: durable(args.redis_server, 100 if q else 500, 1 if q else 3)),
+        ("10", lambda: primitives(url, 100 if q else 1000, 1 if q else 3)),
     ]
 
 
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default=str(ROOT / "BENCHMARKS.md"), help="the report (default: BENCHMARKS.md)"
     )
     parser.add_argument(
-        "--only", nargs="*", choices=SECTIONS, metavar="N", help="run only these sections (1-9)"
+        "--only", nargs="*", choices=SECTIONS, metavar="N", help="run only these sections (1-10)"
     )
     parser.add_argument("--charts", default=str(Paths.charts), help="where the PNG charts go")
     parser.add_argument(

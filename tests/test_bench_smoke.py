@@ -25,6 +25,7 @@ SECTIONS = (
     "## 7. HTTP under wrk",
     "## 8. Waiting costs no worker",
     "## 9. Durable locks",
+    "## 10. The primitives' acquire cost",
 )
 
 #: Every target's row, as the summary table at the top names it.
@@ -66,6 +67,7 @@ ROWS = (
     "switch gadget",
     "50 of 50 waiters answered 503",
     "durable (both changes wait for the replica)",
+    "multi-lock of 3 resources (one call): acquire",
 )
 
 SUMMARY_KEYS = (
@@ -80,6 +82,7 @@ SUMMARY_KEYS = (
     '"http_release_ratio"',
     '"healthz_p99_ms_waiters"',
     '"durable_ratio"',
+    '"primitives_exclusive_us"',
 )
 
 
