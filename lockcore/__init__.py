@@ -18,7 +18,7 @@ from .exceptions import (
     UnexpectedReply,
     WaitCancelled,
 )
-from .hold import Held, Hold, LockLost
+from .hold import Held, Hold, HoldAll, LockLost
 from .manager import DEFAULT_PREFIX, LockManager
 from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
 from .scripts import ReplyCode
@@ -37,6 +37,7 @@ __all__ = [
     "EmbeddedRedis",
     "Held",
     "Hold",
+    "HoldAll",
     "InvalidLockRequest",
     "LEADER",
     "Lock",

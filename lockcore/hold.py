@@ -29,10 +29,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exceptions import LockError, LockNotFound, LockNotOwned
 from .models import Lock
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .manager import LockManager
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LockLost(LockError):
@@ -238,7 +239,7 @@ class Held(Lease):
                 timer.daemon = True
                 timer.start()
 
-    def _bounded(self, call: Callable[[], Lock]) -> Lock:
+    def _bounded(self, call: Callable[[], T]) -> T:
         """``call()`` in a thread of its own, waited for at most ``call_timeout``: its
         result, or TimeoutError (the call goes on there; what it brings is dropped)."""
         outcome: list[Any] = []
@@ -366,3 +367,58 @@ class Hold:
             f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",
             holder=held.lock,
         ) from exc
+
+
+class HoldAll:
+    """The context manager ``LockManager.hold_all`` returns: a multi-lock's locks, each
+    renewed as ``hold()`` renews one, released together when the block exits."""
+
+    def __init__(
+        self,
+        manager: LockManager,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        ttl: float,
+        metadata: Mapping[str, str] | None,
+        on_lost: Callable[[Held], Any] | None,
+    ) -> None:
+        self.manager = manager
+        self.args = (scope, type, list(resources), owner)
+        self.ttl = ttl
+        self.metadata = metadata
+        self.on_lost = on_lost
+        self.held: list[Held] = []
+
+    def __enter__(self) -> list[Held]:
+        results = self.manager.acquire_all(*self.args, ttl=self.ttl, metadata=self.metadata)
+        self.held = [Held(self.manager, r.lock, self.ttl, self.on_lost).start() for r in results]
+        return self.held
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for held in self.held:
+            held.stop()
+        kept = [held for held in self.held if not held.lost.is_set()]
+        if kept:
+            first = kept[0]
+            try:
+                first._bounded(
+                    lambda: self.manager.release_all([h.lock for h in kept], first.lock.owner)
+                )
+                for held in kept:
+                    held.released = True
+            except TimeoutError:  # Redis hangs: the leases end them (at most ttl)
+                for held in kept:
+                    held._release_unanswered()
+        lost = [held for held in self.held if held.lost.is_set()]
+        if lost:
+            raise LockLost(
+                f"lock {lost[0].lock.id} on {lost[0].lock.resource!r} was lost: {lost[0].reason}",
+                holder=lost[0].lock,
+            ) from exc

@@ -17,7 +17,7 @@ from .exceptions import (
     LockNotOwned,
     WaitCancelled,
 )
-from .hold import Held, Hold
+from .hold import Held, Hold, HoldAll
 from .keys import ScopeKeys
 from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Call, Core, Scripts, _ms, _positive, check_request_id
@@ -336,6 +336,23 @@ class LockManager(Common):
         together with ``release_all``. One scope only: a script sees one hash slot."""
         call = self.core.acquire_all(scope, type, resources, owner, ttl=ttl, metadata=metadata)
         return self.core.acquired_all(self._run(call), call, self.expired_noticed)
+
+    def hold_all(
+        self,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        *,
+        ttl: float = 30.0,
+        metadata: Mapping[str, str] | None = None,
+        on_lost: Callable[[Held], Any] | None = None,
+    ) -> HoldAll:
+        """``with mgr.hold_all(...) as held:`` — a multi-lock (``acquire_all``), each of
+        its locks renewed in the background as ``hold()`` renews one, all released
+        together when the block exits (LockLost if one was lost meanwhile). No waiting:
+        LockConflict at once if another owner holds one of them."""
+        return HoldAll(self, scope, type, resources, owner, ttl, metadata, on_lost)
 
     def release_all(self, locks: Sequence[Lock], owner: str, *, force: bool = False) -> int:
         """Release a multi-lock's locks (all of one scope) together: none if any live one

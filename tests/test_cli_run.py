@@ -190,3 +190,23 @@ def test_run_takes_read_locks_side_by_side(url: str, mgr: LockManager, tmp_path:
     assert finish(reader)[0] == 0
     refused = lockcore(url, "run", "--lock", "doc", "--shared", "--", "true")
     assert refused.returncode == 1 and "--type rw" in refused.stderr
+
+
+def test_several_locks_are_a_multi_lock(url: str, mgr: LockManager, tmp_path: Path) -> None:
+    running = start(
+        url, "run", "--lock", "a", "--lock", "b", "--", "sh", "-c",
+        'echo "$LOCKCORE_LOCK_ID" > ids; ' + WAIT_FOR_GO,
+        cwd=tmp_path,
+    )  # fmt: skip
+    until(lambda: (tmp_path / "started").exists() and (tmp_path / "started").read_text())
+    ids = (tmp_path / "ids").read_text().split()
+    assert len(ids) == 2 and len((tmp_path / "started").read_text().split()) == 2
+    assert sorted(lock.resource for lock in mgr.list("v1:cli").locks) == ["a", "b"]
+    refused = lockcore(url, "run", "--lock", "b", "--lock", "c", "--", "true")
+    assert refused.returncode == 1 and "held by" in refused.stderr
+    assert [lock.resource for lock in mgr.list("v1:cli").locks if lock.resource == "c"] == []
+    (tmp_path / "go").touch()
+    assert finish(running)[0] == 0
+    assert mgr.list("v1:cli").locks == ()  # released together
+    waiting = lockcore(url, "run", "--lock", "a", "--lock", "b", "--wait", "1", "--", "true")
+    assert waiting.returncode == 1 and "no --wait" in waiting.stderr

@@ -146,3 +146,15 @@ def test_asyncio_multi_lock(make_async_client: Any) -> None:
         await amgr.client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_hold_all_renews_every_lock_and_releases_them_together(mm: LockManager) -> None:
+    with mm.hold_all("s", "file", ["a", "b"], "alice", ttl=0.6) as holds:
+        assert [h.lock.resource for h in holds] == ["a", "b"]
+        first_expiry = max(h.lock.expires_at or 0 for h in holds)
+        until_server_past(mm.client, first_expiry)  # past the first lease: renewed since
+        assert held(mm) == [("a", "alice"), ("b", "alice")]
+        with pytest.raises(LockConflict):
+            with mm.hold_all("s", "file", ["b", "c"], "bob", ttl=5):
+                pass
+    assert held(mm) == []

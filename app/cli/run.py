@@ -60,12 +60,13 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _run_held(
-    holding: Callable[[Callable[[Held], None]], AbstractContextManager[Held]],
+    holding: Callable[[Callable[[Held], None]], AbstractContextManager[Held | list[Held]]],
     command: list[str],
     extra: Callable[[Held], dict[str, str]],
 ) -> int:
-    """Run ``command`` while the hold ``holding(on_lost)`` makes holds its lock; the
-    command's exit status, or 1 if the lock was lost (the command then sent SIGTERM)."""
+    """Run ``command`` while the hold ``holding(on_lost)`` makes holds its lock (or a
+    multi-lock's locks); the command's exit status, or 1 if a lock was lost (the command
+    then sent SIGTERM)."""
     child: list[subprocess.Popen[bytes]] = []
     lost = threading.Event()
 
@@ -80,17 +81,20 @@ def _run_held(
 
     status = 1
     try:
-        with holding(on_lost) as held:
+        with holding(on_lost) as got:
+            helds = got if isinstance(got, list) else [got]
+            held = helds[0]
             env = {
                 **os.environ,
-                "LOCKCORE_LOCK_ID": held.lock.id,
-                "LOCKCORE_FENCING_TOKEN": str(held.fencing_token),
+                # a multi-lock's: space-separated, in the order of --lock
+                "LOCKCORE_LOCK_ID": " ".join(h.lock.id for h in helds),
+                "LOCKCORE_FENCING_TOKEN": " ".join(str(h.fencing_token) for h in helds),
                 **extra(held),
             }
             previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 child.append(subprocess.Popen(command, env=env))
-                if held.lost.is_set():  # lost before the command started
+                if any(h.lost.is_set() for h in helds):  # lost before the command started
                     on_lost(held)
                 status = child[0].wait()
             finally:
@@ -110,14 +114,22 @@ def run(args: argparse.Namespace) -> int:
     command = _command(args)
     if args.shared and args.type != "rw":
         raise CliError("--shared is for --type rw")
+    if len(args.lock) > 1 and (args.wait is not None or args.type not in ("job", "rlock")):
+        raise CliError("several --lock make a multi-lock: --type job or rlock, and no --wait")
     with _manager(args) as mgr:
         scope = SCOPE_PREFIX + args.scope
 
-        def holding(on_lost: Callable[[Held], None]) -> AbstractContextManager[Held]:
+        def holding(
+            on_lost: Callable[[Held], None],
+        ) -> AbstractContextManager[Held | list[Held]]:
+            if len(args.lock) > 1:  # a multi-lock: all or none, no wait
+                return mgr.hold_all(
+                    scope, args.type, args.lock, args.owner, ttl=args.ttl, on_lost=on_lost
+                )
             return mgr.hold(
                 scope,
                 args.type,
-                args.lock,
+                args.lock[0],
                 args.owner,
                 ttl=args.ttl,
                 wait=args.wait,
@@ -129,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             return _run_held(holding, command, lambda held: {})
         except LockConflict as exc:
             holder = f" by {exc.holder.owner} (lock {exc.holder.id})" if exc.holder else ""
-            raise CliError(f"{args.lock} is held{holder}") from exc
+            raise CliError(f"{' '.join(args.lock)} is held{holder}") from exc
 
 
 def elect(args: argparse.Namespace) -> int:
@@ -154,7 +166,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="-- CMD: run a command under a lock (renewed while it runs, released after)",
     )
-    p.add_argument("--lock", required=True, help="the resource to lock")
+    p.add_argument(
+        "--lock",
+        required=True,
+        action="append",
+        help="the resource to lock (several: a multi-lock, all or none)",
+    )
     p.add_argument("--scope", default="cli", help="the /v1 scope (default cli: v1:cli)")
     p.add_argument(
         "--type",
