@@ -190,6 +190,20 @@ class AsyncLockManager(Common):
         call = self.core.acquire_all(scope, type, resources, owner, ttl=ttl, metadata=metadata)
         return self.core.acquired_all(await self._run(call), call, self.expired_noticed)
 
+    def hold_all(
+        self,
+        scope: str,
+        type: str,
+        resources: Sequence[str],
+        owner: str,
+        *,
+        ttl: float = 30.0,
+        metadata: Mapping[str, str] | None = None,
+        on_lost: Callable[[AsyncHeld], Any] | None = None,
+    ) -> AsyncHoldAll:
+        """As ``LockManager.hold_all``: ``async with amgr.hold_all(...) as held``."""
+        return AsyncHoldAll(self, (scope, type, list(resources), owner), ttl, metadata, on_lost)
+
     async def release_all(self, locks: Sequence[Lock], owner: str, *, force: bool = False) -> int:
         """As ``LockManager.release_all``."""
         if not locks:
@@ -554,3 +568,57 @@ class AsyncHold:
             f"lock {held.lock.id} on {held.lock.resource!r} was lost: {held.reason}",
             holder=held.lock,
         ) from exc
+
+
+class AsyncHoldAll:
+    """The async context manager ``AsyncLockManager.hold_all`` returns (as ``HoldAll``)."""
+
+    def __init__(
+        self,
+        manager: AsyncLockManager,
+        args: tuple[str, str, list[str], str],
+        ttl: float,
+        metadata: Mapping[str, str] | None,
+        on_lost: Callable[[AsyncHeld], Any] | None,
+    ) -> None:
+        self.manager = manager
+        self.args = args
+        self.ttl = ttl
+        self.metadata = metadata
+        self.on_lost = on_lost
+        self.held: list[AsyncHeld] = []
+
+    async def __aenter__(self) -> list[AsyncHeld]:
+        results = await self.manager.acquire_all(*self.args, ttl=self.ttl, metadata=self.metadata)
+        self.held = [
+            AsyncHeld(self.manager, r.lock, self.ttl, self.on_lost).start() for r in results
+        ]
+        return self.held
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for held in self.held:
+            await held.stop()
+        kept = [held for held in self.held if not held.lost.is_set()]
+        if kept:
+            owner = kept[0].lock.owner
+            try:
+                await asyncio.wait_for(
+                    self.manager.release_all([h.lock for h in kept], owner),
+                    kept[0].call_timeout,
+                )
+                for held in kept:
+                    held.released = True
+            except asyncio.TimeoutError:  # Redis hangs: the leases end them (at most ttl)
+                for held in kept:
+                    held._release_unanswered()
+        lost = [held for held in self.held if held.lost.is_set()]
+        if lost:
+            raise LockLost(
+                f"lock {lost[0].lock.id} on {lost[0].lock.resource!r} was lost: {lost[0].reason}",
+                holder=lost[0].lock,
+            ) from exc

@@ -143,6 +143,9 @@ def test_asyncio_multi_lock(make_async_client: Any) -> None:
             await amgr.acquire_all("s", "file", ["b", "c"], "bob")
         assert await amgr.release_all([r.lock for r in results], "alice") == 2
         assert len(await amgr.acquire_all("s", "file", ["b", "c"], "bob")) == 2
+        async with amgr.hold_all("s", "file", ["x", "y"], "carol", ttl=5) as holds:
+            assert [h.lock.owner for h in holds] == ["carol", "carol"]
+        assert [lk.resource for lk in (await amgr.list("s", owner="carol")).locks] == []
         await amgr.client.aclose()
 
     asyncio.run(scenario())
