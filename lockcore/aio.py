@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from .connect import connect_async
 from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
-from .hold import Lease, LockLost, check_at_risk
+from .hold import Lease, LockLost, check_at_risk, lost_error
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType
 from .scripts import Call, _ms
@@ -431,7 +431,7 @@ class AsyncHeld(Lease):
         self.on_lost = on_lost
         self.at_risk_after = check_at_risk(at_risk)
         self.on_at_risk = on_at_risk
-        self.lost = asyncio.Event()
+        self.lost: asyncio.Event = asyncio.Event()
         self.at_risk = asyncio.Event()
         self.reason = ""
         self._lease_end = time.monotonic() + ttl
@@ -616,9 +616,6 @@ class AsyncHoldAll:
             except asyncio.TimeoutError:  # Redis hangs: the leases end them (at most ttl)
                 for held in kept:
                     held._release_unanswered()
-        lost = [held for held in self.held if held.lost.is_set()]
-        if lost:
-            raise LockLost(
-                f"lock {lost[0].lock.id} on {lost[0].lock.resource!r} was lost: {lost[0].reason}",
-                holder=lost[0].lock,
-            ) from exc
+        error = lost_error(self.held)
+        if error is not None:
+            raise error from exc

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .exceptions import LockError, LockNotFound, LockNotOwned
 from .models import Lock
@@ -46,6 +46,12 @@ T = TypeVar("T")
 
 class LockLost(LockError):
     """The lock was lost while held: expired, taken over, or unreachable past its lease."""
+
+
+class Flag(Protocol):
+    """What the sync and asyncio holds' events share."""
+
+    def is_set(self) -> bool: ...
 
 
 def check_at_risk(at_risk: float) -> float:
@@ -63,6 +69,8 @@ class Lease:
     lock: Lock
     ttl: float
     reason: str
+    #: set once the lock is lost (a threading or asyncio Event)
+    lost: Flag
     #: the part of the lease after which a lease not renewed since is at risk
     at_risk_after: float
     on_at_risk: Callable[[Any], Any] | None
@@ -201,7 +209,7 @@ class Held(Lease):
         self.on_lost = on_lost
         self.at_risk_after = check_at_risk(at_risk)
         self.on_at_risk = on_at_risk
-        self.lost = threading.Event()
+        self.lost: threading.Event = threading.Event()
         self.at_risk = threading.Event()
         self.reason = ""
         self._stop = threading.Event()
@@ -369,6 +377,17 @@ class Hold:
         ) from exc
 
 
+def lost_error(held: Sequence[Lease]) -> LockLost | None:
+    """The LockLost to raise on leaving a block whose locks were ``held``, if one was lost."""
+    lost = [one for one in held if one.lost.is_set()]
+    if not lost:
+        return None
+    return LockLost(
+        f"lock {lost[0].lock.id} on {lost[0].lock.resource!r} was lost: {lost[0].reason}",
+        holder=lost[0].lock,
+    )
+
+
 class HoldAll:
     """The context manager ``LockManager.hold_all`` returns: a multi-lock's locks, each
     renewed as ``hold()`` renews one, released together when the block exits."""
@@ -416,9 +435,6 @@ class HoldAll:
             except TimeoutError:  # Redis hangs: the leases end them (at most ttl)
                 for held in kept:
                     held._release_unanswered()
-        lost = [held for held in self.held if held.lost.is_set()]
-        if lost:
-            raise LockLost(
-                f"lock {lost[0].lock.id} on {lost[0].lock.resource!r} was lost: {lost[0].reason}",
-                holder=lost[0].lock,
-            ) from exc
+        error = lost_error(self.held)
+        if error is not None:
+            raise error from exc

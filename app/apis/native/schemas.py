@@ -20,6 +20,16 @@ MULTI_LOCK_TYPES = (LOCK_TYPE, "rlock")
 SCOPE_PREFIX = "v1:"
 
 
+def metadata_field() -> fields.Dict:
+    """A lock's metadata: string keys and values, within the service's limits."""
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        validate=Limited("metadata", "metadata"),
+    )
+
+
 class JsonBool(fields.Boolean):
     """JSON ``true`` or ``false`` only (marshmallow's Boolean takes 0, 1, "yes"...)."""
 
@@ -50,12 +60,7 @@ class AcquireSchema(Schema):
         validate=[validate.Range(min=0), AtMost("V1_MAX_WAIT", "wait", " s")],
         metadata={"description": "seconds to wait in line (long poll)"},
     )
-    metadata = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(),
-        load_default=dict,
-        validate=Limited("metadata", "metadata"),
-    )
+    metadata = metadata_field()
 
 
 class RefreshSchema(Schema):
@@ -110,12 +115,7 @@ class AcquireAllSchema(Schema):
     )
     type = fields.String(load_default=LOCK_TYPE, validate=validate.OneOf(MULTI_LOCK_TYPES))
     ttl = fields.Float(load_default=None, validate=validate.Range(min=0.001))
-    metadata = fields.Dict(
-        keys=fields.String(),
-        values=fields.String(),
-        load_default=dict,
-        validate=Limited("metadata", "metadata"),
-    )
+    metadata = metadata_field()
 
 
 class ReleaseAllSchema(Schema):
