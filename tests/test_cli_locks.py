@@ -92,6 +92,10 @@ def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None
     assert watcher.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id), ("released", lock.id)]
+    first = events[0]  # numbers in seconds, as list --json; the instant in ISO-8601 UTC
+    assert first["token"] == lock.fencing_token and isinstance(first["at"], float)
+    assert first["time"].endswith("Z") and first["time"][:4].isdigit() and "T" in first["time"]
+    assert first["expires_at"] == pytest.approx(lock.expires_at, abs=0.001)
 
 
 def wait_until_following(client: Any, before: set[str], timeout: float = 30.0) -> None:
@@ -115,3 +119,43 @@ def test_cli_help_lists_the_lock_commands() -> None:
     )
     for command in ("list", "show", "release", "watch"):
         assert command in out.stdout
+
+
+def test_json_is_numbers_in_seconds_to_the_ms(url: str, mgr: LockManager) -> None:
+    lock = mgr.acquire("v1:batch", "job", "nightly", "alice", ttl=20).lock
+    [shown] = json.loads(cli(url, "list", "v1:batch", "--json").stdout)
+    for name in ("acquired_at", "expires_at", "expires_in"):
+        assert isinstance(shown[name], float) and round(shown[name], 3) == shown[name]
+    assert shown["fencing_token"] == lock.fencing_token
+
+
+def test_an_unknown_scope_and_lock_are_said_so(url: str, mgr: LockManager) -> None:
+    unknown = cli(url, "list", "v1:nothing-here")
+    assert unknown.returncode == 1 and "no scope 'v1:nothing-here'" in unknown.stderr
+    lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
+    mgr.release(lock, "alice")
+    empty = cli(url, "list", "v1:batch")  # known, nothing live: not an error
+    assert empty.returncode == 0 and "no live locks" in empty.stdout
+    shown, released = cli(url, "show", lock.id), cli(url, "release", lock.id)
+    assert shown.returncode == released.returncode == 1
+    assert shown.stderr == released.stderr == f"lockcore: no live lock {lock.id}\n"
+
+
+def test_scopes_lists_the_scopes_and_their_live_locks(url: str, mgr: LockManager) -> None:
+    mgr.acquire("v1:batch", "job", "a", "alice")
+    mgr.acquire("v1:batch", "job", "b", "bob")
+    mgr.acquire("v1:other", "job", "c", "carol")
+    listed = json.loads(cli(url, "scopes", "--json").stdout)
+    assert listed == [{"scope": "v1:batch", "locks": 2}, {"scope": "v1:other", "locks": 1}]
+
+
+def test_no_data_directory_is_warned_about(tmp_path: Any) -> None:
+    missing = tmp_path / "nowhere"
+    out = subprocess.run(
+        [LOCKCORE, "locks", "scopes", "--data-dir", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and "no data directory" in out.stderr

@@ -7,6 +7,7 @@
     lockcore users issue-key ID
     lockcore users revoke-key ID (KEY_ID | --key KEY | --all)
     lockcore catalog load FILE
+    lockcore locks scopes [--json]
     lockcore locks list SCOPE [--owner O] [--type T] [--resource R] [--json]
     lockcore locks show ID [--json]
     lockcore locks release ID [--owner O]
@@ -34,7 +35,7 @@ import redis
 from lockcore import __version__
 
 from .common import CliError, command_settings
-from .locks import locks_list, locks_release, locks_show, locks_watch
+from .locks import locks_list, locks_release, locks_scopes, locks_show, locks_watch
 from .run import add_parsers as add_run_parsers
 from .run import split_command
 from .serve import demo_allowed, is_loopback, load_demo_if_empty, redacted, serve
@@ -138,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", help="only locks on this resource")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=locks_list)
+    p = locks.add_parser("scopes", parents=[common], help="the scopes and their live locks")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=locks_scopes)
     p = locks.add_parser("show", parents=[common], help="one lock")
     p.add_argument("id", help="the lock's id")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
 from lockcore import EmbeddedRedis, connect
@@ -42,6 +44,12 @@ def redis_for(args: argparse.Namespace) -> Iterator[tuple[Any, dict[str, Any]]]:
     a server started here is stopped (one that was already running is left running)."""
     settings = command_settings(args)
     url, server = settings["REDIS_URL"], None
+    if not url and not Path(settings["DATA_DIR"]).is_dir():
+        print(
+            f"lockcore: no data directory {settings['DATA_DIR']!r} here: starting an empty "
+            "embedded Redis in it (give --data-dir or --redis-url for an existing one)",
+            file=sys.stderr,
+        )
     if not url:
         server = EmbeddedRedis(settings["DATA_DIR"], appendfsync=settings["APPENDFSYNC"]).start()
     try:

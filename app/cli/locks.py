@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+from datetime import datetime, timezone
 from typing import Any
 
 from lockcore import Lock
@@ -16,10 +16,25 @@ from .common import redis_for, table, text
 
 def _lock_json(lock: Lock) -> dict[str, Any]:
     """/v1's shape of a lock, with the scope's internal name (``v1:batch``, not ``batch``):
-    operators name scopes that way, and see every API's."""
+    operators name scopes that way, and see every API's. Times in seconds, to the ms."""
     from ..apis.native.schemas import lock_json
 
-    return lock_json(lock)
+    shown = lock_json(lock)
+    for name in ("acquired_at", "expires_at", "expires_in"):
+        if shown.get(name) is not None:
+            shown[name] = round(shown[name], 3)
+    return shown
+
+
+def iso(seconds: float) -> str:
+    """An instant as ISO-8601 UTC, to the millisecond."""
+    stamp = datetime.fromtimestamp(seconds, timezone.utc)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _no_lock(lock_id: str) -> str:
+    """The one wording of an unknown (or expired, or released) lock id."""
+    return f"no live lock {lock_id}"
 
 
 def _lock_row(lock: Any) -> list[str]:
@@ -48,12 +63,40 @@ def locks_list(args: argparse.Namespace) -> int:
                 args.scope, owner=args.owner, type=args.type, resource=args.resource, limit=500
             )
         )
+        if not locks and not mgr.client.exists(mgr.keys(args.scope).locks):
+            print(f"lockcore: no scope {args.scope!r} (see lockcore locks scopes)", file=sys.stderr)
+            return 1
         if args.json:
             print(json.dumps([_lock_json(lock) for lock in locks], indent=2))
         elif locks:
             print(table([HEADER, *(_lock_row(lock) for lock in locks)]))
         else:
             print(f"no live locks in {args.scope!r}")
+        return 0
+
+    return _with_manager(args, run)
+
+
+def locks_scopes(args: argparse.Namespace) -> int:
+    """The scopes that have a hash of locks (live or being kept: see RETENTION), with
+    how many live locks each holds. An operator's command: it scans the keyspace."""
+    from lockcore.keys import decode
+
+    def run(mgr: Any, client: Any) -> int:
+        pattern = f"{mgr.prefix}:{{*}}:L"
+        names = sorted(
+            {
+                decode(k[k.index("{") + 1 : k.rindex("}")])
+                for k in map(text, client.scan_iter(match=pattern, count=1000))
+            }
+        )
+        rows = [[name, str(mgr.count(name))] for name in names]
+        if args.json:
+            print(json.dumps([{"scope": n, "locks": int(c)} for n, c in rows], indent=2))
+        elif rows:
+            print(table([["SCOPE", "LIVE LOCKS"], *rows]))
+        else:
+            print("no scopes")
         return 0
 
     return _with_manager(args, run)
@@ -66,7 +109,7 @@ def locks_show(args: argparse.Namespace) -> int:
         try:
             lock = mgr.get(args.id)
         except LockNotFound:
-            print(f"lockcore: no live lock {args.id}", file=sys.stderr)
+            print(f"lockcore: {_no_lock(args.id)}", file=sys.stderr)
             return 1
         if args.json:
             print(json.dumps(_lock_json(lock), indent=2))
@@ -83,7 +126,10 @@ def locks_release(args: argparse.Namespace) -> int:
     def run(mgr: Any, _client: Any) -> int:
         try:
             lock = mgr.release(args.id, args.owner or "operator", force=args.owner is None)
-        except (LockNotFound, LockNotOwned) as exc:
+        except LockNotFound:
+            print(f"lockcore: {_no_lock(args.id)}", file=sys.stderr)
+            return 1
+        except LockNotOwned as exc:
             print(f"lockcore: {exc}", file=sys.stderr)
             return 1
         print(
@@ -94,8 +140,8 @@ def locks_release(args: argparse.Namespace) -> int:
     return _with_manager(args, run)
 
 
-def _event_line(event: dict[str, str]) -> str:
-    at = time.strftime("%H:%M:%S", time.gmtime(int(event.get("at", "0")) / 1000))
+def _event_line(event: dict[str, Any]) -> str:
+    at = event.get("time", "")
     return (
         f"{at}  {event.get('event', '?'):9}  {event.get('scope', '')}  "
         f"{event.get('type', '')}  {event.get('resource', '')}  {event.get('owner', '')}  "
@@ -106,7 +152,7 @@ def _event_line(event: dict[str, str]) -> str:
 def locks_watch(args: argparse.Namespace) -> int:
     """Follow events: one scope's stream (XREAD, durable), or every scope's channel."""
 
-    def show(event: dict[str, str]) -> None:
+    def show(event: dict[str, Any]) -> None:
         print(json.dumps(event) if args.json else _event_line(event), flush=True)
 
     def run(mgr: Any, client: Any) -> int:
@@ -145,5 +191,17 @@ def locks_watch(args: argparse.Namespace) -> int:
         return 0
 
 
-def _event(stream: str, entry_id: Any, fields: dict[Any, Any]) -> dict[str, str]:
-    return event_from_entry(stream, text(entry_id), {text(k): text(v) for k, v in fields.items()})
+def _event(stream: str, entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
+    """An event as ``list --json`` shows locks: numbers as numbers, times in seconds (to
+    the ms), and ``time``, the change's instant in ISO-8601 UTC."""
+    raw = event_from_entry(stream, text(entry_id), {text(k): text(v) for k, v in fields.items()})
+    event: dict[str, Any] = dict(raw)
+    at = int(raw.get("at", "0")) / 1000
+    event["at"] = at
+    event["time"] = iso(at)
+    if raw.get("token", "").isdigit():
+        event["token"] = int(raw["token"])
+    if "expires_at" in raw:
+        expires = int(raw["expires_at"] or 0)
+        event["expires_at"] = expires / 1000 if expires else None
+    return event
