@@ -15,6 +15,7 @@ from redis.cluster import RedisCluster
 
 from lockcore import EmbeddedRedis, LockManager, LockType, Mode
 
+from .browser import browser  # noqa: F401  (the real browser of the web page tests)
 from .servers import Cluster
 
 #: fakeredis (Lua by lupa, FCALL), the bundled redis-server 6.2 (EVALSHA), Debian's Redis 7
