@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 from lockcore import Lock
-from lockcore.keys import event_from_entry
 
+from ..events import event_json
 from .common import redis_for, table, text
 
 
@@ -24,12 +23,6 @@ def _lock_json(lock: Lock) -> dict[str, Any]:
         if shown.get(name) is not None:
             shown[name] = round(shown[name], 3)
     return shown
-
-
-def iso(seconds: float) -> str:
-    """An instant as ISO-8601 UTC, to the millisecond."""
-    stamp = datetime.fromtimestamp(seconds, timezone.utc)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _no_lock(lock_id: str) -> str:
@@ -167,7 +160,7 @@ def locks_watch(args: argparse.Namespace) -> int:
                 for _, entries in client.xread({stream: last}, block=1000) or []:
                     for entry_id, fields in entries:
                         last = entry_id
-                        show(_event(stream, entry_id, fields))
+                        show(event_json(stream, entry_id, fields))
                         seen += 1
             return 0
         # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
@@ -179,7 +172,7 @@ def locks_watch(args: argparse.Namespace) -> int:
                 if message and message["type"] == "pmessage":
                     channel, entry = text(message["channel"]), text(message["data"])
                     for entry_id, fields in client.xrange(channel, entry, entry):
-                        show(_event(channel, entry_id, fields))
+                        show(event_json(channel, entry_id, fields))
                         seen += 1
         finally:
             pubsub.close()
@@ -189,19 +182,3 @@ def locks_watch(args: argparse.Namespace) -> int:
         return _with_manager(args, run)
     except KeyboardInterrupt:
         return 0
-
-
-def _event(stream: str, entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
-    """An event as ``list --json`` shows locks: numbers as numbers, times in seconds (to
-    the ms), and ``time``, the change's instant in ISO-8601 UTC."""
-    raw = event_from_entry(stream, text(entry_id), {text(k): text(v) for k, v in fields.items()})
-    event: dict[str, Any] = dict(raw)
-    at = int(raw.get("at", "0")) / 1000
-    event["at"] = at
-    event["time"] = iso(at)
-    if raw.get("token", "").isdigit():
-        event["token"] = int(raw["token"])
-    if "expires_at" in raw:
-        expires = int(raw["expires_at"] or 0)
-        event["expires_at"] = expires / 1000 if expires else None
-    return event
