@@ -2,7 +2,8 @@
 
 Views are registered with ``route(bp, rule, method, ...)``: it adds the Flask route and
 records the operation (summary, parameters, request body and response schemas), from which
-``/openapi.json`` is built; ``/docs`` shows it in Swagger UI.
+``/openapi.json`` is built; ``/docs`` shows it in Swagger UI, served with its scripts and
+stylesheet from the swagger-ui-bundle package (no CDN: the page works offline).
 """
 
 from __future__ import annotations
@@ -10,11 +11,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no py.typed
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    request,
+    send_from_directory,
+)
 
 from lockcore import __version__
 
@@ -179,35 +191,94 @@ def build_spec() -> dict[str, Any]:
     return document
 
 
+#: Swagger UI, as the swagger-ui-bundle package installs it (no CDN: /docs works offline).
+SWAGGER_UI = Path(swagger_ui_bundle.swagger_ui_path)
+
+#: The page: Swagger UI's stylesheet and script, then the initializer, all served from
+#: ``/docs/...`` (relative URLs, so the page also works under a path prefix); no inline
+#: script, so the page's policy allows scripts from the service only.
 SWAGGER_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>lockcore API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+<html lang="en"><head><meta charset="utf-8"><title>lockcore API</title>
+<link rel="stylesheet" href="docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="docs/favicon-32x32.png" sizes="32x32">
+<link rel="icon" type="image/png" href="docs/favicon-16x16.png" sizes="16x16"></head>
 <body><div id="ui"></div>
-<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script src="docs/swagger-initializer.js"></script>
 </body></html>
 """
 
+#: The page's initializer, a served file: the document next to /docs, no validator badge
+#: (it would load an image from validator.swagger.io).
+SWAGGER_INITIALIZER = """window.ui = SwaggerUIBundle({
+  url: "openapi.json",
+  dom_id: "#ui",
+  deepLinking: true,
+  validatorUrl: null,
+});
+"""
 
-def document(path: str, method: str, summary: str, tag: str, media: str) -> None:
+#: The files of the bundle the page loads (everything else in its directory stays unserved).
+SWAGGER_ASSETS = (
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "favicon-32x32.png",
+    "favicon-16x16.png",
+)
+
+#: /docs: scripts, styles and data from the service only (Swagger UI sets its inline
+#: styles through the DOM, which style-src does not restrict; its stylesheet draws its
+#: icons from data: URLs), and framed by no one.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+#: How long a browser keeps the assets before asking again (then by ETag: 304 if unchanged).
+ASSET_MAX_AGE = 24 * 3600
+
+
+def document(
+    path: str,
+    method: str,
+    summary: str,
+    tag: str,
+    media: str,
+    parameters: list[dict[str, Any]] | None = None,
+) -> None:
     """Document a view registered on the app itself (not through ``route``)."""
-    REGISTRY.add(
-        Operation(
-            path,
-            method.lower(),
-            {
-                "summary": summary,
-                "tags": [tag],
-                "responses": {"200": {"description": summary, "content": {media: {}}}},
-            },
-        )
-    )
+    spec: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {"200": {"description": summary, "content": {media: {}}}},
+    }
+    if parameters:
+        spec["parameters"] = parameters
+    REGISTRY.add(Operation(path, method.lower(), spec))
 
 
 def init_app(app: Flask) -> None:
     if not any(op.path == "/openapi.json" for op in REGISTRY.operations):
         document("/openapi.json", "GET", "This OpenAPI document", "Operations", "application/json")
         document("/docs", "GET", "Swagger UI", "Operations", "text/html")
+        document(
+            "/docs/{asset}",
+            "GET",
+            "Swagger UI's scripts, stylesheet and icons",
+            "Operations",
+            "*/*",
+            [
+                {
+                    "name": "asset",
+                    "in": "path",
+                    "required": True,
+                    "schema": {
+                        "type": "string",
+                        "enum": ["swagger-initializer.js", *SWAGGER_ASSETS],
+                    },
+                }
+            ],
+        )
         document("/metrics", "GET", "Prometheus metrics", "Operations", "text/plain")
 
     @app.get("/openapi.json")
@@ -216,4 +287,20 @@ def init_app(app: Flask) -> None:
 
     @app.get("/docs")
     def docs() -> Response:
-        return Response(SWAGGER_PAGE, mimetype="text/html")
+        response = Response(SWAGGER_PAGE, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = DOCS_CSP
+        return response
+
+    @app.get("/docs/<asset>")
+    def docs_asset(asset: str) -> Response:
+        if asset == "swagger-initializer.js":
+            response = Response(SWAGGER_INITIALIZER, mimetype="text/javascript")
+            response.cache_control.public = True
+            response.cache_control.max_age = ASSET_MAX_AGE
+            response.add_etag()
+            response.make_conditional(request)
+        elif asset in SWAGGER_ASSETS:
+            response = send_from_directory(SWAGGER_UI, asset, max_age=ASSET_MAX_AGE)
+        else:
+            abort(404)
+        return response
