@@ -20,7 +20,7 @@ from .exceptions import (
 )
 from .hold import Held, Hold, HoldAll, LockLost
 from .manager import DEFAULT_PREFIX, LockManager
-from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode
+from .models import FOREVER, AcquireResult, Lock, LockPage, LockType, Mode, ScopeStats
 from .scripts import ReplyCode
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "LockType",
     "Mode",
     "ReplyCode",
+    "ScopeStats",
     "UnexpectedReply",
     "WaitCancelled",
     "connect",

@@ -24,7 +24,7 @@ from .connect import connect_async
 from .exceptions import LockConflict, LockError, LockNotFound, LockNotOwned
 from .hold import Lease, LockLost, check_at_risk, lost_error
 from .manager import Common, Waiter
-from .models import AcquireResult, Lock, LockPage, LockType
+from .models import AcquireResult, Lock, LockPage, LockType, ScopeStats
 from .scripts import Call, _ms
 
 T = TypeVar("T")
@@ -262,10 +262,13 @@ class AsyncLockManager(Common):
                 attempt = waiter.call()
                 raw = await _shielded(self._run(attempt), undo)
                 try:
-                    return self.core.acquired(raw, attempt, self.expired_noticed)
+                    result = self.core.acquired(raw, attempt, self.expired_noticed)
+                    waiter.ended("acquired")
+                    return result
                 except LockConflict as conflict:
                     waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
+                        waiter.ended("timeout")
                         raise
                 signal = await _interruptible(
                     self.client.blpop([waiter.signal], timeout=waiter.pause())
@@ -273,8 +276,11 @@ class AsyncLockManager(Common):
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:
+                        waiter.ended("acquired")
                         return granted
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                waiter.ended("cancelled")
             await _shielded(self._leave_quietly(waiter))
             if not isinstance(exc, asyncio.CancelledError):
                 _raise_if_cancelled(exc)
@@ -357,6 +363,24 @@ class AsyncLockManager(Common):
             scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit
         )
         return self.core.page(await _interruptible(self._run(call)), call)
+
+    async def scope_stats(self, scope: str) -> ScopeStats:
+        """As ``LockManager.scope_stats``."""
+        call = self.core.stats(scope)
+        raw = await _shielded(self._run(call))
+        return self.core.scope_stats(raw, call, self.expired_noticed)
+
+    async def scopes_stats(
+        self, scopes: Iterable[str], *, batch: int = 100
+    ) -> dict[str, ScopeStats]:
+        """As ``LockManager.scopes_stats``: ``batch`` calls at a time, concurrently."""
+        out: dict[str, ScopeStats] = {}
+        names = list(dict.fromkeys(scopes))
+        for start in range(0, len(names), batch):
+            chunk = names[start : start + batch]
+            found = await asyncio.gather(*map(self.scope_stats, chunk))
+            out.update(zip(chunk, found, strict=True))
+        return out
 
     async def iter_locks(self, scope: str, **filters: Any) -> AsyncIterator[Lock]:
         cursor = None

@@ -19,7 +19,7 @@ from .exceptions import (
 )
 from .hold import Held, Hold, HoldAll
 from .keys import ScopeKeys
-from .models import AcquireResult, Lock, LockPage, LockType
+from .models import AcquireResult, Lock, LockPage, LockType, ScopeStats
 from .scripts import Call, Core, Scripts, _ms, _positive, check_request_id
 
 DEFAULT_PREFIX = "lockcore"
@@ -44,6 +44,8 @@ class Waiter:
         self.ticket = f"{random.getrandbits(96):024x}"
         self.deadline = time.monotonic() + wait
         self.since_ms: int | None = None
+        #: the monotonic time it joined the line (its first conflict), if it did
+        self.queued_at: float | None = None
         self.first = call
 
     # Made only by a waiter that blocks, or leaves (most waits find the lock free).
@@ -62,8 +64,22 @@ class Waiter:
         )
 
     def conflicted(self, error: LockConflict) -> None:
+        if self.queued_at is None:
+            self.queued_at = time.monotonic()
         if self.since_ms is None and error.now_ms is not None:
             self.since_ms = error.now_ms
+
+    def ended(self, outcome: str) -> None:
+        """The wait is over (``acquired``, ``timeout``, ``cancelled``): the manager's
+        ``wait_ended`` hook hears how long it was in line, if it was."""
+        if self.queued_at is not None:
+            asked = self.first.asked
+            self.manager.wait_ended(
+                self.first.scope or "",
+                asked[0] if asked else "",
+                time.monotonic() - self.queued_at,
+                outcome,
+            )
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -124,7 +140,14 @@ class Common:
         return self.core.lock_type(name)
 
     def expired_noticed(self, count: int) -> None:
-        """Called with the number of expired locks a call removed; a hook for metrics."""
+        """Called with the number of expired locks a call removed; a hook for metrics
+        (``scope_stats`` tells them by type)."""
+
+    def wait_ended(self, scope: str, type: str, seconds: float, outcome: str) -> None:
+        """Called when an acquire that waited in line (it met a conflict with ``wait``)
+        stops waiting: ``seconds`` in line (from its first conflict, this process's
+        clock), ``outcome`` ``acquired``, ``timeout`` or ``cancelled``; a hook for
+        metrics. Not called for a wait that a failure (Redis unreachable) ended."""
 
     def _durable(self, asked: bool | None, type: Any) -> bool:
         """Whether a change of a lock of this type waits for replicas: as asked, else as
@@ -195,6 +218,9 @@ class LockManager(Common):
 
     def _run(self, call: Call) -> Any:
         return self._scripts.run(call)
+
+    def _run_many(self, calls: Sequence[Call]) -> list[Any]:
+        return self._scripts.run_many(calls)
 
     def acquire(
         self,
@@ -300,17 +326,22 @@ class LockManager(Common):
             while True:
                 try:
                     attempt = waiter.call()
-                    return self.core.acquired(self._run(attempt), attempt, self.expired_noticed)
+                    result = self.core.acquired(self._run(attempt), attempt, self.expired_noticed)
+                    waiter.ended("acquired")
+                    return result
                 except LockConflict as conflict:
                     waiter.conflicted(conflict)
                     if waiter.remaining() <= 0:
+                        waiter.ended("timeout")
                         raise
                     if cancel is not None and cancel():
+                        waiter.ended("cancelled")
                         raise WaitCancelled("the wait was cancelled", scope=scope) from None
                 signal = self._scripts.wait_signal(waiter.signal, waiter.pause())
                 if signal is not None:
                     granted = self.core.granted(signal[1], call)
                     if granted is not None:
+                        waiter.ended("acquired")
                         return granted
         except BaseException:
             try:
@@ -501,6 +532,27 @@ class LockManager(Common):
             scope, owner=owner, type=type, resource=resource, cursor=cursor, limit=limit
         )
         return self.core.page(self._run(call), call)
+
+    def scope_stats(self, scope: str) -> ScopeStats:
+        """The scope's live locks and waiters by type, and its expired locks removed since
+        the last ``scope_stats`` of any process (removing those it finds, as any call
+        that meets them does). For metrics and consoles: it reads the whole scope
+        (O(locks) of Redis time)."""
+        call = self.core.stats(scope)
+        return self.core.scope_stats(self._run(call), call, self.expired_noticed)
+
+    def scopes_stats(self, scopes: Iterable[str], *, batch: int = 100) -> dict[str, ScopeStats]:
+        """``scope_stats`` of several scopes, ``batch`` calls per pipelined round trip (on a
+        Cluster, one per node). A scope whose call failed raises its error."""
+        out: dict[str, ScopeStats] = {}
+        names = list(dict.fromkeys(scopes))
+        for start in range(0, len(names), batch):
+            calls = [self.core.stats(scope) for scope in names[start : start + batch]]
+            for call, raw in zip(calls, self._run_many(calls), strict=True):
+                if isinstance(raw, Exception):
+                    raise raw
+                out[call.scope or ""] = self.core.scope_stats(raw, call, self.expired_noticed)
+        return out
 
     def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:
         """Every live lock of the scope matching the filters, page by page."""

@@ -201,3 +201,19 @@ class LockPage:
 
     locks: tuple[Lock, ...]
     cursor: str | None
+
+
+@dataclass(frozen=True)
+class ScopeStats:
+    """A scope's locks at one instant, by type (``LockManager.scope_stats``; for metrics).
+
+    ``held``: live locks per type. ``expired``: expired locks removed from the scope since
+    the previous ``scope_stats`` call of any process, per type, whichever call removed them
+    (this one included): each removal is reported once, to one caller. ``waiters``: callers
+    waiting in line per (type, resource), for resources whose holder has someone waiting.
+    ``as_of``: the server's clock (seconds since the epoch)."""
+
+    held: Mapping[str, int]
+    expired: Mapping[str, int]
+    waiters: Mapping[tuple[str, str], int]
+    as_of: float = 0.0

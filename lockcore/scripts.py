@@ -40,6 +40,7 @@ from .models import (
     LockPage,
     LockType,
     Mode,
+    ScopeStats,
     encode_metadata,
     metadata_view,
 )
@@ -56,6 +57,7 @@ SCRIPT_NAMES = (
     "count",
     "acquire_all",
     "release_all",
+    "stats",
 )
 
 
@@ -657,6 +659,38 @@ class Core:
     def count(self, scope: str) -> Call:
         return Call("count", [self.keys(scope).locks], [], scope)
 
+    def stats(self, scope: str) -> Call:
+        """The scope's live locks and waiters by type, its expired locks removed (see
+        lua/stats.lua): one call reads the whole scope."""
+        keys = self.keys(scope)
+        args: list[Any] = [
+            keys.id_prefix if self._events else "",
+            self.event_maxlen,
+            self.retention_ms,
+            self.handoff_ms,
+        ]
+        return Call("stats", [keys.locks], args, scope)
+
+    def scope_stats(
+        self, raw: Any, call: Call, on_expired: Callable[[int], None] | None = None
+    ) -> ScopeStats:
+        reply = self.check(raw, call, on_expired)
+        held, gone, lines = (
+            [_text(v) for v in part] if isinstance(part, list) else [] for part in reply.items[:3]
+        )
+
+        def counts(flat: list[str]) -> dict[str, int]:
+            return {decode(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+        waiters: dict[tuple[str, str], int] = {}
+        for i in range(0, len(lines), 2):
+            type_, _, resource = lines[i].partition(":")
+            if int(lines[i + 1]):
+                waiters[(decode(type_), decode(resource))] = int(lines[i + 1])
+        return ScopeStats(
+            held=counts(held), expired=counts(gone), waiters=waiters, as_of=reply.now_ms / 1000
+        )
+
     def list(
         self,
         scope: str,
@@ -831,6 +865,43 @@ class Scripts:
         except NoScriptError:  # not run: load it, then call again
             self.client.script_load(script.script)
             return wire.execute(*evalsha)  # type: ignore[union-attr]
+
+    def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Several calls (sync clients) in pipelined round trips (on a Cluster, one per
+        node), replies in order; an error is returned in its call's place, not raised. The
+        first call goes alone, as ``run`` sends it: that finds out FCALL or EVALSHA and
+        loads what is missing; a later call that finds its script or library missing
+        (another node) is sent again the same way."""
+        if not calls:
+            return []
+        replies: list[Any] = []
+        try:
+            replies.append(self.run(calls[0]))
+        except redis.RedisError as exc:
+            replies.append(exc)
+        rest = calls[1:]
+        if not rest:
+            return replies
+        pipe = self.client.pipeline(transaction=False)
+        for call in rest:
+            if self.functions:
+                pipe.execute_command(
+                    "FCALL", f"{self.library}_{call.script}", len(call.keys), *call.keys, *call.args
+                )
+            else:
+                sha = self._scripts[call.script].sha
+                pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+        for call, piped in zip(rest, pipe.execute(raise_on_error=False), strict=True):
+            reply = piped
+            if isinstance(piped, redis.RedisError) and (
+                isinstance(piped, NoScriptError) or self._recover(piped) == "load"
+            ):
+                try:
+                    reply = self.run(call)
+                except redis.RedisError as exc:
+                    reply = exc
+            replies.append(reply)
+        return replies
 
     def wait_signal(self, key: str, timeout: float) -> Any:
         """BLPOP one waiter's signal list (sync clients): the lean path where the script

@@ -30,6 +30,8 @@ everything in one hash, <p>:{S}:L, whose fields are:
   !x                the ms instant the scope's keys are set to expire at
   !n                how many locks without expiry the scope holds (absent: none)
   !s                "<cursor> <lowest live token>" of the expiry sweep
+  !e<type>          how many expired locks of the type were removed since the last stats
+                    call (stats.lua takes and clears them: metrics)
 Beside it, in the same slot: <p>:{S}:E (STREAM of events, opt-in per type; its name is
 also the PUBLISH channel), <p>:{S}:R (ZSET, score 0, "<type>:<res>:<token>" of the locks
 of multi types), <p>:{S}:O (ZSET, score 0, "<owner>:<type>:<token>" of the locks of types
@@ -389,9 +391,12 @@ local function drop(tok, r, event, k, v)
   end
 end
 
+-- An expired lock goes; the field !e<type> counts it until a stats call (stats.lua)
+-- takes the count, so metrics count each removal once, by type, whoever removed it.
 local function expire(tok, r)
   drop(tok, r, 'expired')
   C.expired = C.expired + 1
+  redis.call('HINCRBY', L, '!e' .. type_of(r.field), 1)
 end
 
 -- The live lock `tok`, if `owner` may change it (or `force`): returns it parsed and its
