@@ -11,6 +11,7 @@ from lockcore import Lock
 
 from .identity import User
 from .limits import authentication_failed
+from .observability import annotate
 from .services import services
 
 
@@ -33,6 +34,8 @@ def user_for_key(key: str | None) -> User | None:
     user = services().users.authenticate(key)
     if key and user is None:
         authentication_failed()
+    elif user is not None:
+        annotate(user=user.id)  # for the request's log line
     return user
 
 

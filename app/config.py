@@ -42,6 +42,11 @@ SETTINGS: dict[str, Setting] = {
     "AUTH_FAILURE_LIMIT": ("30/minute", str),  # failed authentications per client address
     "TRUSTED_PROXIES": (0, int),  # proxies in front whose X-Forwarded-For names the client
     "LOG_LEVEL": ("INFO", str),
+    # /metrics reads the locks and waiters of at most this many scopes per scrape (a
+    # SCAN, then one script per scope: O(locks)), at most once per METRICS_CACHE seconds
+    # in each process; lockcore_metrics_scopes_truncated says when the cap cut the walk
+    "METRICS_MAX_SCOPES": (10000, int),
+    "METRICS_CACHE": (5.0, float),
 }
 
 

@@ -4,9 +4,9 @@ users and the catalog, all on one Redis connection. Lives in ``app.extensions``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import current_app
 
@@ -20,16 +20,22 @@ from lockcore import (
     LockNotOwned,
     LockPage,
     LockType,
+    WaitCancelled,
     connect,
 )
+from lockcore.scripts import Call
 
 from .catalog import Catalog
 from .identity import Users
-from .observability import REDIS_LATENCY, count_lock_op
+from .observability import (
+    REDIS_LATENCY,
+    UNKNOWN,
+    annotate,
+    count_lock_op,
+    observe_wait,
+    request_api,
+)
 from .units import ApiUnit, Units, default_units
-
-T = TypeVar("T")
-
 
 #: operation -> its child of REDIS_LATENCY (``labels()`` takes a lock and builds a key
 #: each time).
@@ -43,58 +49,156 @@ def _latency(operation: str) -> Any:
     return child
 
 
-def _measured(operation: str, call: Callable[[], T]) -> T:
-    # No context manager: a generator-based one, built per call, costs more than this.
-    started = time.perf_counter()
-    try:
-        return call()
-    except LockConflict:
-        count_lock_op("conflict")
-        raise
-    except LockNotFound:
-        count_lock_op("not_found")
-        raise
-    except LockNotOwned:
-        count_lock_op("not_owned")
-        raise
-    finally:
-        _latency(operation).observe(time.perf_counter() - started)
-
-
 class InstrumentedLockManager(LockManager):
-    """A LockManager that reports latency and results to /metrics."""
+    """A LockManager that reports to /metrics and to the request's log line: each Redis
+    round trip's latency (``_run``: never the time parked waiting in line), each lock
+    operation's result by API and type, the time waits spent in line; and the scope and
+    lock id of the request's lock calls (``observability.annotate``). ``apis``: lock type
+    -> the API (blueprint name) it belongs to."""
 
-    def acquire(self, *args: Any, **kwargs: Any) -> AcquireResult:
-        result = _measured(
-            "acquire", lambda: super(InstrumentedLockManager, self).acquire(*args, **kwargs)
-        )
-        count_lock_op("acquired" if result.created else "refreshed")
+    def __init__(self, *args: Any, apis: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.apis: dict[str, str] = dict(apis or {})
+
+    # -- Redis round trips -------------------------------------------------------------
+
+    def _run(self, call: Call) -> Any:
+        # No context manager: a generator-based one, built per call, costs more than this.
+        started = time.perf_counter()
+        try:
+            return super()._run(call)
+        finally:
+            _latency(call.script).observe(time.perf_counter() - started)
+
+    def _run_many(self, calls: Sequence[Call]) -> list[Any]:
+        started = time.perf_counter()
+        try:
+            return super()._run_many(calls)
+        finally:
+            if calls:
+                _latency(calls[0].script).observe(time.perf_counter() - started)
+
+    # -- results -----------------------------------------------------------------------
+
+    def api_of(self, type: str | None) -> str:
+        """The API a lock type belongs to; for no type (a lock gone, by id), the API
+        serving the request, if any."""
+        if type is not None:
+            api = self.apis.get(type)
+            if api is not None:
+                return api
+        return (request_api() if type is None else None) or UNKNOWN
+
+    def _count(self, type: str | None, result: str, count: int = 1) -> None:
+        api = self.api_of(type)
+        count_lock_op(api, type if type is not None and api != UNKNOWN else UNKNOWN, result, count)
+
+    def wait_ended(self, scope: str, type: str, seconds: float, outcome: str) -> None:
+        api = self.api_of(type)
+        observe_wait(api, type if api != UNKNOWN else UNKNOWN, outcome, seconds)
+
+    def acquire(
+        self, scope: str, type: str, resource: str, owner: str, **kwargs: Any
+    ) -> AcquireResult:
+        annotate(scope=scope)
+        try:
+            result = super().acquire(scope, type, resource, owner, **kwargs)
+        except LockConflict:
+            self._count(type, "timeout" if kwargs.get("wait") else "conflict")
+            raise
+        except WaitCancelled:
+            self._count(type, "timeout")
+            raise
+        except LockNotFound:  # a repeated request id whose lock is gone
+            self._count(type, "not_found")
+            raise
+        annotate(lock_id=result.lock.id)
+        self._count(type, "acquired" if result.created else "refreshed")
         if result.replaced is not None:
-            count_lock_op("replaced")
+            self._count(type, "replaced")
         return result
 
-    def release(self, *args: Any, **kwargs: Any) -> Lock:
-        lock = _measured(
-            "release", lambda: super(InstrumentedLockManager, self).release(*args, **kwargs)
-        )
-        count_lock_op("released")
-        return lock
+    def acquire_all(
+        self, scope: str, type: str, resources: Sequence[str], owner: str, **kwargs: Any
+    ) -> list[AcquireResult]:
+        annotate(scope=scope)
+        try:
+            results = super().acquire_all(scope, type, resources, owner, **kwargs)
+        except LockConflict:
+            self._count(type, "conflict")
+            raise
+        created = sum(1 for r in results if r.created)
+        if created:
+            self._count(type, "acquired", created)
+        if len(results) > created:
+            self._count(type, "refreshed", len(results) - created)
+        return results
 
-    def refresh(self, *args: Any, **kwargs: Any) -> Lock:
-        lock = _measured(
-            "refresh", lambda: super(InstrumentedLockManager, self).refresh(*args, **kwargs)
+    def release_all(self, locks: Sequence[Lock], owner: str, *, force: bool = False) -> int:
+        if locks:
+            annotate(scope=locks[0].scope)
+        try:
+            released = super().release_all(locks, owner, force=force)
+        except LockNotOwned as exc:
+            self._count(exc.holder.type if exc.holder else None, "not_owned")
+            raise
+        if released:
+            self._count(locks[0].type, "released", released)
+        return released
+
+    def _changed(self, lock: str | Lock, result: str, change: Callable[[], Lock]) -> Lock:
+        """A release or refresh: counted by the lock's type (by id: as the reply tells)."""
+        if isinstance(lock, Lock):
+            annotate(scope=lock.scope, lock_id=lock.id)
+        else:
+            annotate(lock_id=lock)
+        try:
+            changed = change()
+        except LockNotFound:
+            self._count(lock.type if isinstance(lock, Lock) else None, "not_found")
+            raise
+        except LockNotOwned as exc:
+            holder = exc.holder
+            self._count(holder.type if holder else None, "not_owned")
+            raise
+        annotate(scope=changed.scope)
+        self._count(changed.type, result)
+        return changed
+
+    def release(self, lock: str | Lock, owner: str, **kwargs: Any) -> Lock:
+        return self._changed(
+            lock, "released", lambda: LockManager.release(self, lock, owner, **kwargs)
         )
-        count_lock_op("refreshed")
-        return lock
+
+    def refresh(self, lock: str | Lock, owner: str, *args: Any, **kwargs: Any) -> Lock:
+        return self._changed(
+            lock, "refreshed", lambda: LockManager.refresh(self, lock, owner, *args, **kwargs)
+        )
 
     def expired_noticed(self, count: int) -> None:
-        count_lock_op("expired", count)
+        """Not counted here: the scrape's stats pass counts every expired lock once, by
+        type, whoever removed it (``observability.LockStats``)."""
+
+    # -- reads: the request's scope and lock id, for its log line --------------------------
 
     def get(self, lock_id: str) -> Lock:
-        return _measured("get", lambda: super(InstrumentedLockManager, self).get(lock_id))
+        annotate(lock_id=lock_id)
+        lock = super().get(lock_id)
+        annotate(scope=lock.scope)
+        return lock
 
     def list(self, scope: str, **kwargs: Any) -> LockPage:
-        return _measured("list", lambda: super(InstrumentedLockManager, self).list(scope, **kwargs))
+        annotate(scope=scope)
+        return super().list(scope, **kwargs)
+
+
+def type_apis(units: Units, config: Mapping[str, Any]) -> dict[str, str]:
+    """Lock type -> the API (blueprint name, as in the HTTP metrics) that declares it."""
+    out: dict[str, str] = {}
+    for unit in units.all:
+        for lock_type in unit.lock_types(config):
+            out.setdefault(lock_type.name, unit.blueprint.name)
+    return out
 
 
 def lock_types(config: Mapping[str, Any], units: Iterable[ApiUnit] | None = None) -> list[LockType]:
@@ -161,6 +265,7 @@ def build(config: dict[str, Any], units: Iterable[ApiUnit] | None = None) -> Ser
         functions=bool(config.get("FUNCTIONS", True)),
         durable_replicas=config.get("DURABLE_REPLICAS", 1),
         durable_timeout=config.get("DURABLE_TIMEOUT", 1.0),
+        apis=type_apis(apis, config),
     )
     catalog = Catalog(client, prefix, parts=apis.catalog_parts())
     return Services(manager, Users(client, prefix), catalog, client, connection)
