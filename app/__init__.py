@@ -51,13 +51,15 @@ def create_app(
     """
     # Imported here, not at the top: `lockcore serve` must set up multi-process metrics
     # before prometheus_client is first imported, and it imports this package first.
-    from . import admin, limits, observability, openapi, ops
+    from . import admin, console, limits, observability, openapi, ops
     from . import config as config_module
     from .errors import envelope_for, http_error, plain_envelope
     from .services import build
     from .units import Units, default_units
 
-    units = Units((ops.UNIT, admin.UNIT, *(default_units() if apis is None else apis)))
+    units = Units(
+        (ops.UNIT, admin.UNIT, console.UNIT, *(default_units() if apis is None else apis))
+    )
     app = App(__name__)
     app.extensions["lockcore_units"] = units
     app.config.update(config_module.load(config, units.all))
