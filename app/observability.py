@@ -107,6 +107,7 @@ class JsonFormatter(logging.Formatter):
             "time": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}))

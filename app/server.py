@@ -58,9 +58,50 @@ def settings(workers: int, threads: int) -> dict[str, Any]:
         # to leave the line.
         "graceful_timeout": int(conf["REDIS_TIMEOUT"]) + 5,
         "accesslog": None,
+        "logconfig_dict": logconfig(conf["LOG_LEVEL"]),
+        "logger_class": logger_class(),
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
     }
+
+
+def logconfig(level: str) -> dict[str, Any]:
+    """gunicorn's logging (its ``logconfig_dict``, applied in the master and inherited by
+    the workers): every logger, gunicorn's own (its error log: "Listening at", "Booting
+    worker"...) included, writes the service's JSON lines to stderr, through the root
+    logger's one handler. The service's own request lines come from the ``lockcore``
+    logger's handler (``observability.setup_logging``), not through the root."""
+    from .observability import JsonFormatter, StderrHandler
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"()": StderrHandler, "formatter": "json"}},
+        "root": {"level": level, "handlers": ["json"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }
+
+
+def logger_class() -> type:
+    """gunicorn's logger, whose access log stays off unless ``accesslog`` is set
+    (gunicorn turns it on with any ``logconfig_dict``; the service logs each request
+    itself, with more: its API, route, user, scope and lock id)."""
+    from gunicorn.glogging import Logger
+
+    class JsonLinesLogger(Logger):  # type: ignore[misc]
+        @property
+        def access_log_enabled(self) -> bool:
+            return bool(self.cfg.accesslog)
+
+        def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+            if self.cfg.accesslog:
+                super().access(resp, req, environ, request_time)
+
+    return JsonLinesLogger
 
 
 def max_waiters(threads: int) -> int:

@@ -1,15 +1,22 @@
-"""What lockcore logs (a hold's renewal trouble, on the sync and the asyncio sibling), and
-the package surface the application builds on: its version and its defaults."""
+"""What lockcore logs (a hold's renewal trouble, on the sync and the asyncio sibling), the
+service's log lines (every one a JSON object with an ISO-8601 UTC time, gunicorn's own
+included; a request's line with its user, API, scope and lock id), and the package
+surface the application builds on: its version and its defaults."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
 import inspect
+import json
 import logging
+import re
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import fakeredis
 import pytest
@@ -19,7 +26,8 @@ import lockcore
 from lockcore import AsyncLockManager, EmbeddedRedis, LockLost, LockManager
 from lockcore.aio import drain
 
-from .conftest import TYPES
+from . import live
+from .conftest import KEYS, TYPES
 from .test_hold import finishes, forever_client, paused, wait_for
 
 SCOPE = "jobs"
@@ -212,3 +220,141 @@ def test_the_defaults_are_exported_from_the_package() -> None:
         DEFAULT_PREFIX,
     )
     assert inspect.signature(LockManager).parameters["prefix"].default == DEFAULT_PREFIX
+
+
+# --- the service's log lines ---------------------------------------------------------------
+
+#: ISO-8601, UTC, to the millisecond: 2026-11-24T10:01:05.123Z
+ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of ``text`` as a JSON object (fails on any other line)."""
+    entries = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}")
+        assert isinstance(entry, dict), line
+        entries.append(entry)
+    return entries
+
+
+def test_the_time_is_iso_8601_utc_to_the_millisecond() -> None:
+    from lockcore_service.observability import JsonFormatter, iso_time
+
+    assert iso_time(0.1239) == "1970-01-01T00:00:00.123Z"
+    assert iso_time(1795515097.9) == "2026-11-24T10:11:37.900Z"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert ISO_MS.fullmatch(entry["time"]) and "ts" not in entry
+    assert (entry["level"], entry["logger"], entry["message"]) == ("INFO", "x", "hello you")
+
+
+def request_lines(capfd: Any) -> list[dict[str, Any]]:
+    return [e for e in json_lines(capfd.readouterr().err) if e.get("logger") == "lockcore.app"]
+
+
+def test_a_request_line_has_the_user_api_scope_and_lock_id(client: Any, capfd: Any) -> None:
+    v1 = {"Authorization": f"Bearer {KEYS['alice']}"}
+    capfd.readouterr()
+    made = client.post("/v1/locks", json={"scope": "s", "resource": "r"}, headers=v1)
+    assert made.status_code == 201
+    lock_id = made.get_json()["id"]
+    assert client.get(f"/v1/locks/{lock_id}", headers=v1).status_code == 200
+    assert client.delete(f"/v1/locks/{lock_id}", headers=v1).status_code == 200
+    acquired, got, released = request_lines(capfd)
+    for entry, method, route in (
+        (acquired, "POST", "/v1/locks"),
+        (got, "GET", "/v1/locks/<lock_id>"),
+        (released, "DELETE", "/v1/locks/<lock_id>"),
+    ):
+        assert ISO_MS.fullmatch(entry["time"]) and "ts" not in entry
+        assert (entry["method"], entry["route"], entry["api"]) == (method, route, "native")
+        assert (entry["user"], entry["scope"], entry["lock_id"]) == ("alice", "v1:s", lock_id)
+        assert entry["request_id"] and entry["status"] in (200, 201)
+
+
+def test_a_conflict_line_has_the_scope_but_no_lock_id_and_an_anonymous_one_no_user(
+    client: Any, capfd: Any
+) -> None:
+    gadget = {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}}
+    assert client.post("/locks", json=gadget, headers={"SID": KEYS["alice"]}).status_code == 201
+    capfd.readouterr()
+    assert client.post("/locks", json=gadget, headers={"SID": KEYS["bob"]}).status_code == 403
+    assert client.post("/locks", json=gadget).status_code == 401
+    refused, anonymous = request_lines(capfd)
+    assert (refused["user"], refused["api"], refused["scope"]) == (
+        "bob",
+        "versal",
+        "versal:course:c1",
+    )
+    assert "lock_id" not in refused
+    assert anonymous["api"] == "versal" and "user" not in anonymous and "scope" not in anonymous
+
+
+def test_a_release_by_id_line_names_the_lock(client: Any, capfd: Any) -> None:
+    gadget = {"type": "gadget", "subject": {"courseId": "c1", "gadgetId": "g1"}}
+    made = client.post("/locks", json=gadget, headers={"SID": KEYS["alice"]}).get_json()
+    capfd.readouterr()
+    released = client.delete(f"/locks/{made['id']}", headers={"SID": KEYS["alice"]})
+    assert released.status_code == 200
+    [entry] = request_lines(capfd)
+    assert (entry["user"], entry["lock_id"], entry["scope"]) == (
+        "alice",
+        made["id"],
+        "versal:course:c1",
+    )
+
+
+class LoggedService(live.LiveService):
+    """``lockcore serve`` whose stderr is kept in a file (read once it stopped)."""
+
+    def start(self, timeout: float = 30.0) -> live.LiveService:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.stderr_file = self.workdir / "stderr.log"
+        real = subprocess.Popen
+
+        with open(self.stderr_file, "w") as sink:
+
+            def popen(*args: Any, **kwargs: Any) -> Any:
+                return real(*args, **{**kwargs, "stderr": sink})
+
+            with mock.patch.object(live.subprocess, "Popen", popen):
+                return super().start(timeout)
+
+    def stderr(self) -> str:
+        return self.stderr_file.read_text()
+
+
+@pytest.mark.slow
+def test_a_served_process_writes_only_json_lines_gunicorns_included(tmp_path: Path) -> None:
+    service = LoggedService(tmp_path, workers=2)
+    with service:
+        v1 = {"Authorization": "Bearer demo-alice-key"}
+        made = service.request(
+            "POST", "/v1/locks", json={"scope": "s", "resource": "r"}, headers=v1
+        )
+        assert made.status_code == 201
+        assert service.request("GET", "/no/such/page").status_code == 404
+    entries = json_lines(service.stderr())
+    assert entries and all(ISO_MS.fullmatch(e["time"]) and "ts" not in e for e in entries)
+    assert all({"level", "logger", "message", "pid"} <= set(e) for e in entries)
+    gunicorn = [e["message"] for e in entries if e["logger"] == "gunicorn.error"]
+    assert any(m.startswith("Listening at: ") for m in gunicorn)
+    assert sum(m.startswith("Booting worker") for m in gunicorn) == 2
+    assert any(m.startswith("Shutting down") for m in gunicorn)
+    # the service's request lines, no access log of gunicorn's beside them
+    assert not [e for e in entries if e["logger"] == "gunicorn.access"]
+    [acquired] = [e for e in entries if e.get("route") == "/v1/locks"]
+    assert (acquired["user"], acquired["api"], acquired["scope"], acquired["lock_id"]) == (
+        "alice",
+        "native",
+        "v1:s",
+        made.json()["id"],
+    )
+    [unknown] = [e for e in entries if e.get("path") == "/no/such/page"]
+    assert unknown["route"] == "unmatched" and unknown["status"] == 404

@@ -88,7 +88,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         from ..observability import setup_logging
 
-        setup_logging(settings["LOG_LEVEL"])  # the supervisor's restarts, as JSON lines
+        # Every log line of this process and its workers is JSON (the supervisor's
+        # restarts, Python's warnings; gunicorn's own lines: server.logconfig).
+        setup_logging(settings["LOG_LEVEL"], everything=True)
         if not url:
             # Not _redis(): this server outlives the command's connection, supervised,
             # until gunicorn exits.
