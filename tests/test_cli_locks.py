@@ -145,8 +145,24 @@ def test_scopes_lists_the_scopes_and_their_live_locks(url: str, mgr: LockManager
     mgr.acquire("v1:batch", "job", "a", "alice")
     mgr.acquire("v1:batch", "job", "b", "bob")
     mgr.acquire("v1:other", "job", "c", "carol")
+    gone = mgr.acquire("v1:gone", "job", "d", "dave").lock
+    mgr.release(gone, "dave")  # its hash is kept (retention): not a busy scope
     listed = json.loads(cli(url, "scopes", "--json").stdout)
     assert listed == [{"scope": "v1:batch", "locks": 2}, {"scope": "v1:other", "locks": 1}]
+    # lockcore scopes: the same command at the top level
+    top = subprocess.run(
+        [LOCKCORE, "scopes", "--redis-url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert top.returncode == 0
+    assert [line.split() for line in top.stdout.splitlines()] == [
+        ["SCOPE", "LIVE", "LOCKS"],
+        ["v1:batch", "2"],
+        ["v1:other", "1"],
+    ]
 
 
 def test_no_data_directory_is_warned_about(tmp_path: Any) -> None:

@@ -7,7 +7,7 @@
     lockcore users issue-key ID
     lockcore users revoke-key ID (KEY_ID | --key KEY | --all)
     lockcore catalog load FILE
-    lockcore locks scopes [--json]
+    lockcore scopes [--json]           (also: lockcore locks scopes)
     lockcore locks list SCOPE [--owner O] [--type T] [--resource R] [--json]
     lockcore locks show ID [--json]
     lockcore locks release ID [--owner O]
@@ -139,9 +139,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", help="only locks on this resource")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=locks_list)
-    p = locks.add_parser("scopes", parents=[common], help="the scopes and their live locks")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=locks_scopes)
+    # ``lockcore scopes`` and ``lockcore locks scopes``: the same command
+    for parent in (sub, locks):
+        p = parent.add_parser("scopes", parents=[common], help="the scopes with live locks")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.set_defaults(func=locks_scopes)
     p = locks.add_parser("show", parents=[common], help="one lock")
     p.add_argument("id", help="the lock's id")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -71,8 +71,8 @@ def locks_list(args: argparse.Namespace) -> int:
 
 
 def locks_scopes(args: argparse.Namespace) -> int:
-    """The scopes that have a hash of locks (live or being kept: see RETENTION), with
-    how many live locks each holds. An operator's command: it scans the keyspace."""
+    """The scopes with live locks, and how many each holds. An operator's command: it
+    scans the keyspace."""
     from lockcore.keys import decode
 
     def run(mgr: Any, client: Any) -> int:
@@ -83,7 +83,9 @@ def locks_scopes(args: argparse.Namespace) -> int:
                 for k in map(text, client.scan_iter(match=pattern, count=1000))
             }
         )
-        rows = [[name, str(mgr.count(name))] for name in names]
+        counted = ((name, mgr.count(name)) for name in names)
+        # a scope whose hash is only kept (RETENTION) holds no live lock: not busy
+        rows = [[name, str(count)] for name, count in counted if count]
         if args.json:
             print(json.dumps([{"scope": n, "locks": int(c)} for n, c in rows], indent=2))
         elif rows:
