@@ -175,3 +175,31 @@ def test_no_data_directory_is_warned_about(tmp_path: Any) -> None:
         check=False,
     )
     assert out.returncode == 0 and "no data directory" in out.stderr
+
+
+def test_watch_of_every_scope_misses_no_event_whose_announcement_was_lost(
+    url: str, mgr: LockManager
+) -> None:
+    """Pub/sub does not queue: an entry whose id was never received (here: written with no
+    PUBLISH) is read with the next announced entry of its stream."""
+    args = [LOCKCORE, "locks", "watch", "--count", "3", "--json", "--redis-url", url]
+    before = {c["id"] for c in mgr.client.client_list()}
+    watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_following(mgr.client, before)
+        first = mgr.acquire("v1:batch", "job", "a", "alice").lock
+        stream = mgr.keys("v1:batch").events
+        mgr.client.xadd(stream, {"event": "released", "id": first.id, "type": "job"})
+        second = mgr.acquire("v1:batch", "job", "b", "bob").lock
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e["id"]) for e in events] == [
+        ("acquired", first.id),
+        ("released", first.id),
+        ("acquired", second.id),
+    ]

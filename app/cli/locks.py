@@ -166,16 +166,23 @@ def locks_watch(args: argparse.Namespace) -> int:
                         seen += 1
             return 0
         # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
+        # A stream already seen is read from its last entry shown up to the announced one:
+        # an announcement lost on the way (pub/sub does not queue) costs no event.
         pubsub = client.pubsub()
         pubsub.psubscribe(f"{mgr.prefix}:*:E")
+        shown: dict[str, str] = {}
         try:
             while args.count is None or seen < args.count:
                 message = pubsub.get_message(timeout=1.0)
                 if message and message["type"] == "pmessage":
                     channel, entry = text(message["channel"]), text(message["data"])
-                    for entry_id, fields in client.xrange(channel, entry, entry):
+                    start = f"({shown[channel]}" if channel in shown else entry
+                    for entry_id, fields in client.xrange(channel, start, entry):
+                        shown[channel] = text(entry_id)
                         show(event_json(channel, entry_id, fields))
                         seen += 1
+                        if args.count is not None and seen >= args.count:
+                            break
         finally:
             pubsub.close()
         return 0
