@@ -392,7 +392,9 @@ class LockStats:
                 self.manager.client, self.manager.prefix, self.max_scopes
             )
             for start in range(0, len(scopes), self.batch):
-                found = self.manager.scopes_stats(scopes[start : start + self.batch])
+                found = self.manager.scopes_stats(
+                    scopes[start : start + self.batch], take_expired=True
+                )
                 for stats in found.values():
                     for type_, n in stats.expired.items():
                         count_expired(self.api(type_), type_, n)

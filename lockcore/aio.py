@@ -364,21 +364,23 @@ class AsyncLockManager(Common):
         )
         return self.core.page(await _interruptible(self._run(call)), call)
 
-    async def scope_stats(self, scope: str) -> ScopeStats:
+    async def scope_stats(self, scope: str, *, take_expired: bool = False) -> ScopeStats:
         """As ``LockManager.scope_stats``."""
-        call = self.core.stats(scope)
+        call = self.core.stats(scope, take_expired)
         raw = await _shielded(self._run(call))
         return self.core.scope_stats(raw, call, self.expired_noticed)
 
     async def scopes_stats(
-        self, scopes: Iterable[str], *, batch: int = 100
+        self, scopes: Iterable[str], *, batch: int = 100, take_expired: bool = False
     ) -> dict[str, ScopeStats]:
         """As ``LockManager.scopes_stats``: ``batch`` calls at a time, concurrently."""
         out: dict[str, ScopeStats] = {}
         names = list(dict.fromkeys(scopes))
         for start in range(0, len(names), batch):
             chunk = names[start : start + batch]
-            found = await asyncio.gather(*map(self.scope_stats, chunk))
+            found = await asyncio.gather(
+                *(self.scope_stats(s, take_expired=take_expired) for s in chunk)
+            )
             out.update(zip(chunk, found, strict=True))
         return out
 

@@ -533,21 +533,24 @@ class LockManager(Common):
         )
         return self.core.page(self._run(call), call)
 
-    def scope_stats(self, scope: str) -> ScopeStats:
-        """The scope's live locks and waiters by type, and its expired locks removed since
-        the last ``scope_stats`` of any process (removing those it finds, as any call
-        that meets them does). For metrics and consoles: it reads the whole scope
-        (O(locks) of Redis time)."""
-        call = self.core.stats(scope)
+    def scope_stats(self, scope: str, *, take_expired: bool = False) -> ScopeStats:
+        """The scope's live locks and waiters by type, and how many expired locks of each
+        type were removed from it (removing those it finds, as any call that meets them
+        does) since a call with ``take_expired`` last took those counts: a deployment's
+        metrics take them, so that each expiry is counted once; consoles only look. It
+        reads the whole scope (O(locks) of Redis time)."""
+        call = self.core.stats(scope, take_expired)
         return self.core.scope_stats(self._run(call), call, self.expired_noticed)
 
-    def scopes_stats(self, scopes: Iterable[str], *, batch: int = 100) -> dict[str, ScopeStats]:
+    def scopes_stats(
+        self, scopes: Iterable[str], *, batch: int = 100, take_expired: bool = False
+    ) -> dict[str, ScopeStats]:
         """``scope_stats`` of several scopes, ``batch`` calls per pipelined round trip (on a
         Cluster, one per node). A scope whose call failed raises its error."""
         out: dict[str, ScopeStats] = {}
         names = list(dict.fromkeys(scopes))
         for start in range(0, len(names), batch):
-            calls = [self.core.stats(scope) for scope in names[start : start + batch]]
+            calls = [self.core.stats(s, take_expired) for s in names[start : start + batch]]
             for call, raw in zip(calls, self._run_many(calls), strict=True):
                 if isinstance(raw, Exception):
                     raise raw

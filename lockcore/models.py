@@ -207,11 +207,12 @@ class LockPage:
 class ScopeStats:
     """A scope's locks at one instant, by type (``LockManager.scope_stats``; for metrics).
 
-    ``held``: live locks per type. ``expired``: expired locks removed from the scope since
-    the previous ``scope_stats`` call of any process, per type, whichever call removed them
-    (this one included): each removal is reported once, to one caller. ``waiters``: callers
-    waiting in line per (type, resource), for resources whose holder has someone waiting.
-    ``as_of``: the server's clock (seconds since the epoch)."""
+    ``held``: live locks per type. ``expired``: expired locks removed from the scope, per
+    type, by whichever call removed them (this one included), since a call with
+    ``take_expired`` last took the counts: each removal is taken once, by one caller (a
+    deployment's metrics). ``waiters``: callers waiting in line per (type, resource), for
+    resources whose holder has someone waiting. ``as_of``: the server's clock (seconds
+    since the epoch)."""
 
     held: Mapping[str, int]
     expired: Mapping[str, int]

@@ -659,7 +659,7 @@ class Core:
     def count(self, scope: str) -> Call:
         return Call("count", [self.keys(scope).locks], [], scope)
 
-    def stats(self, scope: str) -> Call:
+    def stats(self, scope: str, take_expired: bool = False) -> Call:
         """The scope's live locks and waiters by type, its expired locks removed (see
         lua/stats.lua): one call reads the whole scope."""
         keys = self.keys(scope)
@@ -669,6 +669,8 @@ class Core:
             self.retention_ms,
             self.handoff_ms,
         ]
+        if take_expired:
+            args.append(1)
         return Call("stats", [keys.locks], args, scope)
 
     def scope_stats(

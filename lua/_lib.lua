@@ -30,8 +30,8 @@ everything in one hash, <p>:{S}:L, whose fields are:
   !x                the ms instant the scope's keys are set to expire at
   !n                how many locks without expiry the scope holds (absent: none)
   !s                "<cursor> <lowest live token>" of the expiry sweep
-  !e<type>          how many expired locks of the type were removed since the last stats
-                    call (stats.lua takes and clears them: metrics)
+  !e<type>          how many expired locks of the type were removed since a stats call
+                    last took the count (stats.lua: metrics)
 Beside it, in the same slot: <p>:{S}:E (STREAM of events, opt-in per type; its name is
 also the PUBLISH channel), <p>:{S}:R (ZSET, score 0, "<type>:<res>:<token>" of the locks
 of multi types), <p>:{S}:O (ZSET, score 0, "<owner>:<type>:<token>" of the locks of types
@@ -392,7 +392,7 @@ local function drop(tok, r, event, k, v)
 end
 
 -- An expired lock goes; the field !e<type> counts it until a stats call (stats.lua)
--- takes the count, so metrics count each removal once, by type, whoever removed it.
+-- takes the count: metrics count each removal once, by type, whoever removed it.
 local function expire(tok, r)
   drop(tok, r, 'expired')
   C.expired = C.expired + 1

@@ -1,10 +1,10 @@
 --[[
 stats.lua: a scope's live locks and waiters by type, for metrics. Removes the expired locks
 it meets exactly as any call that meets one does (expire() in _lib.lua: indexes, waiters
-woken or granted, an `expired` event for types with events), and takes the counts of the
-scope's expired locks removed since the last stats call, by whichever call removed them
-(the fields !e<type> of the scope's hash, which expire() counts up): each removal is
-reported by exactly one stats call.
+woken or granted, an `expired` event for types with events), and tells the counts of the
+scope's expired locks removed since they were last taken, by whichever call removed them
+(the fields !e<type> of the scope's hash, which expire() counts up); with ARGV[5] "1" it
+takes them (deletes the fields): each removal is reported once to a caller that takes.
 
 KEYS[1] <p>:{<scope>}:L
 Optional (defaults as in acquire.lua):
@@ -12,12 +12,14 @@ ARGV[1] id prefix (slot + 1), for the events of the locks it removes
 ARGV[2] the event stream's approximate maximum length
 ARGV[3] retention ms
 ARGV[4] ms a waiter waits before a freed resource is kept for it
+ARGV[5] "1": take the counts of expired locks (the one metrics counter does); else only
+        read them
 
 Reads the whole hash (twice when it removed something): O(locks of the scope) per call.
 
 Returns: {0 OK, now, expired (removed by this call),
           {type, live locks, type, live locks, ...},
-          {type, expired locks removed since the last stats call, ...},
+          {type, expired locks removed since the counts were last taken, ...},
           {<type>:<resource>, waiters in its line, ...}  (resources whose holder has flag w)}
 Names as stored (percent-encoded).
 ]]
@@ -64,7 +66,7 @@ for i = 1, #all, 2 do
     counters[#counters + 1] = f
   end
 end
-if #counters > 0 then
+if #counters > 0 and ARGV[5] == '1' then
   redis.call('HDEL', L, unpack(counters))
 end
 

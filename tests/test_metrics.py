@@ -210,6 +210,19 @@ def test_an_expired_lock_an_acquire_removed_is_counted_by_its_type(
     assert value(after, HELD, **labels) == value(before, HELD, **labels) + 1  # bob's
 
 
+def test_a_console_looking_at_a_scope_leaves_its_expirations_to_the_metrics(
+    app: Any, client: Any, service_client: Any
+) -> None:
+    locks = app.extensions["lockcore"].locks
+    labels = {"api": "native", "type": "job"}
+    before = scrape(client)
+    lock = locks.acquire(V1 + "s", "job", "r1", "alice", ttl=0.05).lock
+    until_expired(service_client, lock)
+    assert locks.scope_stats(V1 + "s").expired == {"job": 1}  # removed by this look
+    after = scrape(client)
+    assert value(after, EXPIRED, **labels) == value(before, EXPIRED, **labels) + 1
+
+
 # --- waiting ---------------------------------------------------------------------------------
 
 
