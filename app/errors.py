@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify, make_response
+from marshmallow import fields
 from werkzeug.exceptions import HTTPException
 
 from lockcore import LockError, LockNotDurable
@@ -25,6 +26,33 @@ class ApiError(Exception):
 
 
 UNAVAILABLE = "The lock store (Redis) is unavailable; try again shortly"
+
+#: The OpenAPI component of a body's field errors as marshmallow reports them: each field
+#: name -> its messages, or, for a list's items, a dict's entries or a nested object's
+#: fields, an object of the same shape (``{"resources": {"0": ["Not a valid string."]}}``).
+FIELD_ERRORS_NAME = "FieldErrors"
+FIELD_ERRORS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"$ref": f"#/components/schemas/{FIELD_ERRORS_NAME}"},
+        ]
+    },
+    "example": {"resource": ["Missing data for required field."]},
+}
+
+
+def field_errors(**kwargs: Any) -> fields.Dict:
+    """A documented error's field errors (``ValidationError.messages``): typed in the
+    OpenAPI document as ``FieldErrors`` (app/openapi.py adds the component)."""
+    metadata = {
+        "additionalProperties": FIELD_ERRORS["additionalProperties"],
+        "example": FIELD_ERRORS["example"],
+        **kwargs.pop("metadata", {}),
+    }
+    return fields.Dict(keys=fields.String(), metadata=metadata, **kwargs)
+
 
 Envelope = Callable[[ApiError], tuple[Any, int]]
 

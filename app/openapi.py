@@ -8,9 +8,11 @@ stylesheet from the swagger-ui-bundle package (no CDN: the page works offline).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,11 @@ from flask import (
     current_app,
     jsonify,
     request,
-    send_from_directory,
 )
 
 from lockcore import __version__
+
+from .errors import FIELD_ERRORS, FIELD_ERRORS_NAME
 
 
 @dataclass
@@ -164,6 +167,25 @@ def _configured(self: Any, field: Any, **kwargs: Any) -> dict[str, Any]:
     return properties
 
 
+#: apispec's null for a nullable nested schema in OpenAPI 3.0 (``anyOf`` it and the schema).
+_APISPEC_NULL = {"type": "object", "nullable": True}
+
+
+def _nullable_nested(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A nullable nested schema as ``anyOf`` the schema, then null alone: apispec's null
+    is any object (untyped; Swagger UI shows it as the example, ``{}``, when it comes
+    first)."""
+    choices = ret.get("anyOf")
+    if not choices or _APISPEC_NULL not in choices:
+        return {}
+    return {
+        "anyOf": [
+            *(choice for choice in choices if choice != _APISPEC_NULL),
+            {**_APISPEC_NULL, "enum": [None]},
+        ]
+    }
+
+
 def build_spec() -> dict[str, Any]:
     plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
@@ -174,6 +196,8 @@ def build_spec() -> dict[str, Any]:
         info={"description": "Four lock APIs on one Redis-backed lock engine."},
     )
     plugin.converter.add_attribute_function(_configured)  # type: ignore[union-attr]
+    plugin.converter.add_attribute_function(_nullable_nested)  # type: ignore[union-attr]
+    spec.components.schema(FIELD_ERRORS_NAME, FIELD_ERRORS)
     for unit in current_app.extensions["lockcore_units"].all:
         for name, scheme in unit.security_schemes.items():
             spec.components.security_scheme(name, scheme)
@@ -218,13 +242,26 @@ SWAGGER_INITIALIZER = """window.ui = SwaggerUIBundle({
 });
 """
 
-#: The files of the bundle the page loads (everything else in its directory stays unserved).
-SWAGGER_ASSETS = (
-    "swagger-ui-bundle.js",
-    "swagger-ui.css",
-    "favicon-32x32.png",
-    "favicon-16x16.png",
-)
+#: The files of the bundle the page loads, and their media types (the bundle's other files
+#: stay unserved).
+SWAGGER_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
+ASSET_TYPES = {"swagger-initializer.js": "text/javascript", **SWAGGER_ASSETS}
+
+
+@cache
+def _asset(name: str) -> tuple[bytes, str]:
+    """A file of /docs and its ETag, read once (bytes, not a file: nothing to close)."""
+    if name == "swagger-initializer.js":
+        data = SWAGGER_INITIALIZER.encode()
+    else:
+        data = (SWAGGER_UI / name).read_bytes()
+    return data, hashlib.sha256(data).hexdigest()[:32]
+
 
 #: /docs: scripts, styles and data from the service only (Swagger UI sets its inline
 #: styles through the DOM, which style-src does not restrict; its stylesheet draws its
@@ -245,13 +282,17 @@ def document(
     tag: str,
     media: str,
     parameters: list[dict[str, Any]] | None = None,
+    errors: dict[int, str] | None = None,
 ) -> None:
-    """Document a view registered on the app itself (not through ``route``)."""
+    """Document a view registered on the app itself (not through ``route``); ``errors``:
+    status -> description of its other answers."""
     spec: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
         "responses": {"200": {"description": summary, "content": {media: {}}}},
     }
+    for status, description in (errors or {}).items():
+        spec["responses"][str(status)] = {"description": description}
     if parameters:
         spec["parameters"] = parameters
     REGISTRY.add(Operation(path, method.lower(), spec))
@@ -274,10 +315,11 @@ def init_app(app: Flask) -> None:
                     "required": True,
                     "schema": {
                         "type": "string",
-                        "enum": ["swagger-initializer.js", *SWAGGER_ASSETS],
+                        "enum": list(ASSET_TYPES),
                     },
                 }
             ],
+            {404: "No such file"},
         )
         document("/metrics", "GET", "Prometheus metrics", "Operations", "text/plain")
 
@@ -293,14 +335,12 @@ def init_app(app: Flask) -> None:
 
     @app.get("/docs/<asset>")
     def docs_asset(asset: str) -> Response:
-        if asset == "swagger-initializer.js":
-            response = Response(SWAGGER_INITIALIZER, mimetype="text/javascript")
-            response.cache_control.public = True
-            response.cache_control.max_age = ASSET_MAX_AGE
-            response.add_etag()
-            response.make_conditional(request)
-        elif asset in SWAGGER_ASSETS:
-            response = send_from_directory(SWAGGER_UI, asset, max_age=ASSET_MAX_AGE)
-        else:
+        if asset not in ASSET_TYPES:
             abort(404)
+        data, etag = _asset(asset)
+        response = Response(data, mimetype=ASSET_TYPES[asset])
+        response.cache_control.public = True
+        response.cache_control.max_age = ASSET_MAX_AGE
+        response.set_etag(etag)
+        response.make_conditional(request)
         return response

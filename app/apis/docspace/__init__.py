@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from lockcore import Lock, LockConflict, LockNotFound
 
@@ -85,7 +85,13 @@ class LockFileSchema(Schema):
 
 
 class FileSchema(Schema):
-    id = fields.Raw(dump_only=True)
+    id = fields.Raw(
+        dump_only=True,
+        metadata={
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "description": "a number when the file's id is digits",
+        },
+    )
     title = fields.String(dump_only=True)
     folderId = fields.String(dump_only=True)
     locked = fields.Boolean(dump_only=True, metadata={"description": "present only when true"})
@@ -93,15 +99,31 @@ class FileSchema(Schema):
         dump_only=True,
         metadata={"description": "the locker's name, for viewers other than the locker"},
     )
-    security = fields.Dict(keys=fields.String(), values=fields.Boolean(), dump_only=True)
+    security = fields.Dict(
+        keys=fields.String(),
+        values=fields.Boolean(),
+        dump_only=True,
+        metadata={
+            "description": "what the caller may do: " + ", ".join(SECURITY_FLAGS),
+            "example": {flag: flag in READ_FLAGS for flag in SECURITY_FLAGS},
+        },
+    )
 
 
-class FileEnvelopeSchema(Schema):
-    response = fields.Nested(FileSchema)
+class LinkSchema(Schema):
+    href = fields.String(metadata={"description": "the request's URL"})
+    action = fields.String(metadata={"description": "the request's method"})
+
+
+class EnvelopeSchema(Schema):
     count = fields.Integer()
-    links = fields.List(fields.Dict())
-    status = fields.Integer()
+    links = fields.List(fields.Nested(LinkSchema))
+    status = fields.Integer(validate=validate.OneOf([0]))
     statusCode = fields.Integer()
+
+
+class FileEnvelopeSchema(EnvelopeSchema):
+    response = fields.Nested(FileSchema)
 
 
 class ProtectUserSchema(Schema):
@@ -112,10 +134,26 @@ class ProtectUserSchema(Schema):
     access = fields.String(metadata={"description": "the user's access level in the room"})
 
 
+class ProtectUsersEnvelopeSchema(EnvelopeSchema):
+    response = fields.List(fields.Nested(ProtectUserSchema))
+
+
+#: The ``type`` of an error: one of TYPES' (by status), InvalidOperationException, or
+#: Exception for another status.
+ERROR_TYPES = (*dict.fromkeys(TYPES.values()), "InvalidOperationException", "Exception")
+
+
+class ErrorBodySchema(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(ERROR_TYPES))
+
+
 class ErrorSchema(Schema):
-    error = fields.Dict()
-    status = fields.Integer()
-    statusCode = fields.Integer()
+    """Every error: ``{"error": {"message", "type"}, "status": 1, "statusCode"}``."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+    status = fields.Integer(required=True, validate=validate.OneOf([1]))
+    statusCode = fields.Integer(required=True, metadata={"description": "the HTTP status"})
 
 
 # -- translation --------------------------------------------------------------------------
@@ -265,7 +303,7 @@ def get_file(file_id: str) -> Any:
     summary="Users with access to the file (except the caller), with their access level",
     tag=TAG,
     security=SECURITY,
-    responses={200: ("Users", {"type": "array", "items": ProtectUserSchema}), **ERRORS},
+    responses={200: ("Users", ProtectUsersEnvelopeSchema), **ERRORS},
 )
 def protect_users(file_id: str) -> Any:
     user = caller()

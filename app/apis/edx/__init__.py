@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from lockcore import Lock, LockConflict, LockNotFound, LockNotOwned
 
@@ -129,10 +129,81 @@ class ActionCheckSchema(Schema):
 
 
 class EnvelopeSchema(Schema):
-    help = fields.String()
-    success = fields.Boolean()
-    result = fields.Raw()
-    error = fields.Dict()
+    help = fields.String(metadata={"description": "the action's help_show URL"})
+    success = fields.Boolean(validate=validate.OneOf([True]))
+
+
+class LockResultSchema(Schema):
+    is_locked = fields.Boolean(required=True, metadata={"description": "after the toggle"})
+    notes = fields.String(metadata={"description": "echoed when the call locks with notes"})
+
+
+class CheckResultSchema(Schema):
+    is_locked = fields.Boolean(required=True)
+    locked_by = fields.String(metadata={"description": "when locked: Full Name (email)"})
+    date_locked = fields.String(metadata={"description": "when locked: YYYY-MM-DD HH:MM, UTC"})
+    notes = fields.String(metadata={"description": "when locked"})
+
+
+class ActionCheckResultSchema(Schema):
+    allowed = fields.Boolean(required=True, validate=validate.OneOf([True]))
+    action = fields.String(required=True)
+    feature = fields.String(required=True, metadata={"description": "the feature's label"})
+    restricted = fields.Boolean(required=True, metadata={"description": "while locked"})
+    is_locked = fields.Boolean(required=True)
+
+
+class GuardedResultSchema(Schema):
+    allowed = fields.Boolean(required=True, validate=validate.OneOf([True]))
+    action = fields.String(required=True)
+    feature = fields.String(required=True, metadata={"description": "the feature's label"})
+    workspace_id = fields.String(required=True)
+
+
+class LockEnvelopeSchema(EnvelopeSchema):
+    result = fields.Nested(LockResultSchema)
+
+
+class CheckEnvelopeSchema(EnvelopeSchema):
+    result = fields.Nested(CheckResultSchema)
+
+
+class ActionCheckEnvelopeSchema(EnvelopeSchema):
+    result = fields.Nested(ActionCheckResultSchema)
+
+
+class GuardedEnvelopeSchema(EnvelopeSchema):
+    result = fields.Nested(GuardedResultSchema)
+
+
+def _messages(name: str) -> fields.List[str]:
+    return fields.List(
+        fields.String(), metadata={"description": f"Validation Error of {name}: its messages"}
+    )
+
+
+class ErrorSchema(Schema):
+    """CKAN's error: its kind, a message and, for a Validation Error of a parameter, that
+    parameter's messages."""
+
+    type_ = fields.String(
+        data_key="__type",
+        required=True,
+        metadata={
+            "description": "Authorization Error (403), Not Found Error (404), Validation Error"
+            " (409), Bad Request (400); else the HTTP error's name (Service Unavailable...)"
+        },
+    )
+    message = fields.String(required=True)
+    workspace_id = _messages("workspace_id")
+    action = _messages("action")
+    notes = _messages("notes")
+
+
+class ErrorEnvelopeSchema(Schema):
+    help = fields.String(metadata={"description": "the action's help_show URL"})
+    success = fields.Boolean(validate=validate.OneOf([False]))
+    error = fields.Nested(ErrorSchema, required=True)
 
 
 # -- translation --------------------------------------------------------------------------
@@ -221,16 +292,16 @@ def refuse_if_restricted(user: User, ws: Workspace, feature: Feature) -> Lock | 
 # -- views --------------------------------------------------------------------------------
 
 ERRORS = {
-    400: ("Bad Request: malformed JSON", EnvelopeSchema),
-    403: ("Authorization Error", EnvelopeSchema),
-    404: ("Not Found Error", EnvelopeSchema),
-    409: ("Validation Error", EnvelopeSchema),
-    503: ("Lock store unavailable", EnvelopeSchema),
+    400: ("Bad Request: malformed JSON", ErrorEnvelopeSchema),
+    403: ("Authorization Error", ErrorEnvelopeSchema),
+    404: ("Not Found Error", ErrorEnvelopeSchema),
+    409: ("Validation Error", ErrorEnvelopeSchema),
+    503: ("Lock store unavailable", ErrorEnvelopeSchema),
 }
 
 
 def _document(
-    name: str, summary: str, body: Any, **extra: Any
+    name: str, summary: str, body: Any, answer: type[EnvelopeSchema], **extra: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return route(
         bp,
@@ -241,7 +312,7 @@ def _document(
         security=SECURITY,
         body=body,
         body_media=("application/json", "application/x-www-form-urlencoded"),
-        responses={200: ("CKAN envelope", EnvelopeSchema), **ERRORS},
+        responses={200: ("CKAN envelope", answer), **ERRORS},
         **extra,
     )
 
@@ -250,6 +321,7 @@ def _document(
     "lock_workspace",
     "Lock, or unlock, a workspace (the call toggles)",
     LockWorkspaceSchema,
+    LockEnvelopeSchema,
     parameters=[idempotency.PARAMETER],
 )
 @idempotency.idempotent
@@ -308,7 +380,10 @@ def lock_workspace() -> Any:
 
 
 @_document(
-    "check_workspace_lock", "Is the workspace locked, by whom, since when", WorkspaceIdSchema
+    "check_workspace_lock",
+    "Is the workspace locked, by whom, since when",
+    WorkspaceIdSchema,
+    CheckEnvelopeSchema,
 )
 def check_workspace_lock() -> Any:
     user = caller()
@@ -329,7 +404,10 @@ def check_workspace_lock() -> Any:
 
 
 @_document(
-    "workspace_action_check", "May the caller use a feature of the workspace now", ActionCheckSchema
+    "workspace_action_check",
+    "May the caller use a feature of the workspace now",
+    ActionCheckSchema,
+    ActionCheckEnvelopeSchema,
 )
 def workspace_action_check() -> Any:
     user = caller()
@@ -375,6 +453,7 @@ def _guarded(name: str, feature_key: str) -> None:
         f"Guarded action: refused while locked if '{feature_key}' is restricted"
         " (lockcore checks; it performs nothing)",
         WorkspaceIdSchema,
+        GuardedEnvelopeSchema,
     )(view)
 
 

@@ -9,6 +9,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from lockcore import Lock
 
+from ...errors import field_errors
 from ...limits import AtMost, Limited
 
 LOCK_TYPE = "job"
@@ -20,6 +21,10 @@ MULTI_LOCK_TYPES = (LOCK_TYPE, "rlock")
 SCOPE_PREFIX = "v1:"
 
 
+#: A lock's metadata, as the document shows it.
+METADATA_EXAMPLE = {"host": "worker-3"}
+
+
 def metadata_field() -> fields.Dict:
     """A lock's metadata: string keys and values, within the service's limits."""
     return fields.Dict(
@@ -27,6 +32,7 @@ def metadata_field() -> fields.Dict:
         values=fields.String(),
         load_default=dict,
         validate=Limited("metadata", "metadata"),
+        metadata={"example": METADATA_EXAMPLE},
     )
 
 
@@ -92,7 +98,9 @@ class LockSchema(Schema):
     acquired_at = fields.Float(metadata={"description": "seconds since the epoch"})
     expires_at = fields.Float(allow_none=True)
     expires_in = fields.Float(allow_none=True, metadata={"description": "seconds left"})
-    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    metadata = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"example": METADATA_EXAMPLE}
+    )
 
 
 def unique(items: list[Any]) -> None:
@@ -146,8 +154,39 @@ class PageSchema(Schema):
     cursor = fields.String(allow_none=True)
 
 
+#: The codes of /v1's errors: common.CODES' (by status), or "error" for another status.
+ERROR_CODES = (
+    "invalid",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "too_large",
+    "too_many_failures",
+    "unavailable",
+    "error",
+)
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, validate=validate.OneOf(ERROR_CODES))
+    message = fields.String(required=True)
+    field_errors = field_errors(
+        data_key="fields",
+        metadata={"description": "an invalid body (400): the messages of each field"},
+    )
+    holder = fields.Nested(
+        LockSchema,
+        allow_none=True,
+        metadata={"description": "a conflict (409): the lock in the way (null: gone since)"},
+    )
+
+
 class ErrorSchema(Schema):
-    error = fields.Dict()
+    """Every /v1 error: ``{"error": {"code", "message", ...}}``."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 SCOPE_PREFIX = "v1:"

@@ -86,16 +86,29 @@ class DeletionLockListSchema(Schema):
     lock = fields.List(fields.Nested(DeletionLockSchema))
 
 
+class ExceptionSchema(Schema):
+    """What went wrong, in the element named for the kind of error."""
+
+    explanation = fields.String(required=True)
+    context = fields.String(metadata={"description": "invalidInput: the input in question"})
+    type = fields.String(metadata={"description": "notFound: the kind of thing not found"})
+    id = fields.String(metadata={"description": "notFound: its id"})
+
+
+def _kind(when: str) -> fields.Nested:
+    return fields.Nested(ExceptionSchema, metadata={"description": when})
+
+
 class ErrorSchema(Schema):
     """ExceptionDocument: one element, named for the kind of error."""
 
-    invalidInput = fields.Dict()
-    notAuthenticated = fields.Dict()
-    permissionDenied = fields.Dict()
-    notFound = fields.Dict()
-    conflict = fields.Dict()
-    unavailable = fields.Dict()
-    error = fields.Dict()
+    invalidInput = _kind("400 (and 405)")
+    notAuthenticated = _kind("401")
+    permissionDenied = _kind("403")
+    notFound = _kind("404")
+    conflict = _kind("409")
+    unavailable = _kind("503")
+    error = _kind("any other status")
 
 
 #: The root element of each document in XML.
@@ -107,7 +120,7 @@ XML_ROOTS = {
     MetadataSchema: "MetadataDocument",
     ErrorSchema: "ExceptionDocument",
 }
-for _schema in (FieldSchema, *XML_ROOTS):
+for _schema in (FieldSchema, ExceptionSchema, *XML_ROOTS):
     # The document names a component after its schema's module (app/openapi.py, so that
     # VidispineError stands beside VersalError): these schemas are the package's.
     _schema.__module__ = __package__
