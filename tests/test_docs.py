@@ -1,7 +1,9 @@
-"""The documentation's code runs as written."""
+"""The documentation: docs/ code runs as written; /docs serves Swagger UI from the package
+under a strict policy; every error answer of /openapi.json is typed, as sent."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -155,7 +157,14 @@ def test_the_walk_finds_untyped_schemas() -> None:
     assert untyped(with_error(typed)) == set()
 
 
-JSON = {"Accept": "application/json"}
+#: alice's credentials in each API (tests/conftest.py's catalog)
+V1 = {"Authorization": "Bearer key-alice"}
+EDX = {"EDX-API-Key": "key-alice", "User-Agent": "EDX-USER"}
+DOCSPACE = {"Authorization": "Bearer key-alice"}
+VIDISPINE = {
+    "Authorization": "Basic " + base64.b64encode(b"alice:key-alice").decode(),
+    "Accept": "application/json",
+}
 
 #: Errors of each API, as sent, with the operation that documents them: (method, URL,
 #: request keywords, documented path, expected status).
@@ -166,7 +175,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
         "/v1/multilocks",
         {
             "json": {"scope": "s", "resources": ["", "a", 3]},
-            "headers": {"Authorization": "Bearer key-alice"},
+            "headers": V1,
         },
         "/v1/multilocks",
         400,
@@ -176,7 +185,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
         "/v1/locks",
         {
             "json": {"scope": "s", "resource": "r", "metadata": {"a": 1}},
-            "headers": {"Authorization": "Bearer key-alice"},
+            "headers": V1,
         },
         "/v1/locks",
         400,
@@ -186,7 +195,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
         "/v1/locks",
         {
             "json": {"scope": "s", "resource": "held"},
-            "headers": {"Authorization": "Bearer key-alice"},
+            "headers": V1,
         },
         "/v1/locks",
         409,
@@ -194,7 +203,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
     (
         "GET",
         "/v1/locks/nope",
-        {"headers": {"Authorization": "Bearer key-alice"}},
+        {"headers": V1},
         "/v1/locks/{lock_id}",
         404,
     ),
@@ -203,7 +212,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
     (
         "PUT",
         "/api/2.0/files/file/404/lock",
-        {"json": {"lockFile": True}, "headers": {"Authorization": "Bearer key-alice"}},
+        {"json": {"lockFile": True}, "headers": DOCSPACE},
         "/api/2.0/files/file/{file_id}/lock",
         404,
     ),
@@ -211,7 +220,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
     (
         "POST",
         "/api/3/action/lock_workspace",
-        {"json": {}, "headers": {"EDX-API-Key": "key-alice", "User-Agent": "EDX-USER"}},
+        {"json": {}, "headers": EDX},
         "/api/3/action/lock_workspace",
         409,
     ),
@@ -220,7 +229,7 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
         "/api/3/action/check_workspace_lock",
         {
             "json": {"workspace_id": "ws-9"},
-            "headers": {"EDX-API-Key": "key-alice", "User-Agent": "EDX-USER"},
+            "headers": EDX,
         },
         "/api/3/action/check_workspace_lock",
         404,
@@ -235,18 +244,24 @@ WIRE_ERRORS: list[tuple[str, str, dict[str, Any], str, int]] = [
     (
         "GET",
         "/API/deletion-lock/VX-99",
-        {"headers": {**JSON, "Authorization": "Basic YWxpY2U6a2V5LWFsaWNl"}},
+        {"headers": VIDISPINE},
         "/API/deletion-lock/{lock_id}",
         404,
     ),
     (
         "GET",
         "/API/deletion-lock?first=0",
-        {"headers": {**JSON, "Authorization": "Basic YWxpY2U6a2V5LWFsaWNl"}},
+        {"headers": VIDISPINE},
         "/API/deletion-lock",
         400,
     ),
-    ("GET", "/API/deletion-lock", {"headers": JSON}, "/API/deletion-lock", 401),
+    (
+        "GET",
+        "/API/deletion-lock",
+        {"headers": {"Accept": "application/json"}},
+        "/API/deletion-lock",
+        401,
+    ),
     (
         "POST",
         "/admin/users",
@@ -274,3 +289,11 @@ def test_errors_as_sent_match_their_documented_schemas(client: Any) -> None:
         validator = OAS30ReadValidator({**schema, "components": document["components"]})
         problems = [e.message for e in validator.iter_errors(answer.get_json())]
         assert problems == [], (method, url, answer.get_json())
+
+
+def test_the_documented_error_codes_are_the_ones_sent() -> None:
+    from lockcore_service.apis.native.common import CODES
+    from lockcore_service.apis.native.schemas import ERROR_CODES
+
+    # the envelope sends CODES' code of the status, or "error" for any other
+    assert set(ERROR_CODES) == {*CODES.values(), "error"}
