@@ -399,3 +399,25 @@ def test_served_gauges_are_never_summed_over_workers(tmp_path: Path) -> None:
             assert value(samples, "lockcore_redis_up") == 1
             # counters are summed over the workers: one acquire, once
             assert value(samples, OPS, api="versal", type="gadget", result="acquired") == 1
+
+
+def test_on_a_cluster_the_pass_reads_the_scopes_of_every_master(cluster: Any) -> None:
+    from redis.cluster import RedisCluster
+
+    redis_client = cluster.client()
+    redis_client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        web = make_app(redis_client).test_client()
+        scopes = [f"s{n}" for n in range(12)]  # spread over the three masters' slots
+        masters = {redis_client.get_node_from_key(f"t:{{v1%3A{s}}}:L").name for s in scopes}
+        assert len(masters) > 1
+        for scope in scopes:
+            made = web.post(
+                "/v1/locks", json={"scope": scope, "resource": "r"}, headers=bearer("alice")
+            )
+            assert made.status_code == 201
+        samples = scrape(web)
+        assert value(samples, HELD, api="native", type="job") == len(scopes)
+        assert value(samples, "lockcore_redis_up") == 1
+    finally:
+        redis_client.close()
