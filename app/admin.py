@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from . import idempotency
 from .auth import bearer_token, user_for_key
 from .catalog import CatalogError, catalog_schema
-from .errors import ApiError, plain_envelope
+from .errors import ApiError, field_errors, plain_envelope
 from .identity import IssuedKey, KeyNotFound, User, UserExists, UserNotFound, UserRecord
 from .openapi import route
 from .services import services
@@ -58,7 +58,7 @@ class RevokedSchema(Schema):
 class ErrorBodySchema(Schema):
     status = fields.Integer(required=True)
     message = fields.String(required=True)
-    details = fields.Raw()
+    details = field_errors(metadata={"description": "an invalid body: the messages of each field"})
 
 
 class ErrorSchema(Schema):

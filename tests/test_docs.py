@@ -76,12 +76,6 @@ def test_swagger_uis_files_are_the_packages_and_cached(client: Any) -> None:
 
 # --- the error answers' schemas ----------------------------------------------------------
 
-#: Untyped schemas left in files of other parts of the service, by where they are found
-#: (``Component.property``): AdminErrorBody.details is app/admin.py's ``fields.Raw()``
-#: (to become ``errors.field_errors()``). The test fails when one is typed: then remove it
-#: from here.
-NOT_YET_TYPED = {"AdminErrorBody.details"}
-
 
 def untyped(document: dict[str, Any]) -> set[str]:
     """Every schema reachable from an error answer (status >= 400) that says nothing of
@@ -132,7 +126,7 @@ def untyped(document: dict[str, Any]) -> set[str]:
 
 def test_every_error_answer_is_typed(client: Any) -> None:
     document = client.get("/openapi.json").get_json()
-    assert untyped(document) == NOT_YET_TYPED
+    assert untyped(document) == set()
 
 
 def test_the_walk_finds_untyped_schemas() -> None:

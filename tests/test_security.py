@@ -120,8 +120,12 @@ def test_every_answer_carries_security_headers(client: Any, path: str) -> None:
 
 
 def test_swagger_ui_may_load_its_scripts_but_not_be_framed(client: Any) -> None:
+    from lockcore_service.openapi import DOCS_CSP
+
     headers = client.get("/docs").headers
-    assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    # its scripts, styles and data from the service only (no CDN), never framed
+    assert headers["Content-Security-Policy"] == DOCS_CSP
+    assert "script-src 'self'" in DOCS_CSP and "frame-ancestors 'none'" in DOCS_CSP
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
 
