@@ -20,12 +20,9 @@ RUN /opt/lockcore/bin/pip install -c deploy/constraints.txt . \
     && /opt/lockcore/bin/pip check
 
 FROM python:3.11-slim
-# XDG_RUNTIME_DIR: where gunicorn puts its control socket (else in $HOME, the data
-# directory); /tmp is the one writable place under Kubernetes' read-only root filesystem.
 ENV PATH=/opt/lockcore/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    XDG_RUNTIME_DIR=/tmp \
     LOCKCORE_DATA_DIR=/var/lib/lockcore
 RUN groupadd --system --gid 10001 lockcore \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/lockcore \

@@ -275,8 +275,8 @@ SECURITY_HEADERS = (
 def security_headers(response: Response) -> None:
     """Headers every answer carries: no MIME sniffing, no framing (clickjacking), no
     Referer leaking URLs. API answers load nothing, so their CSP forbids every source;
-    HTML pages (Swagger UI at /docs loads its scripts and styles from a CDN) only forbid
-    framing. A view's own value wins."""
+    HTML pages without a policy of their own only forbid framing (/docs and /console
+    set strict ones). A view's own value wins."""
     headers = response.headers
     # One pass over the few headers there are (a lookup of a missing header raises and
     # catches an exception inside werkzeug: four of them cost more than this).

@@ -58,6 +58,9 @@ def settings(workers: int, threads: int) -> dict[str, Any]:
         # to leave the line.
         "graceful_timeout": int(conf["REDIS_TIMEOUT"]) + 5,
         "accesslog": None,
+        # gunicorn's control socket (``gunicornc``) would be made in $HOME (in the image:
+        # the data directory); the service does not use it.
+        "control_socket_disable": True,
         "logconfig_dict": logconfig(conf["LOG_LEVEL"]),
         "logger_class": logger_class(),
         "post_worker_init": _post_worker_init,

@@ -66,8 +66,10 @@ class OfflinePage:
     errors: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One browser per test module: Playwright's sync API runs an asyncio loop in this
+    thread while it is open, which later modules' ``asyncio.run`` would trip over."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -288,15 +288,18 @@ def test_metrics_count_requests_and_lock_operations(client: Any) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'lockcore_http_requests_total{api="versal",status="201"}' in text
     assert 'lockcore_http_requests_total{api="versal",status="403"}' in text
-    assert 'lockcore_lock_operations_total{result="acquired"}' in text
-    assert 'lockcore_lock_operations_total{result="conflict"}' in text
+    assert 'lockcore_lock_operations_total{api="versal",result="acquired",type="gadget"}' in text
+    assert 'lockcore_lock_operations_total{api="versal",result="conflict",type="gadget"}' in text
     assert 'lockcore_redis_call_seconds_count{operation="acquire"}' in text
 
 
 def test_metrics_count_expired_locks(app: Any, client: Any) -> None:
+    app.config["METRICS_CACHE"] = 0  # every scrape reads Redis (it counts expirations)
+
     def expired() -> float:
+        wanted = 'lockcore_lock_expirations_total{api="versal",type="gadget"}'
         for line in client.get("/metrics").get_data(as_text=True).splitlines():
-            if line.startswith('lockcore_lock_operations_total{result="expired"}'):
+            if line.startswith(wanted):
                 return float(line.split()[-1])
         return 0.0
 
