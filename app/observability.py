@@ -225,28 +225,33 @@ def log_exception(exc: BaseException) -> None:
     LOG.error("request failed: %s", exc.__class__.__name__, exc_info=exc, extra={"fields": fields})
 
 
-#: (api, type, result) -> its child of LOCK_OPS (``labels()`` takes a lock and builds a
-#: key each time).
-_LOCK_OP_COUNTERS: dict[tuple[str, str, str], Any] = {}
+class Children:
+    """A metric's children by label values, kept: ``labels()`` takes a lock and builds a
+    key at every call, a hot-path cost."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
+
+
+_LOCK_OPS = Children(LOCK_OPS)
+_LOCK_WAIT = Children(LOCK_WAIT)
+_REQUESTS = Children(REQUESTS)
+_HTTP_LATENCY = Children(HTTP_LATENCY)
 
 
 def count_lock_op(api: str, type: str, result: str, count: int = 1) -> None:
-    key = (api, type, result)
-    counter = _LOCK_OP_COUNTERS.get(key)
-    if counter is None:
-        counter = _LOCK_OP_COUNTERS[key] = LOCK_OPS.labels(api, type, result)
-    counter.inc(count)
-
-
-_WAIT_HISTOGRAMS: dict[tuple[str, str, str], Any] = {}
+    _LOCK_OPS(api, type, result).inc(count)
 
 
 def observe_wait(api: str, type: str, outcome: str, seconds: float) -> None:
-    key = (api, type, outcome)
-    child = _WAIT_HISTOGRAMS.get(key)
-    if child is None:
-        child = _WAIT_HISTOGRAMS[key] = LOCK_WAIT.labels(api, type, outcome)
-    child.observe(seconds)
+    _LOCK_WAIT(api, type, outcome).observe(seconds)
 
 
 def count_expired(api: str, type: str, count: int) -> None:
@@ -291,26 +296,12 @@ def security_headers(response: Response) -> None:
         headers.add("Content-Security-Policy", csp)
 
 
-#: (api, status) -> its child of REQUESTS: ``labels()`` looks it up under a lock each time.
-_REQUEST_COUNTERS: dict[tuple[str, int], Any] = {}
-
-
 def count_request(api: str, status: int) -> None:
-    counter = _REQUEST_COUNTERS.get((api, status))
-    if counter is None:
-        counter = _REQUEST_COUNTERS[(api, status)] = REQUESTS.labels(api, str(status))
-    counter.inc()
-
-
-_HTTP_HISTOGRAMS: dict[tuple[str, str, str], Any] = {}
+    _REQUESTS(api, str(status)).inc()
 
 
 def observe_request(api: str, route: str, method: str, seconds: float) -> None:
-    key = (api, route, method)
-    child = _HTTP_HISTOGRAMS.get(key)
-    if child is None:
-        child = _HTTP_HISTOGRAMS[key] = HTTP_LATENCY.labels(api, route, method)
-    child.observe(seconds)
+    _HTTP_LATENCY(api, route, method).observe(seconds)
 
 
 # --- what Redis holds now, read at a scrape ----------------------------------------------

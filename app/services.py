@@ -30,6 +30,7 @@ from .identity import Users
 from .observability import (
     REDIS_LATENCY,
     UNKNOWN,
+    Children,
     annotate,
     count_lock_op,
     observe_wait,
@@ -37,16 +38,8 @@ from .observability import (
 )
 from .units import ApiUnit, Units, default_units
 
-#: operation -> its child of REDIS_LATENCY (``labels()`` takes a lock and builds a key
-#: each time).
-_LATENCY: dict[str, Any] = {}
-
-
-def _latency(operation: str) -> Any:
-    child = _LATENCY.get(operation)
-    if child is None:
-        child = _LATENCY[operation] = REDIS_LATENCY.labels(operation)
-    return child
+#: operation -> its child of REDIS_LATENCY
+_latency = Children(REDIS_LATENCY)
 
 
 class InstrumentedLockManager(LockManager):

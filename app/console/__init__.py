@@ -8,7 +8,7 @@ release button (the release endpoint refuses them: 403).
 
 - ``GET /console/api/me``: who the key is.
 - ``GET /console/api/scopes``: the scopes with live locks (a SCAN of the keyspace, capped
-  at ``LOCKCORE_CONSOLE_MAX_SCOPES`` keys: an operator's page, not a hot path).
+  at ``LOCKCORE_CONSOLE_MAX_SCOPES`` scopes: an operator's page, not a hot path).
 - ``GET /console/api/scopes/<scope>``: its live locks, the waiters per resource, the
   server's time (the page counts down by the Redis clock) and the id of the newest event
   (the feed resumes from it, so no change between the snapshot and the feed is missed).
@@ -34,13 +34,13 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, str
 from marshmallow import Schema, fields
 
 from lockcore import LockNotFound
-from lockcore.keys import decode
 
 from ..apis.native.schemas import SCOPE_PREFIX, LockSchema, lock_json
 from ..auth import bearer_token, user_for_key
 from ..errors import ApiError
 from ..events import event_json, text
 from ..identity import User
+from ..observability import busy_scopes
 from ..openapi import route
 from ..server import draining
 from ..services import services
@@ -208,16 +208,9 @@ def me() -> Any:
 def scopes() -> Any:
     user = caller()
     svc = services()
-    limit = current_app.config["CONSOLE_MAX_SCOPES"]
-    names: set[str] = set()
-    truncated = False
-    pattern = f"{svc.locks.prefix}:{{*}}:L"
-    for seen, raw in enumerate(svc.client.scan_iter(match=pattern, count=1000)):
-        if seen >= limit:
-            truncated = True
-            break
-        key = text(raw)
-        names.add(decode(key[key.index("{") + 1 : key.rindex("}")]))
+    names, truncated = busy_scopes(
+        svc.client, svc.locks.prefix, current_app.config["CONSOLE_MAX_SCOPES"]
+    )
     rows = []
     for name in sorted(n for n in names if may_see(user, n)):
         count = svc.locks.count(name)
