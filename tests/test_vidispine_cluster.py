@@ -287,3 +287,25 @@ def test_locks_of_the_one_scope_stay_seen_beside_the_shards(pair: Pair) -> None:
         assert pair.web.delete(f"/API/deletion-lock/VX-{lock.id}", headers=ALICE).status_code == 200
     doc = pair.web.get("/API/deletion-lock", headers={**BOB, **JSON}).get_json()
     assert doc["hits"] == 4 and {d["id"] for d in doc["lock"]} == set(new.values())
+
+
+def test_a_check_reads_twice_before_it_answers_deletable(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-over between two scopes' reads (the first read saw neither lock) is caught
+    by the second read."""
+    from lockcore_service.apis.vidispine import views
+
+    handed = pair.create("/API/collection/C-0", at(2), ALICE)
+    real, reads = views.entity_locks, []
+
+    def first_misses(e: Any) -> Any:
+        reads.append(e)
+        return [] if len(reads) == 1 else real(e)
+
+    monkeypatch.setattr(views, "entity_locks", first_misses)
+    got = pair.web.get("/API/item/VX-1000/deletion-lock/check", headers={**BOB, **JSON})
+    assert got.status_code == 409 and got.get_json()["id"] == handed and len(reads) == 2
+    reads.clear()
+    got = pair.web.get("/API/item/VX-1059/deletion-lock/check", headers={**BOB, **JSON})
+    assert got.status_code == 200 and len(reads) == 2

@@ -3,6 +3,30 @@
 An entity's *effective* lock is the unexpired lock with the latest expiry among its own
 and those it inherits: an item inherits from every collection and library that contains
 it. Expired locks are gone from every answer.
+
+Deletion locks live in several scopes (``shards``: ``vidispine`` and 64 shard scopes), and
+a script reads one scope atomically, never two. So these reads are each made of several
+atomic reads, one per scope, sent in one pipelined round trip (on a Cluster, one per node,
+in parallel), and are *not* one atomic snapshot:
+
+- an entity's locks with those it inherits (its listing, its effective lock, the deletion
+  check, ``isEffective`` in any lock's document): its own scopes and each container's;
+- the global and per-type listings (every scope, merged) and their totals (a count per
+  scope); the username filter (the owners' index ranges, then the entities found).
+
+Each scope is read at some instant within the request. So a lock that is live from before
+the request until after it is always seen, and whatever is seen was live when its scope
+was read: a listing or check is exact for locks that do not change during it, and only a
+lock created, changed, released or expired while the request runs may be seen or missed —
+as it may with one snapshot, depending on which came first. The one answer such reads
+could get wrong where a snapshot would not is a deletion check that meets a hand-over (a
+new lock made in one scope, then an old one released in another, both between the check's
+reads of those scopes): every lock would be missed though the entity was never unlocked.
+The check therefore answers "deletable" only after a second read finds no lock either: the
+new lock of a hand-over is then seen, unless it too is released within the round trip. A
+"locked" answer is always a lock that was live when read. And a check is advisory in any
+case: a lock made just after it is not seen, snapshot or not; the deleter acts on what
+held when it asked.
 """
 
 from __future__ import annotations
@@ -84,7 +108,7 @@ def own_locks(etype: str, entity_id: str) -> list[Lock]:
 def entity_locks(e: Entity) -> list[tuple[Lock, bool, bool]]:
     """An entity's locks, its own first, then inherited ones, each marked effective or not.
     Read in one round trip (its shard, its collections' and libraries' shards), but not one
-    atomic snapshot: see ``deletable``."""
+    atomic snapshot: see the module's text."""
     own, *inherited = _entities_locks([(e.type, e.id), *e.containers])
     locks = [(lock, False) for lock in own]
     for found in inherited:
