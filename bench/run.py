@@ -68,6 +68,7 @@ GROWTH_QUICK: dict[str, Any] = {
     "connections": 4,
     "threads": 4,
     "waiters": 4,
+    "rounds": 1,
 }
 
 
