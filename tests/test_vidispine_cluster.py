@@ -309,3 +309,19 @@ def test_a_check_reads_twice_before_it_answers_deletable(
     reads.clear()
     got = pair.web.get("/API/item/VX-1059/deletion-lock/check", headers={**BOB, **JSON})
     assert got.status_code == 200 and len(reads) == 2
+
+
+def test_the_username_filter_reads_the_owners_locks_not_every_lock(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_vidispine import Spy
+
+    locks = pair.sharded.extensions["lockcore"].locks
+    for n in range(600):
+        locks.acquire("vidispine", "deletion-item", f"VX-{1000 + n % 50}", "alice", ttl=600)
+    mine = {post(pair.web, f"/API/item/{item}", at(1), ADMIN) for item in ("VX-1", "VX-10")}
+    spy = Spy(locks, monkeypatch)
+    doc = pair.web.get("/API/deletion-lock?username=admin", headers={**BOB, **JSON}).get_json()
+    assert doc["hits"] == 2 and {d["id"] for d in doc["lock"]} == mine
+    # the owner's index range, a round trip per entity type; then its 2 entities
+    assert spy.calls == 4 + 1 and spy.fetched == 2 + 2
