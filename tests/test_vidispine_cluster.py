@@ -325,3 +325,16 @@ def test_the_username_filter_reads_the_owners_locks_not_every_lock(
     assert doc["hits"] == 2 and {d["id"] for d in doc["lock"]} == mine
     # the owner's index range, a round trip per entity type; then its 2 entities
     assert spy.calls == 4 + 1 and spy.fetched == 2 + 2
+
+
+def test_the_shard_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockcore_service import create_app
+
+    def app_with(raw: str) -> Any:
+        monkeypatch.setenv("LOCKCORE_VIDISPINE_SHARDS", raw)
+        return create_app({"REDIS_CLIENT": fakeredis.FakeRedis(server=fakeredis.FakeServer())})
+
+    assert app_with("64").config["VIDISPINE_SHARDS"] == 64
+    assert app_with("1").config["VIDISPINE_SHARDS"] == 1
+    with pytest.raises(ValueError, match="LOCKCORE_VIDISPINE_SHARDS='7'"):
+        app_with("7")

@@ -33,6 +33,7 @@ from .catalog import CATALOG
 from .credentials import READ, SECURITY, SECURITY_SCHEMES, WRITE, caller
 from .entities import ENTITY_TYPES, ID_PREFIX, SCOPE, lock_type
 from .envelope import HTTP_MESSAGES, NS, envelope, render
+from .shards import shard_setting
 from .views import TAG, bp
 
 
@@ -53,6 +54,7 @@ UNIT = ApiUnit(
     security_schemes=SECURITY_SCHEMES,
     lock_types=lock_types,
     catalog=CATALOG,
+    settings={"VIDISPINE_SHARDS": (0, shard_setting)},
 )
 
 __all__ = [

@@ -85,11 +85,17 @@ def _shard_set() -> frozenset[str]:
 def sharded() -> bool:
     """Whether new locks go to the shards (see the module's text)."""
     setting = current_app.config.get("VIDISPINE_SHARDS")
-    if setting is None:
+    if not setting:  # 0 (LOCKCORE_VIDISPINE_SHARDS's default) or unset: by the client
         return isinstance(services().locks.client, RedisCluster)
-    if int(setting) not in (1, SHARD_COUNT):
-        raise ValueError(f"VIDISPINE_SHARDS must be 1 or {SHARD_COUNT}, got {setting!r}")
-    return int(setting) == SHARD_COUNT
+    return int(shard_setting(str(setting))) == SHARD_COUNT
+
+
+def shard_setting(raw: str) -> int:
+    """``LOCKCORE_VIDISPINE_SHARDS``: 0 (by the deployment), 1 or the shard count."""
+    value = int(raw)
+    if value not in (0, 1, SHARD_COUNT):
+        raise ValueError(f"must be 0 (by the deployment), 1 or {SHARD_COUNT}")
+    return value
 
 
 def home(etype: str, entity_id: str) -> str:
