@@ -1090,13 +1090,14 @@ def growth_section(
         "time (commandstats, no I/O): "
         f"{summary[f'masters_{sizes[0]}_script_us_per_op']:.1f} → "
         f"{summary[f'masters_{last}_script_us_per_op']:.1f} µs. Each operation is one "
-        "script call on one master at every size, so a Cluster adds no Redis work per "
-        "operation, only each master's fixed cron and bus traffic (the idle column). The "
-        "rows differ by this machine's noise and core sharing: every master shares its "
-        "cores with the others and with the workers, and a master with a smaller share "
-        "of the load finds fewer commands per wake-up and colder caches (section 1 shows "
-        "the same effect: one at a time costs more than pipelined). The capacity model "
-        "(docs/capacity.md) takes the highest figure, the safe side.",
+        "script call on one master at every size and the script does the same work, so "
+        "a Cluster sends no more work per operation, only each master's fixed cron and "
+        "bus traffic (the idle column). Where the rows still differ we take it for this "
+        "machine's core sharing (every master shares the same cores with the others and "
+        "with the workers, and a master with a smaller share of the load finds fewer "
+        "commands per wake-up and colder caches; section 1 shows the like: one at a time "
+        "costs more than pipelined), which one machine cannot rule in or out: the "
+        "capacity model (docs/capacity.md) takes the highest figure, the safe side.",
         "Each scope is one slot, so a master's share of calls, CPU, keys and memory "
         "follows the scopes it owns: max/min over the masters is how evenly "
         f"{scopes:,} scopes fell on them.",
@@ -1107,6 +1108,14 @@ def growth_section(
         "`{users}` carries more than its share. The cache's share grows with the number "
         "of distinct keys and catalog entries one process sees per second "
         "(`AUTH_CACHE_TTL`): one read of each per process per second.",
+        "11c: the instances' CPU per request is "
+        + " / ".join(f"{x['app_us']:,.0f}" for x in served)
+        + " µs against Redis's "
+        + " / ".join(f"{x['redis_us']:.0f}" for x in served)
+        + " µs: one instance's worker is bound by its own core (Python, one GIL) long "
+        "before Redis, which stays under a fifth of a core here. Redis becomes the bound "
+        "only when the instances have about (app CPU / Redis CPU) times the cores Redis "
+        "has; on two cores the instances cannot add throughput beyond the machine.",
         "A scope is the unit of spreading: all of one scope's locks are on one master. "
         "Load that falls on a few scopes (one course, one tenant) stays on their masters "
         "however many there are.",
