@@ -1130,3 +1130,61 @@ def growth_section(
         [],
         summary,
     )
+
+
+# -- refreshing section 11 alone in BENCHMARKS.md -----------------------------------------
+
+SUMMARY_HEADING = "## Summary (machine-readable)"
+
+
+def splice(report: str, into: str) -> str:
+    """``into`` (a full report) with its section 11 and section 11's keys of the summary
+    replaced by those of ``report`` (a ``--only 11`` run), the rest untouched: the way to
+    refresh this section's figures without re-running every section."""
+    title = "## 11. "
+    start = report.index(title)
+    end = report.index(SUMMARY_HEADING, start)
+    run_line = next(line for line in report.splitlines() if line.startswith("Run "))
+    when = run_line.split(" on ", 1)[0].removeprefix("Run ")
+    section = report[start:end].rstrip("\n").split("\n", 1)
+    fresh = (
+        f"{section[0]}\n\n*Run on its own ({when}, `python -m bench.run --only 11`, then "
+        "`python -m bench.growth --splice`); every other section is from the full run "
+        "above.*\n" + section[1] + "\n\n"
+    )
+    if title in into:
+        old_start = into.index(title)
+        old_end = into.index("\n## ", old_start + len(title)) + 1  # ### stays inside
+        into = into[:old_start] + into[old_end:]
+    at = into.index(SUMMARY_HEADING)
+    into = into[:at] + fresh + into[at:]
+
+    def summary(text: str) -> dict[str, float]:
+        block = text.split(SUMMARY_HEADING, 1)[1].split("```json", 1)[1].split("```", 1)[0]
+        return dict(json.loads(block))
+
+    ours = summary(report)
+    merged = {k: v for k, v in summary(into).items() if k not in ours} | ours
+    head, tail = into.split(SUMMARY_HEADING, 1)
+    after = tail.split("```json", 1)[1].split("```", 1)[1]
+    return head + SUMMARY_HEADING + "\n\n```json\n" + json.dumps(merged, indent=2) + "\n```" + after
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Put a `python -m bench.run --only 11 --output F` report's section 11 "
+        "into BENCHMARKS.md, the other sections untouched."
+    )
+    parser.add_argument("--splice", required=True, metavar="F", help="the --only 11 report")
+    parser.add_argument("--into", default=str(common.ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    target = Path(args.into)
+    target.write_text(splice(Path(args.splice).read_text(), target.read_text()))
+    print(f"section 11 of {args.splice} put into {args.into}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
