@@ -1019,7 +1019,9 @@ def growth_section(
             f"{api_entities} courses, workspaces, rooms and items). Run with the "
             "per-process key and catalog cache on (1 s, the default) and off (0). Redis "
             "time of commands sent: `SLOWLOG` durations (top-level commands; a script's "
-            "includes what it ran), by the hash tag of the first key.",
+            "includes what it ran), by the hash tag of the first key. `INFO cpu` here "
+            "includes the SLOWLOG's own bookkeeping (every command logged), so CPU per "
+            "request reads higher than 11c's.",
             _table(head_b, rows_b),
             "### 11c. Service instances on one Redis",
             f"1, 2 and 4 `lockcore serve --workers 1 --threads {threads}` instances on the "
