@@ -18,7 +18,7 @@ from flask import jsonify
 
 from lockcore_service import App
 from lockcore_service.observability import REDIS_LATENCY
-from lockcore_service.services import _LATENCY, _latency
+from lockcore_service.services import _latency
 
 from .conftest import KEYS
 
@@ -103,7 +103,7 @@ def _latency_count(operation: str) -> float:
 
 def test_latency_children_are_kept_and_still_observe(client: Any) -> None:
     assert _latency("acquire") is _latency("acquire")
-    assert _LATENCY["acquire"] is REDIS_LATENCY.labels("acquire")
+    assert _latency.children[("acquire",)] is REDIS_LATENCY.labels("acquire")
     before = _latency_count("acquire")
     assert client.post("/locks", json=LOCK, headers=sid("alice")).status_code == 201
     assert _latency_count("acquire") == before + 1
