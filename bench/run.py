@@ -17,6 +17,11 @@ Sections (``--only`` takes their numbers):
 6. Growth: latency with 1k vs 1M locks held in other scopes
 7. HTTP under wrk: acquire, list, release vs a trivial Flask app
 8. Waiting costs no worker: latency beside pending long polls, and the SIGTERM drain
+9. Durable locks: the cost of waiting for a replica
+10. The primitives' acquire cost
+11. Growth across masters and instances: Clusters of 1, 3 and 6 masters, every API on a
+    3-master Cluster with the key and catalog cache on and off, 1, 2 and 4 service
+    instances (each master's INFO cpu and commandstats)
 
 ``--quick`` shrinks every size and duration (a smoke run, ~1 minute).
 """
@@ -32,6 +37,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from lockcore import EmbeddedRedis
 
@@ -39,11 +45,31 @@ from . import common
 from .clients import contention, single_client
 from .common import ROOT, Paths, Section, Target, machine
 from .durable import durable
+from .growth import growth_section
 from .http import KINDS, http, waiting
 from .primitives import primitives
 from .server_side import growth, memory, redis_time, round_trips
 
-SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
+SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+
+
+#: section 11's sizes under --quick (a smoke run of a few seconds)
+GROWTH_QUICK: dict[str, Any] = {
+    "sizes": (1, 3),
+    "counts": (1, 2),
+    "workers": 2,
+    "hold": 200,
+    "cycles": 200,
+    "scopes": 50,
+    "api_rounds": 2,
+    "api_users": 3,
+    "api_entities": 3,
+    "duration": 1,
+    "connections": 4,
+    "threads": 4,
+    "waiters": 4,
+    "rounds": 1,
+}
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -137,6 +163,10 @@ def plan(url: str, args: argparse.Namespace) -> list[tuple[str, Callable[[], Sec
         ("8", lambda: waiting(url, 50 if q else 400)),
         ("9", lambda: durable(args.redis_server, 100 if q else 500, 1 if q else 3)),
         ("10", lambda: primitives(url, 100 if q else 1000, 1 if q else 3)),
+        (
+            "11",
+            lambda: growth_section(url, args.redis_server, **(GROWTH_QUICK if q else {})),
+        ),
     ]
 
 
@@ -151,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default=str(ROOT / "BENCHMARKS.md"), help="the report (default: BENCHMARKS.md)"
     )
     parser.add_argument(
-        "--only", nargs="*", choices=SECTIONS, metavar="N", help="run only these sections (1-10)"
+        "--only", nargs="*", choices=SECTIONS, metavar="N", help="run only these sections (1-11)"
     )
     parser.add_argument("--charts", default=str(Paths.charts), help="where the PNG charts go")
     parser.add_argument(

@@ -516,12 +516,14 @@ def test_errors_are_xml_by_default(client: Any) -> None:
 
 
 class Spy:
-    """Counts the lock store's list calls and the locks they bring back."""
+    """Counts the lock store's round trips that list locks (a ``list`` call, or pipelined
+    ``list`` scripts of several scopes: the API reads every scope a deletion lock may be
+    in at once) and the locks they bring back."""
 
     def __init__(self, locks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
         self.fetched = 0
-        original = locks.list
+        original, original_many = locks.list, locks._run_many
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             page = original(*args, **kwargs)
@@ -529,7 +531,16 @@ class Spy:
             self.fetched += len(page.locks)
             return page
 
+        def counting_many(calls: Any) -> Any:
+            replies = original_many(calls)
+            pages = [raw for call, raw in zip(calls, replies, strict=True) if call.script == "list"]
+            if pages:
+                self.calls += 1
+                self.fetched += sum((len(raw) - 4) // 2 for raw in pages)
+            return replies
+
         monkeypatch.setattr(locks, "list", counting)
+        monkeypatch.setattr(locks, "_run_many", counting_many)
 
 
 def commands(service_client: Any) -> int:

@@ -1,8 +1,9 @@
 """The Vidispine deletion lock API (seed 003): ``/API/.../deletion-lock``.
 
 A deletion lock is a lockcore lock of type ``deletion-<entity type>`` (``multi``: many per
-entity, each with its own expiry and metadata) on resource ``<entity id>``, all in scope
-``vidispine``; its id is ``VX-<lockcore id>``. An entity's *effective* lock is the
+entity, each with its own expiry and metadata) on resource ``<entity id>``, in scope
+``vidispine`` or, on a Redis Cluster, in one of 64 shard scopes by entity (``shards``: the
+locks spread over the masters); its id is ``VX-<lockcore id>``. An entity's *effective* lock is the
 unexpired lock with the latest expiry among its own and those it inherits: an item
 inherits from every collection and library that contains it (per the catalog).
 
@@ -14,7 +15,8 @@ or ``Authorization: token <key>``; roles ``_deletion_lock_read`` for reads and
 
 The modules: ``envelope`` (XML or JSON answers, the error document), ``documents`` (a
 lock's document, request bodies), ``filters`` (the list calls' query, paging),
-``entities`` and ``locks`` (lockcore's side, reads and writes), ``credentials``,
+``entities``, ``shards`` (which scope a lock is in) and ``locks`` (lockcore's side, reads
+and writes), ``credentials``,
 ``schemas`` (the OpenAPI side), ``views`` (the blueprint and its routes), ``catalog``
 (its part of the catalog: items and the containers they inherit from, files).
 """
@@ -31,6 +33,7 @@ from .catalog import CATALOG
 from .credentials import READ, SECURITY, SECURITY_SCHEMES, WRITE, caller
 from .entities import ENTITY_TYPES, ID_PREFIX, SCOPE, lock_type
 from .envelope import HTTP_MESSAGES, NS, envelope, render
+from .shards import shard_setting
 from .views import TAG, bp
 
 
@@ -51,6 +54,7 @@ UNIT = ApiUnit(
     security_schemes=SECURITY_SCHEMES,
     lock_types=lock_types,
     catalog=CATALOG,
+    settings={"VIDISPINE_SHARDS": (0, shard_setting)},
 )
 
 __all__ = [

@@ -1,7 +1,8 @@
 """What a deletion lock is in lockcore's terms, and the entities locks are set on.
 
 A deletion lock is a lock of type ``deletion-<entity type>`` (``multi``) on resource
-``<entity id>`` in scope ``vidispine``; its id is ``VX-<lockcore id>``. The catalog says
+``<entity id>`` in scope ``vidispine`` or, on a Redis Cluster, in the entity's shard scope
+(``shards``); its id is ``VX-<lockcore id>``. The catalog says
 which entities exist and which collections and libraries an item inherits locks from.
 """
 
