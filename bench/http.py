@@ -599,7 +599,7 @@ def _half_open(port: int) -> Any:
     return sock
 
 
-def _blocked(client: redis.Redis) -> int:
+def _in_line(client: redis.Redis) -> int:
     """How many waiters are in line (the tickets of every resource's line): a waiting
     request's thread parks between its heartbeats, in a blocking read of its own or woken
     through its process's waker (multiplexed waiting), so Redis's ``blocked_clients``
@@ -712,11 +712,11 @@ def waiting(
             thread.start()
         sockets = [_half_open(port) for _ in range(half_open)]
         deadline = time.monotonic() + 60
-        while _blocked(client) < waiters:
+        while _in_line(client) < waiters:
             assert time.monotonic() < deadline, "the waiters did not all get in line"
             time.sleep(0.05)
         busy = _latencies(base, samples, "bench-x")
-        pending = _blocked(client)
+        pending = _in_line(client)
         assert pending >= waiters, f"only {pending} of {waiters} were still waiting"
         started = time.monotonic()
         proc.terminate()
