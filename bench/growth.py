@@ -819,7 +819,7 @@ def _waiter_connections(
 
     import requests
 
-    from .http import _serve, free_port
+    from .http import _in_line, _serve, free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -862,7 +862,7 @@ def _waiter_connections(
         for thread in pending:
             thread.start()
         _wait(
-            lambda: int(client.info("clients")["blocked_clients"]) >= waiters,
+            lambda: _in_line(client) >= waiters,
             "the waiters to get in line",
         )
         during = int(client.info("clients")["connected_clients"])
@@ -876,8 +876,9 @@ def _waiter_connections(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(10)
-    # An instance's idle pooled connections serve its first waiters: per waiter, the
-    # figure tends to 1 as waiters outnumber them.
+    # Multiplexed waiting: an instance's first waiters block on their own connection, the
+    # others share its one subscriber connection: per waiter, the figure tends to 0 as
+    # waiters outnumber them.
     return {"waiters": float(waiters), "per_waiter": (during - before) / waiters}
 
 
@@ -1034,7 +1035,7 @@ def growth_section(
             + (
                 f" Then one instance (default threads) with {waiters} `/v1` long polls "
                 "(wait 4 s) pending on one held lock: Redis connections with them (once "
-                "`blocked_clients` shows them all) less before them, per waiter: "
+                "the lock's line holds them all) less before them, per waiter: "
                 f"**{waited['per_waiter']:.2f}**."
                 if waited
                 else ""

@@ -26,6 +26,7 @@ from .hold import Lease, LockLost, check_at_risk, lost_error
 from .manager import Common, Waiter
 from .models import AcquireResult, Lock, LockPage, LockType, ScopeStats
 from .scripts import Call, _ms
+from .waking import AsyncWaker
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class AsyncLockManager(Common):
         return manager
 
     async def close(self) -> None:
+        if self._waker is not None:
+            await self._waker.close()
         if self.connection is not None:
             connection, self.connection = self.connection, None
             await connection.client.aclose()
@@ -256,11 +259,19 @@ class AsyncLockManager(Common):
             return self.core.acquired(raw, call, self.expired_noticed)
         # The first try already carries the ticket: a conflict puts the caller in line in
         # the same call (a free lock is taken as by a plain acquire).
-        waiter = Waiter(self, call, wait)
+        waiter = Waiter(self, call, wait, self.waker())
+        waker = waiter.waker
+        woken = None
         try:
+            if waker is not None:
+                woken = await waker.enlist(waiter.ticket)
             while True:
                 attempt = waiter.call()
-                raw = await _shielded(self._run(attempt), undo)
+                if waker is None:
+                    raw = await _shielded(self._run(attempt), undo)
+                else:
+                    async with waker.calls:
+                        raw = await _shielded(self._run(attempt), undo)
                 try:
                     result = self.core.acquired(raw, attempt, self.expired_noticed)
                     waiter.ended("acquired")
@@ -270,11 +281,23 @@ class AsyncLockManager(Common):
                     if waiter.remaining() <= 0:
                         waiter.ended("timeout")
                         raise
-                signal = await _interruptible(
-                    self.client.blpop([waiter.signal], timeout=waiter.pause())
-                )
-                if signal is not None:
-                    granted = self.core.granted(signal[1], call)
+                if waker is None or woken is None:
+                    signal = await _interruptible(
+                        self.client.blpop([waiter.signal], timeout=waiter.pause())
+                    )
+                    got = None if signal is None else signal[1]
+                else:
+                    # Woken by the waker (its ticket was announced), or a heartbeat: either
+                    # way take the signal (a grant is the lock), then try again.
+                    try:
+                        await asyncio.wait_for(woken.wait(), waiter.pause())
+                    except asyncio.TimeoutError:
+                        pass
+                    woken.clear()
+                    async with waker.calls:
+                        got = await _interruptible(self.client.lpop(waiter.signal))
+                if got is not None:
+                    granted = self.core.granted(got, call)
                     if granted is not None:
                         waiter.ended("acquired")
                         return granted
@@ -285,6 +308,15 @@ class AsyncLockManager(Common):
             if not isinstance(exc, asyncio.CancelledError):
                 _raise_if_cancelled(exc)
             raise
+        finally:
+            waiter.done()
+
+    def waker(self) -> AsyncWaker | None:
+        """The waker of this manager's waiters beyond ``direct_waiters`` (see
+        ``LockManager.waker``)."""
+        if self._waker is None and hasattr(self.client, "pubsub"):
+            self._waker = AsyncWaker(self.client, self.prefix, self.direct_waiters)
+        return self._waker  # type: ignore[no-any-return]
 
     async def _leave_quietly(self, waiter: Waiter) -> None:
         try:

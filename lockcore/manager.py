@@ -21,6 +21,7 @@ from .hold import Held, Hold, HoldAll
 from .keys import ScopeKeys
 from .models import AcquireResult, Lock, LockPage, LockType, ScopeStats
 from .scripts import Call, Core, Scripts, _ms, _positive, check_request_id
+from .waking import DIRECT_WAITERS, Waker
 
 DEFAULT_PREFIX = "lockcore"
 
@@ -37,11 +38,18 @@ class Waiter:
     Deadlines are the caller's own patience, so its monotonic clock; lock expiry stays
     the server's."""
 
-    def __init__(self, manager: Common, call: Call, wait: float) -> None:
+    def __init__(self, manager: Common, call: Call, wait: float, waker: Any = None) -> None:
         _positive(wait, "wait")
         self.manager = manager
+        #: None: it blocks on its own signal (BLPOP); else the waker that wakes it
+        self.waker = None if waker is None or waker.claim_direct() else waker
+        self.direct = waker is not None and self.waker is None
+        self._from = waker
         # 96 random bits: the random module reseeds itself in a forked child
-        self.ticket = f"{random.getrandbits(96):024x}"
+        if self.waker is None:
+            self.ticket = f"{random.getrandbits(96):024x}"
+        else:  # a ticket the scripts announce on the waker's channel
+            self.ticket = self.waker.ticket()
         self.deadline = time.monotonic() + wait
         self.since_ms: int | None = None
         #: the monotonic time it joined the line (its first conflict), if it did
@@ -81,6 +89,14 @@ class Waiter:
                 outcome,
             )
 
+    def done(self) -> None:
+        """Give back the waker's direct slot, or leave its list."""
+        if self.direct:
+            self.direct = False
+            self._from.release_direct()
+        elif self.waker is not None:
+            self.waker.discharge(self.ticket)
+
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
@@ -110,6 +126,7 @@ class Common:
         functions: bool = True,
         durable_replicas: int = 1,
         durable_timeout: float = 1.0,
+        direct_waiters: int = DIRECT_WAITERS,
     ) -> None:
         if not (isinstance(durable_replicas, int) and durable_replicas >= 1):
             raise ValueError(f"durable_replicas must be 1 or more, got {durable_replicas!r}")
@@ -131,6 +148,10 @@ class Common:
         self.heartbeat = heartbeat
         self._scripts = Scripts(client, functions)
         self.connection: Connection | None = None
+        #: how many of this manager's waiters at a time block on their own signal; the
+        #: others share one subscriber connection (lockcore.waking)
+        self.direct_waiters = direct_waiters
+        self._waker: Any = None
 
     def keys(self, scope: str) -> ScopeKeys:
         """The Redis keys of a scope (see docs/redis-layout.md)."""
@@ -201,8 +222,17 @@ class LockManager(Common):
         manager.connection = connection
         return manager
 
+    def waker(self) -> Waker | None:
+        """The waker of this manager's waiters beyond ``direct_waiters`` (made at the
+        first wait), or None where the client has no pub/sub (all waiters block)."""
+        if self._waker is None and hasattr(self.client, "pubsub"):
+            self._waker = Waker(self.client, self.prefix, self.direct_waiters)
+        return self._waker  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Close the connection ``from_url`` opened (and stop its embedded server)."""
+        if self._waker is not None:
+            self._waker.close()
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -321,12 +351,19 @@ class LockManager(Common):
             return self.core.acquired(self._run(call), call, self.expired_noticed)
         # The first try already carries the ticket: a conflict puts the caller in line in
         # the same call (a free lock is taken as by a plain acquire).
-        waiter = Waiter(self, call, wait)
+        waiter = Waiter(self, call, wait, self.waker())
+        waker = waiter.waker
+        woken = None if waker is None else waker.enlist(waiter.ticket)
         try:
             while True:
                 try:
                     attempt = waiter.call()
-                    result = self.core.acquired(self._run(attempt), attempt, self.expired_noticed)
+                    if waker is None:
+                        raw = self._run(attempt)
+                    else:
+                        with waker.calls:
+                            raw = self._run(attempt)
+                    result = self.core.acquired(raw, attempt, self.expired_noticed)
                     waiter.ended("acquired")
                     return result
                 except LockConflict as conflict:
@@ -337,9 +374,18 @@ class LockManager(Common):
                     if cancel is not None and cancel():
                         waiter.ended("cancelled")
                         raise WaitCancelled("the wait was cancelled", scope=scope) from None
-                signal = self._scripts.wait_signal(waiter.signal, waiter.pause())
-                if signal is not None:
-                    granted = self.core.granted(signal[1], call)
+                if waker is None or woken is None:
+                    signal = self._scripts.wait_signal(waiter.signal, waiter.pause())
+                    got = None if signal is None else signal[1]
+                else:
+                    # Woken by the waker (its ticket was announced), or a heartbeat: either
+                    # way take the signal (a grant is the lock), then try again.
+                    woken.wait(waiter.pause())
+                    woken.clear()
+                    with waker.calls:
+                        got = self.client.lpop(waiter.signal)
+                if got is not None:
+                    granted = self.core.granted(got, call)
                     if granted is not None:
                         waiter.ended("acquired")
                         return granted
@@ -349,6 +395,8 @@ class LockManager(Common):
             except Exception:  # noqa: BLE001 - a lost Redis only delays the clean-up,
                 pass  # which the keys' own expiry then does
             raise
+        finally:
+            waiter.done()
 
     def acquire_all(
         self,

@@ -217,6 +217,16 @@ local function leave_line(field, ticket, granted)
   end
 end
 
+-- A waiter whose ticket starts with `m` ("m<12 hex: its process's waker><24 hex>") is
+-- served by its process's one subscriber connection instead of blocking on its signal:
+-- every signal to it is also announced, its ticket PUBLISHed on <p>:w:<waker>. Only here,
+-- where a waiter is signalled: uncontended calls never come this way.
+local function announce_wake(t)
+  if sub(t, 1, 1) == 'm' then
+    redis.call('PUBLISH', match(C.B, '^(.*):{[^{]*}:$') .. ':w:' .. sub(t, 2, 13), t)
+  end
+end
+
 -- The lock for waiter `t` (the head of the line, which it leaves; `more`: whether
 -- someone waits behind it; `s`: its signal), from its request `req`: false if it cannot
 -- be made here.
@@ -258,6 +268,7 @@ local function grant(field, t, more, s, req)
   redis.call('LPUSH', s, 'g ' .. toks .. ' ' .. NOWS .. ' ' .. raw)
   -- Kept until taken (BLPOP empties it) or the lock is gone (drop() deletes it).
   redis.call('PEXPIRE', s, tonumber(ttls) + RESERVE)
+  announce_wake(t)
   return true
 end
 
@@ -282,6 +293,7 @@ local function wake(field)
       end
       redis.call('LPUSH', s, 1)
       redis.call('PEXPIRE', s, RESERVE)
+      announce_wake(t)
       return
     end
     leave_line(field, t)  -- its request is gone: it stopped trying
@@ -501,6 +513,7 @@ local function holders_allow(field, flags, cap, ticket, since, alive)
         local s = waiting_key('s', w_ticket)
         redis.call('LPUSH', s, 1)
         redis.call('PEXPIRE', s, RESERVE)
+        announce_wake(w_ticket)
       end
       busy = writer or waiting or reserved
     else
