@@ -121,6 +121,28 @@ def test_the_bench_writes_its_report(tmp_path: Path) -> None:
         assert re.search(r"\*\*(MET|MISSED)\*\*", row), row
     assert len(rows) == len(TARGETS)
     assert re.search(rf"\d+ of {len(TARGETS)} met\.", summary)
+    # section 11 in its smoke size: Clusters of 1 and 3 masters, every API with the cache
+    # on and off, 1 and 2 service instances; every table and figure present
+    for needle in (
+        "### 11a. The same lock load on Clusters of 1, 3 masters",
+        "### 11b. Every API, one mixed load, on a 3-master Cluster",
+        "### 11c. Service instances on one Redis",
+        "| on (1 s) |",
+        "| off (0) |",
+        "(holds `{users}`)",
+        "(holds `{catalog}`)",
+        '"masters_1_cpu_us_per_op"',
+        '"masters_3_calls_max_min"',
+        '"masters_3_bytes_per_held_lock"',
+        '"apis_cache_on_users_catalog_share"',
+        '"apis_cache_off_users_catalog_share"',
+        '"instances_2_rps"',
+    ):
+        assert needle in report, needle
+    # every API request of the mixed load succeeded, with the cache on and off
+    for row in ("| on (1 s) |", "| off (0) |"):
+        line = next(x for x in report.splitlines() if x.startswith(row))
+        assert "(0 failed)" in line, line
 
 
 @pytest.mark.slow
@@ -146,40 +168,3 @@ def test_only_runs_the_sections_named(tmp_path: Path) -> None:
     assert "## 2. Round trips per operation" in report
     assert "## 1." not in report and "## 3." not in report
     assert "Round trips: release by bare id" in report
-
-
-@pytest.mark.slow
-def test_growth_runs_on_its_own(tmp_path: Path) -> None:
-    """Section 11 in its smoke size: Clusters of 1 and 3 masters, every API with the cache
-    on and off, 1 and 2 service instances; every table and figure present."""
-    if shutil.which("wrk") is None and not os.environ.get("CI"):
-        pytest.skip("section 11 drives the service instances with wrk: apt-get install wrk")
-    out = tmp_path / "BENCHMARKS.md"
-    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "11", "--output", str(out)]
-    run = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    report = out.read_text()
-    assert "## 11. Growth across masters and instances" in report
-    assert "## 1." not in report and "## 10." not in report
-    for needle in (
-        "### 11a. The same lock load on Clusters of 1, 3 masters",
-        "### 11b. Every API, one mixed load, on a 3-master Cluster",
-        "### 11c. Service instances on one Redis",
-        "| on (1 s) |",
-        "| off (0) |",
-        "(holds `{users}`)",
-        "(holds `{catalog}`)",
-        '"masters_1_cpu_us_per_op"',
-        '"masters_3_calls_max_min"',
-        '"masters_3_bytes_per_held_lock"',
-        '"apis_cache_on_users_catalog_share"',
-        '"apis_cache_off_users_catalog_share"',
-        '"instances_2_rps"',
-    ):
-        assert needle in report, needle
-    # every API request of the mixed load succeeded, with the cache on and off
-    for row in ("| on (1 s) |", "| off (0) |"):
-        line = next(x for x in report.splitlines() if x.startswith(row))
-        assert "(0 failed)" in line, line
