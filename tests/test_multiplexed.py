@@ -15,10 +15,10 @@ import pytest
 import requests
 from redis.cluster import RedisCluster
 
-from app.identity import User, Users
 from lockcore import EmbeddedRedis, LockManager
 from lockcore.aio import AsyncLockManager
 from lockcore.waking import DIRECT_WAITERS, WAITER_CALLS
+from lockcore_service.identity import User, Users
 
 from .conftest import TYPES
 from .live import LiveService
@@ -301,3 +301,83 @@ def test_a_thousand_long_polls_on_one_instance_use_a_few_connections(tmp_path: P
     # each worker: its waiters' few connections, and its own ordinary calls
     print(f"connections beside 1,000 long polls: {meter.most}")
     assert meter.most <= WORKERS * (BOUND + 3), meter.most
+
+
+# --- the shared path keeps what waiting promises: cancellation wins, nothing left behind ---
+
+
+def helper_keys(admin: Any, holder: Any) -> list[str]:
+    """The scope's waiting keys (line, alive marks, signals) still in Redis."""
+    base = holder.keys(SCOPE).base
+    found = []
+    for suffix in ("q:*", "a:*", "s:*"):
+        if isinstance(admin, RedisCluster):
+            keys = admin.keys(base + suffix, target_nodes=RedisCluster.PRIMARIES)
+        else:
+            keys = admin.keys(base + suffix)
+        found += [k.decode() if isinstance(k, bytes) else k for k in keys]
+    return found
+
+
+def line(admin: Any, holder: Any) -> list[str]:
+    raw = admin.lrange(f"{holder.keys(SCOPE).base}q:job:r", 0, -1)
+    return [t.decode() if isinstance(t, bytes) else t for t in raw]
+
+
+def test_a_shared_waiter_that_is_cancelled_leaves_the_line_at_once(make_client: Any) -> None:
+    from lockcore import WaitCancelled
+
+    admin = make_client()
+    holder = LockManager(admin, TYPES, prefix="t")
+    held = holder.acquire(SCOPE, "job", "r", "holder").lock
+    waiters = LockManager(make_client(), TYPES, prefix="t", heartbeat=0.05, direct_waiters=0)
+    seen: list[list[str]] = []
+
+    def cancel() -> bool:
+        seen.append(line(admin, holder))
+        return len(seen) >= 2
+
+    with pytest.raises(WaitCancelled):
+        waiters.acquire(SCOPE, "job", "r", "waiter", wait=30, cancel=cancel)
+    # it waited on the shared path (a ticket of the process's waker), asked between waits
+    assert len(seen[0]) == 1 and seen[0][0].startswith("m")
+    assert helper_keys(admin, holder) == []
+    assert holder.get(held.id).owner == "holder"
+    # and the next waiter of that manager is served as usual, woken by the release
+    got: list[Any] = []
+    taker = threading.Thread(
+        target=lambda: got.append(waiters.acquire(SCOPE, "job", "r", "next", wait=10).lock)
+    )
+    taker.start()
+    wait_until(lambda: len(line(admin, holder)) == 1)
+    holder.release(held, "holder")
+    taker.join(10)
+    assert got and got[0].owner == "next"
+
+
+def test_a_shared_task_waiter_that_is_cancelled_leaves_nothing_behind(
+    make_client: Any, make_async_client: Any
+) -> None:
+    admin = make_client()
+    holder = LockManager(admin, TYPES, prefix="t")
+    held = holder.acquire(SCOPE, "job", "r", "holder").lock
+
+    async def main() -> None:
+        client = make_async_client()
+        waiters = AsyncLockManager(client, TYPES, prefix="t", heartbeat=0.05, direct_waiters=0)
+        task = asyncio.ensure_future(waiters.acquire(SCOPE, "job", "r", "waiter", wait=30))
+        deadline = time.monotonic() + 20
+        while len(line(admin, holder)) != 1:
+            assert time.monotonic() < deadline, "the waiter never joined the line"
+            await asyncio.sleep(0.005)
+        assert line(admin, holder)[0].startswith("m")  # the shared path
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while helper_keys(admin, holder):
+            assert time.monotonic() < deadline, "the cancelled waiter left keys behind"
+            await asyncio.sleep(0.005)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert holder.get(held.id).owner == "holder"

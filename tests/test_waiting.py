@@ -409,14 +409,20 @@ def test_a_failed_wait_leaves_nothing_behind(
     assert helper_keys(redis_client) == []
 
 
-def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any) -> None:
+#: a direct waiter's ticket, and a shared one's (``m<waker id><hex>``: its signals are
+#: also PUBLISHed on the waker's channel, which nobody hears once the process is gone)
+GHOSTS = ["ghost-ticket", "m" + "0" * 12 + "f" * 24]
+
+
+@pytest.mark.parametrize("ticket", GHOSTS, ids=["direct", "shared"])
+def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any, ticket: str) -> None:
     holder = manager(make_client(), heartbeat=0.1)
     lock = holder.acquire(SCOPE, "job", "r", "holder").lock
     # A waiter that joins the line, then dies: it never tries again.
     call = holder.core.acquire(
         SCOPE, "job", "r", "ghost", ttl=None, metadata=None, expires_at=None, request_id=None
     )
-    ghost = holder.core.waiting(call, "ghost-ticket", None, 300)
+    ghost = holder.core.waiting(call, ticket, None, 300)
     with pytest.raises(LockConflict):
         holder.core.acquired(holder._run(ghost), ghost)
     survivor = manager(make_client(), heartbeat=0.1)
