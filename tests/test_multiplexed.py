@@ -381,3 +381,27 @@ def test_a_shared_task_waiter_that_is_cancelled_leaves_nothing_behind(
 
     asyncio.run(main())
     assert holder.get(held.id).owner == "holder"
+
+
+def test_a_shared_waiter_whose_wake_up_is_lost_still_gets_the_lock(real_server: Any) -> None:
+    """The waker's connection is cut while its waiter waits: the release's PUBLISH may
+    reach nobody; the waiter takes its grant at its next heartbeat (or when the resubscribed
+    waker tells every waiter to look), well within the grant's second."""
+    admin = real_server.client()
+    admin.flushall()
+    holder = LockManager(admin, TYPES, prefix="t")
+    held = holder.acquire(SCOPE, "job", "r", "holder").lock
+    waiters = LockManager(real_server.client(), TYPES, prefix="t", heartbeat=0.2, direct_waiters=0)
+    got: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: got.append(waiters.acquire(SCOPE, "job", "r", "waiter", wait=30).lock)
+    )
+    thread.start()
+    wait_until(lambda: len(line(admin, holder)) == 1)
+    assert line(admin, holder)[0].startswith("m")
+    assert admin.client_kill_filter(_type="pubsub") >= 1  # the waker's subscriber
+    holder.release(held, "holder")
+    thread.join(30)
+    assert got and got[0].owner == "waiter"
+    assert holder.get(got[0].id).owner == "waiter"  # its grant taken, not lapsed
+    assert helper_keys(admin, holder) == []
