@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -269,3 +270,16 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} × {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def stop_all(procs: Any, wait: float = 15.0) -> None:
+    """SIGTERM every process, then wait for each (``wait`` s) and SIGKILL any still up."""
+    procs = list(procs)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -38,7 +38,14 @@ from lockcore import LockManager
 from lockcore.embedded import find_binary
 
 from . import common
-from .common import ADMIN_COMMANDS, SCRIPT_COMMANDS, Section, commandstats, lock_type
+from .common import (
+    ADMIN_COMMANDS,
+    SCRIPT_COMMANDS,
+    Section,
+    commandstats,
+    lock_type,
+    stop_all,
+)
 
 PREFIX = "bench"
 #: commands a Cluster client sends for itself, never part of a measured operation
@@ -168,14 +175,7 @@ class Masters:
         return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports])
 
     def stop(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.processes, wait=10)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -768,14 +768,7 @@ def instances(
                 redis_after = client.info("cpu")
                 connected = int(client.info("clients")["connected_clients"]) - 1  # not ours
             finally:
-                for s in servers:
-                    s.terminate()
-                for s in servers:
-                    try:
-                        s.wait(15)
-                    except subprocess.TimeoutExpired:
-                        s.kill()
-                        s.wait(10)
+                stop_all(servers)
             requests = sum(r["requests"] for r in results)
             seconds = max(r["duration_us"] for r in results) / 1e6
             redis_s = sum(
@@ -870,12 +863,7 @@ def _waiter_connections(
         for thread in pending:
             if thread.is_alive() or thread.ident:
                 thread.join(30)
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_all([server])
     # Multiplexed waiting: an instance's first waiters block on their own connection, the
     # others share its one subscriber connection: per waiter, the figure tends to 0 as
     # waiters outnumber them.

@@ -21,7 +21,7 @@ import redis
 from lockcore import LockManager
 
 from . import bulk, common
-from .common import Section, at_least, median
+from .common import Section, at_least, median, stop_all
 from .server_side import FLOORS
 
 TRIVIAL_APP = """
@@ -450,14 +450,7 @@ def http(
             for kind in KINDS:
                 results[kind].append(run(kind, duration))
     finally:
-        for proc in servers:
-            proc.terminate()
-        for proc in servers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_all(servers)
         client.flushall()
         client.close()
         shutil.rmtree(work, ignore_errors=True)
