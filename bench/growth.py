@@ -69,12 +69,13 @@ def _ratio(values: list[float]) -> str:
 
 
 def _free_port(avoid: set[int]) -> int:
-    """A free TCP port whose cluster bus port (+10000) is free too."""
+    """A free TCP port whose cluster bus port (+10000) is free too, neither of them in
+    ``avoid`` (the other nodes' ports and bus ports)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port + 10000 > 65535 or port in avoid:
+        if port + 10000 > 65535 or port in avoid or port + 10000 in avoid:
             continue
         with socket.socket() as s:
             try:
@@ -102,7 +103,7 @@ class Masters:
         self.executable = executable or find_binary()
         self.ports: list[int] = []
         for _ in range(n):
-            self.ports.append(_free_port(set(self.ports)))
+            self.ports.append(_free_port({p + bus for p in self.ports for bus in (0, 10000)}))
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> Masters:

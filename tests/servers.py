@@ -21,12 +21,14 @@ from lockcore.embedded import find_binary
 
 
 def free_port(avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-    """A TCP port that is free, and whose cluster bus port (+10000) is free too."""
+    """A TCP port that is free, and whose cluster bus port (+10000) is free too; neither
+    of them in ``avoid`` (the ports and bus ports of a cluster's other nodes: a node whose
+    port is another's bus port cannot start)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in avoid:
+        if port + 10000 > 65535 or port in avoid or port + 10000 in avoid:
             continue
         with socket.socket() as s:
             try:
@@ -81,7 +83,8 @@ class Cluster:
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         for _ in range(masters):
-            self.ports.append(free_port(set(self.ports)))
+            taken = {p + bus for p in self.ports for bus in (0, 10000)}
+            self.ports.append(free_port(taken))
 
     def start(self) -> Cluster:
         for port in self.ports:
