@@ -265,6 +265,7 @@ class AsyncLockManager(Common):
         try:
             if waker is not None:
                 woken = await waker.enlist(waiter.ticket)
+                _raise_if_cancelled()
             while True:
                 attempt = waiter.call()
                 if waker is None:
@@ -293,6 +294,7 @@ class AsyncLockManager(Common):
                         await asyncio.wait_for(woken.wait(), waiter.pause())
                     except asyncio.TimeoutError:
                         pass
+                    _raise_if_cancelled()  # (3.11's wait_for drops a cancel that meets a wake)
                     woken.clear()
                     async with waker.calls:
                         got = await _interruptible(self.client.lpop(waiter.signal))
@@ -553,18 +555,23 @@ class AsyncHeld(Lease):
         return self
 
     async def stop(self) -> None:
+        """Stop renewing and wait for the renewer to end. A cancel of the caller is not
+        taken for the renewer's own: it propagates (the renewer is cancelled anyway)."""
         self._stopped = True
         self._cancel_timers()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # not a Redis failure (those are retried): e.g. on_lost raised
-                self._log.exception(
-                    "lock %s on %r: the renewal task failed", self.lock.id, self.lock.resource
-                )
+        task = self._task
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            # not a Redis failure (those are retried): e.g. on_lost raised
+            self._log.error(
+                "lock %s on %r: the renewal task failed",
+                self.lock.id,
+                self.lock.resource,
+                exc_info=task.exception(),
+            )
 
 
 class AsyncHold:
@@ -609,7 +616,12 @@ class AsyncHold:
         held = self.held
         assert held is not None
         was_lost = held.lost.is_set()
-        await held.stop()
+        try:
+            await held.stop()
+        except asyncio.CancelledError:  # cancelled on the way out: the lock is let go still
+            if not was_lost:
+                _in_background(self.manager._release_quietly(held.lock, held.lock.owner))
+            raise
         if not was_lost:
             try:
                 await asyncio.wait_for(
@@ -659,8 +671,15 @@ class AsyncHoldAll:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for held in self.held:
-            await held.stop()
+        try:
+            for held in self.held:
+                await held.stop()
+        except asyncio.CancelledError:  # cancelled on the way out: the locks are let go still
+            kept = [held for held in self.held if not held.lost.is_set()]
+            if kept:
+                locks = [h.lock for h in kept]
+                _in_background(self.manager.release_all(locks, kept[0].lock.owner))
+            raise
         kept = [held for held in self.held if not held.lost.is_set()]
         if kept:
             owner = kept[0].lock.owner

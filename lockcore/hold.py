@@ -140,7 +140,7 @@ class Lease:
     def _renewed(self, sent: float) -> bool:
         """After a renewal sent at ``sent`` succeeded: carry on (True), or not (False,
         the lock counts as lost: already, or because we were paused past the lease)."""
-        if self._lost():
+        if self._lost() or self._ended():  # (a stop's cancel can be lost in 3.11's wait_for)
             return False
         if sent > self._lease_end:
             self._lose("a renewal came after the lease had run out")

@@ -222,10 +222,9 @@ class AsyncWaker(_Base):
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+            await asyncio.wait([task])  # (a cancel of the caller propagates)
+            if not task.cancelled():
+                task.exception()  # retrieved: it ended the listener, nothing to report
 
     def _wake_all(self) -> None:
         for event in self._events.values():
