@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import time
@@ -203,3 +204,43 @@ def test_watch_of_every_scope_misses_no_event_whose_announcement_was_lost(
         ("released", first.id),
         ("acquired", second.id),
     ]
+
+
+@pytest.mark.parametrize("scope", ["v1:batch", None])
+def test_watch_rides_out_a_dropped_connection_and_misses_nothing(
+    url: str, mgr: LockManager, scope: str | None
+) -> None:
+    """Redis drops the watcher's connections (CLIENT KILL, as a restart or a failover
+    would) and two events happen before it is back: it says so on stderr, reconnects and
+    shows them, in order, once each (it used to end with the error)."""
+    args = [LOCKCORE, "locks", "watch", *([scope] if scope else []), "--count", "3", "--json"]
+    before = {c["id"] for c in mgr.client.client_list()}
+    watcher = subprocess.Popen(
+        [*args, "--redis-url", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until_following(mgr.client, before)
+        first = mgr.acquire("v1:batch", "job", "a", "alice").lock
+        assert watcher.stdout is not None
+        ready, _, _ = select.select([watcher.stdout], [], [], 30)
+        assert ready, "the first event was not shown"
+        shown = [json.loads(watcher.stdout.readline())]
+        mine = mgr.client.client_id()
+        for c in mgr.client.client_list():
+            if c["id"] not in before and int(c["id"]) != mine:
+                mgr.client.client_kill_filter(_id=c["id"])
+        second = mgr.acquire("v1:batch", "job", "b", "bob").lock
+        mgr.release(second, "bob")
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, err
+    shown += [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e["id"]) for e in shown] == [
+        ("acquired", first.id),
+        ("acquired", second.id),
+        ("released", second.id),
+    ]
+    assert "lost Redis" in err and "Redis is back" in err

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
+
+import redis
 
 from lockcore import Lock
 
@@ -144,22 +147,60 @@ def _event_line(event: dict[str, Any]) -> str:
     )
 
 
+#: what a watch rides out once it is following: Redis restarted, failed over, or the
+#: connection dropped (the first call's error, e.g. a wrong URL, still ends the command)
+_OUTAGES = (redis.ConnectionError, redis.TimeoutError)
+
+
+class _Backoff:
+    """Waits between tries to reach Redis again: 0.2 s, doubling up to 5 s; one line on
+    stderr when the outage starts and one when it ends."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        if not self.delay:
+            print(f"lockcore: lost Redis ({exc}); retrying", file=sys.stderr, flush=True)
+        self.delay = min(5.0, self.delay * 2 or 0.2)
+        time.sleep(self.delay)
+
+    def ok(self) -> None:
+        if self.delay:
+            print("lockcore: Redis is back; following again", file=sys.stderr, flush=True)
+            self.delay = 0.0
+
+
 def locks_watch(args: argparse.Namespace) -> int:
-    """Follow events: one scope's stream (XREAD, durable), or every scope's channel."""
+    """Follow events: one scope's stream (XREAD, durable), or every scope's channel. Once
+    following, a Redis outage is waited out (retrying with a backoff) and the watch goes
+    on from the last event shown: the stream still holds what happened meanwhile."""
 
     def show(event: dict[str, Any]) -> None:
         print(json.dumps(event) if args.json else _event_line(event), flush=True)
 
+    def more() -> bool:
+        return args.count is None or seen < args.count
+
+    seen = 0
+
     def run(mgr: Any, client: Any) -> int:
-        seen = 0
+        nonlocal seen
+        backoff = _Backoff()
         if args.scope:
             stream = mgr.keys(args.scope).events
             # From the newest entry now, not "$" at every read: an event added between two
             # reads would be missed.
             newest = client.xrevrange(stream, count=1)
             last = newest[0][0] if newest else "0-0"
-            while args.count is None or seen < args.count:
-                for _, entries in client.xread({stream: last}, block=1000) or []:
+            while more():
+                try:
+                    replies = client.xread({stream: last}, block=1000) or []
+                except _OUTAGES as exc:
+                    backoff.failed(exc)
+                    continue
+                backoff.ok()
+                for _, entries in replies:
                     for entry_id, fields in entries:
                         last = entry_id
                         show(event_json(stream, entry_id, fields))
@@ -167,24 +208,44 @@ def locks_watch(args: argparse.Namespace) -> int:
             return 0
         # Every scope: each entry's id is PUBLISHed on a channel named like its stream.
         # A stream already seen is read from its last entry shown up to the announced one:
-        # an announcement lost on the way (pub/sub does not queue) costs no event.
-        pubsub = client.pubsub()
-        pubsub.psubscribe(f"{mgr.prefix}:*:E")
+        # an announcement lost on the way (pub/sub does not queue) costs no event. After an
+        # outage, each stream already seen is read up to its end (what it got meanwhile).
+        pattern = f"{mgr.prefix}:*:E"
         shown: dict[str, str] = {}
+
+        def show_range(channel: str, start: str, end: str) -> None:
+            nonlocal seen
+            for entry_id, fields in client.xrange(channel, start, end):
+                if not more():
+                    return
+                shown[channel] = text(entry_id)
+                show(event_json(channel, entry_id, fields))
+                seen += 1
+
+        pubsub = client.pubsub()
+        pubsub.psubscribe(pattern)
         try:
-            while args.count is None or seen < args.count:
-                message = pubsub.get_message(timeout=1.0)
-                if message and message["type"] == "pmessage":
-                    channel, entry = text(message["channel"]), text(message["data"])
-                    start = f"({shown[channel]}" if channel in shown else entry
-                    for entry_id, fields in client.xrange(channel, start, entry):
-                        shown[channel] = text(entry_id)
-                        show(event_json(channel, entry_id, fields))
-                        seen += 1
-                        if args.count is not None and seen >= args.count:
-                            break
+            while more():
+                try:
+                    if pubsub is None:
+                        pubsub = client.pubsub()
+                        pubsub.psubscribe(pattern)
+                        for channel, after in list(shown.items()):
+                            show_range(channel, f"({after}", "+")
+                        backoff.ok()
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message["type"] == "pmessage":
+                        channel, entry = text(message["channel"]), text(message["data"])
+                        start = f"({shown[channel]}" if channel in shown else entry
+                        show_range(channel, start, entry)
+                except _OUTAGES as exc:
+                    if pubsub is not None:
+                        pubsub.close()
+                        pubsub = None
+                    backoff.failed(exc)
         finally:
-            pubsub.close()
+            if pubsub is not None:
+                pubsub.close()
         return 0
 
     try:
