@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -68,30 +70,10 @@ def test_show_and_release(url: str, mgr: LockManager) -> None:
 
 @pytest.mark.parametrize("scope", ["v1:batch", None])
 def test_watch_follows_events_live(url: str, mgr: LockManager, scope: str | None) -> None:
-    args = [
-        LOCKCORE,
-        "locks",
-        "watch",
-        *([scope] if scope else []),
-        "--count",
-        "2",
-        "--json",
-        "--redis-url",
-        url,
-    ]
-    before = {c["id"] for c in mgr.client.client_list()}
-    watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until_following(mgr.client, before)
+    with watching(mgr, url, *([scope] if scope else []), "--count", "2") as (watcher, before):
         lock = mgr.acquire("v1:batch", "job", "nightly", "alice").lock
         mgr.release(lock, "alice")
-        out, err = watcher.communicate(timeout=30)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.communicate()
-    assert watcher.returncode == 0, err
-    events = [json.loads(line) for line in out.splitlines()]
+        events, _ = shown_events(watcher)
     assert [(e["event"], e["id"]) for e in events] == [("acquired", lock.id), ("released", lock.id)]
     first = events[0]  # numbers in seconds, as list --json; the instant in ISO-8601 UTC
     assert first["token"] == lock.fencing_token and isinstance(first["at"], float)
@@ -109,6 +91,31 @@ def wait_until_following(client: Any, before: set[str], timeout: float = 30.0) -
     ):
         assert time.monotonic() < deadline, "the watcher never started following"
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def watching(
+    mgr: LockManager, url: str, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], set[str]]]:
+    """``lockcore locks watch ARGS --json`` running and following, and the ids of the
+    clients Redis had before it; killed on the way out if it has not ended."""
+    command = [LOCKCORE, "locks", "watch", *args, "--json", "--redis-url", url]
+    before = {c["id"] for c in mgr.client.client_list()}
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_following(mgr.client, before)
+        yield watcher, before
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+
+
+def shown_events(watcher: subprocess.Popen[str]) -> tuple[list[dict[str, Any]], str]:
+    """The events the watcher printed until it ended (it must end well), and its stderr."""
+    out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
 
 
 def test_cli_help_lists_the_lock_commands() -> None:
@@ -183,22 +190,12 @@ def test_watch_of_every_scope_misses_no_event_whose_announcement_was_lost(
 ) -> None:
     """Pub/sub does not queue: an entry whose id was never received (here: written with no
     PUBLISH) is read with the next announced entry of its stream."""
-    args = [LOCKCORE, "locks", "watch", "--count", "3", "--json", "--redis-url", url]
-    before = {c["id"] for c in mgr.client.client_list()}
-    watcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until_following(mgr.client, before)
+    with watching(mgr, url, "--count", "3") as (watcher, before):
         first = mgr.acquire("v1:batch", "job", "a", "alice").lock
         stream = mgr.keys("v1:batch").events
         mgr.client.xadd(stream, {"event": "released", "id": first.id, "type": "job"})
         second = mgr.acquire("v1:batch", "job", "b", "bob").lock
-        out, err = watcher.communicate(timeout=30)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.communicate()
-    assert watcher.returncode == 0, err
-    events = [json.loads(line) for line in out.splitlines()]
+        events, _ = shown_events(watcher)
     assert [(e["event"], e["id"]) for e in events] == [
         ("acquired", first.id),
         ("released", first.id),
@@ -213,13 +210,7 @@ def test_watch_rides_out_a_dropped_connection_and_misses_nothing(
     """Redis drops the watcher's connections (CLIENT KILL, as a restart or a failover
     would) and two events happen before it is back: it says so on stderr, reconnects and
     shows them, in order, once each (it used to end with the error)."""
-    args = [LOCKCORE, "locks", "watch", *([scope] if scope else []), "--count", "3", "--json"]
-    before = {c["id"] for c in mgr.client.client_list()}
-    watcher = subprocess.Popen(
-        [*args, "--redis-url", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        wait_until_following(mgr.client, before)
+    with watching(mgr, url, *([scope] if scope else []), "--count", "3") as (watcher, before):
         first = mgr.acquire("v1:batch", "job", "a", "alice").lock
         assert watcher.stdout is not None
         ready, _, _ = select.select([watcher.stdout], [], [], 30)
@@ -231,13 +222,8 @@ def test_watch_rides_out_a_dropped_connection_and_misses_nothing(
                 mgr.client.client_kill_filter(_id=c["id"])
         second = mgr.acquire("v1:batch", "job", "b", "bob").lock
         mgr.release(second, "bob")
-        out, err = watcher.communicate(timeout=30)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.communicate()
-    assert watcher.returncode == 0, err
-    shown += [json.loads(line) for line in out.splitlines()]
+        rest, err = shown_events(watcher)
+    shown += rest
     assert [(e["event"], e["id"]) for e in shown] == [
         ("acquired", first.id),
         ("acquired", second.id),
