@@ -14,6 +14,7 @@ clean-ups (before closing the client at shutdown).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -417,6 +418,20 @@ class AsyncLockManager(Common):
             )
             out.update(zip(chunk, found, strict=True))
         return out
+
+    async def list_many(
+        self, queries: Sequence[tuple[str, Mapping[str, Any]]], *, limit: int = 100
+    ) -> builtins.list[LockPage]:
+        """As ``LockManager.list_many``: the calls sent concurrently."""
+        return list(
+            await asyncio.gather(
+                *(self.list(scope, limit=limit, **filters) for scope, filters in queries)
+            )
+        )
+
+    async def count_many(self, scopes: Sequence[str]) -> builtins.list[int]:
+        """As ``LockManager.count_many``: the calls sent concurrently."""
+        return list(await asyncio.gather(*(self.count(scope, multi=True) for scope in scopes)))
 
     async def iter_locks(self, scope: str, **filters: Any) -> AsyncIterator[Lock]:
         cursor = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 import random
 import time
@@ -599,11 +600,36 @@ class LockManager(Common):
         names = list(dict.fromkeys(scopes))
         for start in range(0, len(names), batch):
             calls = [self.core.stats(s, take_expired) for s in names[start : start + batch]]
-            for call, raw in zip(calls, self._run_many(calls), strict=True):
-                if isinstance(raw, Exception):
-                    raise raw
+            for call, raw in zip(calls, self._many(calls), strict=True):
                 out[call.scope or ""] = self.core.scope_stats(raw, call, self.expired_noticed)
         return out
+
+    def list_many(
+        self, queries: Sequence[tuple[str, Mapping[str, Any]]], *, limit: int = 100
+    ) -> builtins.list[LockPage]:
+        """The first page of each query, ``(scope, filters of list)``, in order: all in one
+        pipelined round trip (on a Cluster, one per node). Each scope is read atomically,
+        not all of them at once. A query whose call failed raises its error."""
+        calls = [self.core.list(scope, limit=limit, **filters) for scope, filters in queries]
+        replies = self._many(calls)
+        return [self.core.page(raw, call) for call, raw in zip(calls, replies, strict=True)]
+
+    def count_many(self, scopes: Sequence[str]) -> builtins.list[int]:
+        """``count(scope, multi=True)`` of each scope, in order, in one pipelined round trip
+        (on a Cluster, one per node)."""
+        calls = [self.core.count(scope) for scope in scopes]
+        replies = self._many(calls)
+        return [
+            int(self.core.check(raw, call).items[0])
+            for call, raw in zip(calls, replies, strict=True)
+        ]
+
+    def _many(self, calls: Sequence[Call]) -> builtins.list[Any]:
+        replies = self._run_many(calls) if calls else []
+        for raw in replies:
+            if isinstance(raw, Exception):
+                raise raw
+        return replies
 
     def iter_locks(self, scope: str, **filters: Any) -> Iterator[Lock]:
         """Every live lock of the scope matching the filters, page by page."""

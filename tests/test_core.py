@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from typing import Any
@@ -11,6 +12,7 @@ from redis.crc import key_slot
 
 from lockcore import (
     FOREVER,
+    AsyncLockManager,
     InvalidLockRequest,
     LockConflict,
     LockManager,
@@ -637,6 +639,64 @@ def test_list_pages_with_a_cursor(mgr: LockManager) -> None:
     assert sorted(seen) == sorted(made) and len(seen) == 25
     assert pages in (3, 4)
     assert {lk.id for lk in mgr.iter_locks(SCOPE, owner="alice", limit=7)} == made
+
+
+def _many_scopes(mgr: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Locks in three scopes (on a Cluster, three slots); the queries list_many is asked."""
+    for n in range(4):
+        mgr.acquire("many:a", "deletion", f"r{n}", "alice")
+        mgr.acquire("many:b", "deletion", "r", "bob" if n % 2 else "alice")
+    mgr.acquire("many:b", "job", "j", "carol")
+    return [
+        ("many:a", {}),
+        ("many:b", {"type": "deletion", "resource": "r"}),
+        ("many:b", {"owner": "carol"}),
+        ("many:none", {}),
+        ("many:a", {"type": "deletion"}),
+    ]
+
+
+def test_list_many_and_count_many_answer_as_list_and_count_in_one_round_trip(
+    mgr: LockManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queries = _many_scopes(mgr)
+    singles = [mgr.list(scope, limit=3, **filters) for scope, filters in queries]
+    counts = [mgr.count(scope, multi=True) for scope in ("many:a", "many:b", "many:none")]
+
+    def no_single_call(*_args: Any) -> Any:
+        raise AssertionError("a call of its own, not the pipelined round trip")
+
+    monkeypatch.setattr(mgr, "_run", no_single_call)
+    pages = mgr.list_many(queries, limit=3)
+    assert [[lk.id for lk in p.locks] for p in pages] == [
+        [lk.id for lk in p.locks] for p in singles
+    ]
+    assert [p.cursor is None for p in pages] == [p.cursor is None for p in singles]
+    assert mgr.count_many(["many:a", "many:b", "many:none"]) == counts == [4, 4, 0]
+    assert mgr.list_many([]) == [] and mgr.count_many([]) == []
+    with pytest.raises(InvalidLockRequest):
+        mgr.list_many([("many:a", {})], limit=0)
+
+
+def test_the_asyncio_sibling_lists_and_counts_many_the_same(
+    mgr: LockManager, make_async_client: Any
+) -> None:
+    queries = _many_scopes(mgr)
+
+    async def main() -> tuple[list[Any], list[int]]:
+        client = make_async_client()
+        amgr = AsyncLockManager(client, TYPES, prefix="t")
+        try:
+            pages = await amgr.list_many(queries, limit=3)
+            return pages, await amgr.count_many(["many:a", "many:b", "many:none"])
+        finally:
+            await client.aclose()
+
+    pages, counts = asyncio.run(main())
+    assert [[lk.id for lk in p.locks] for p in pages] == [
+        [lk.id for lk in p.locks] for p in mgr.list_many(queries, limit=3)
+    ]
+    assert counts == mgr.count_many(["many:a", "many:b", "many:none"]) == [4, 4, 0]
 
 
 def test_list_skips_many_expired_locks_without_losing_live_ones(mgr: LockManager) -> None:

@@ -47,7 +47,7 @@ from ...services import services
 from .documents import Body, document
 from .entities import ID_PREFIX, Entity, entity, lock_type
 from .envelope import invalid, not_found, render
-from .shards import LEGACY, all_scopes, home, homes, is_deletion_scope, run_many
+from .shards import LEGACY, all_scopes, home, homes, is_deletion_scope
 
 # -- reading ------------------------------------------------------------------------------
 #
@@ -69,9 +69,7 @@ def _order(lock: Lock) -> str:
 def _streams(queries: Sequence[tuple[str, dict[str, Any]]], limit: int) -> list[Iterator[Lock]]:
     """Every live lock each query (scope, filters of ``LockManager.list``) finds: the first
     pages of all in one pipelined round trip, then each scope's further pages as read."""
-    manager = services().locks
-    calls = [manager.core.list(scope, limit=limit, **query) for scope, query in queries]
-    pages = [manager.core.page(raw, call) for call, raw in zip(calls, run_many(calls), strict=True)]
+    pages = services().locks.list_many(queries, limit=limit)
     return [
         _rest(scope, query, page, limit)
         for (scope, query), page in zip(queries, pages, strict=True)
@@ -142,12 +140,7 @@ def find_lock(lock_id: str, e: Entity | None = None) -> Lock:
 def count_all() -> int:
     """How many live deletion locks there are (every deletion type is multi): one O(log n)
     count per scope, in one round trip (per node)."""
-    manager = services().locks
-    calls = [manager.core.count(scope) for scope in all_scopes()]
-    return sum(
-        int(manager.core.check(raw, call).items[0])
-        for call, raw in zip(calls, run_many(calls), strict=True)
-    )
+    return sum(services().locks.count_many(all_scopes()))
 
 
 def all_locks(

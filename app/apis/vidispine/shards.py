@@ -24,9 +24,7 @@ nothing needs migrating, and no lock is ever hidden by the setting.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 from flask import current_app
 from redis.cluster import RedisCluster
@@ -106,15 +104,3 @@ def home(etype: str, entity_id: str) -> str:
 def homes(etype: str, entity_id: str) -> tuple[str, str]:
     """The scopes an entity's locks may be in: ``vidispine`` and its shard."""
     return LEGACY, shard_of(etype, entity_id)
-
-
-def run_many(calls: Sequence[Any]) -> list[Any]:
-    """Run script calls in pipelined round trips (on a Cluster, one per node); the raw
-    replies, in order (an error is raised)."""
-    if not calls:
-        return []
-    replies = services().locks._run_many(calls)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
