@@ -20,12 +20,11 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from lockcore import LockManager
-from lockcore.embedded import find_binary
+from lockcore.embedded import SLOTS, EmbeddedCluster
+from lockcore.embedded import wait_until as _wait
 
 from . import common
 from .common import (
@@ -50,7 +50,6 @@ from .common import (
 PREFIX = "bench"
 #: commands a Cluster client sends for itself, never part of a measured operation
 CLUSTER_ADMIN = (*ADMIN_COMMANDS, "cluster", "command", "readonly", "slowlog", "dbsize")
-SLOTS = 16384
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -68,125 +67,18 @@ def _ratio(values: list[float]) -> str:
 # -- a Cluster of n masters ---------------------------------------------------------------
 
 
-def _free_port(avoid: set[int]) -> int:
-    """A free TCP port whose cluster bus port (+10000) is free too, neither of them in
-    ``avoid`` (the other nodes' ports and bus ports)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 > 65535 or port in avoid or port + 10000 in avoid:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Masters:
-    """A Redis Cluster of ``n`` masters (1 included), no replicas, slots split evenly:
-    the approach of tests/servers.py's ``Cluster``, by ``CLUSTER ADDSLOTS`` and ``MEET``
-    (``redis-cli --cluster create`` wants 3 masters at least)."""
-
-    def __init__(self, n: int, executable: str | None = None) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix=f"lc-growth-{n}-"))
-        self.executable = executable or find_binary()
-        self.ports: list[int] = []
-        for _ in range(n):
-            self.ports.append(_free_port({p + bus for p in self.ports for bus in (0, 10000)}))
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> Masters:
-        for port in self.ports:
-            folder = self.base / str(port)
-            folder.mkdir()
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        self.executable,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "5000",
-                        "--appendonly",
-                        "no",
-                        "--save",
-                        "",
-                        "--dir",
-                        str(folder),
-                        "--logfile",
-                        "redis.log",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        nodes = self.nodes()
-        for node in nodes:
-            _wait(lambda n=node: self._answers(n), "a cluster node")
-        n = len(nodes)
-        for i, node in enumerate(nodes):
-            node.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
-            first, last = i * SLOTS // n, (i + 1) * SLOTS // n
-            node.execute_command("CLUSTER", "ADDSLOTS", *range(first, last))
-        for node in nodes[1:]:
-            node.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
-
-        def ready() -> bool:
-            for node in nodes:
-                info = node.cluster("info")
-                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != n:
-                    return False
-                if int(info["cluster_slots_ok"]) != SLOTS:
-                    return False
-            return True
-
-        _wait(ready, f"a {n}-master cluster")
-        for node in nodes:
-            node.close()
-        return self
-
-    @staticmethod
-    def _answers(node: redis.Redis) -> bool:
-        try:
-            return bool(node.ping())
-        except redis.RedisError:
-            return False
-
-    def nodes(self) -> list[redis.Redis]:
-        return [redis.Redis(port=p, socket_timeout=30) for p in self.ports]
-
-    def client(self) -> RedisCluster:
-        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports])
-
-    def stop(self) -> None:
-        stop_all(self.processes, wait=10)
-        shutil.rmtree(self.base, ignore_errors=True)
+#: n masters (1 included), no replicas, slots split evenly: lockcore's EmbeddedCluster
+Masters = EmbeddedCluster
 
 
 @contextmanager
 def masters(n: int, executable: str | None) -> Iterator[Masters]:
-    cluster = Masters(n, executable)
+    folder = Path(tempfile.mkdtemp(prefix=f"lc-growth-{n}-"))
     try:
-        yield cluster.start()
+        with Masters(folder, n, executable) as cluster:
+            yield cluster
     finally:
-        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- each master's own accounting ---------------------------------------------------------

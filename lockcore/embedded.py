@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -22,8 +23,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
 LOG = logging.getLogger("lockcore.embedded")
 
@@ -260,3 +263,145 @@ class Supervisor:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+# -- a local Cluster, for tests and benchmarks ---------------------------------------------
+
+#: Redis Cluster's hash slots.
+SLOTS = 16384
+
+
+def free_port(avoid: frozenset[int] | set[int] = frozenset()) -> int:
+    """A loopback TCP port that is free, and whose cluster bus port (+10000) is free too;
+    neither of them in ``avoid`` (the ports and bus ports of a cluster's other nodes: a
+    node whose port is another's bus port cannot start)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535 or port in avoid or port + 10000 in avoid:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``predicate`` every 50 ms until it holds; TimeoutError naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class EmbeddedCluster:
+    """A local Redis Cluster for tests and benchmarks (not for production: no replicas,
+    no persistence): ``masters`` redis-servers (1 or more) on loopback ports, the slots
+    split evenly in ranges (``CLUSTER ADDSLOTS``, then ``MEET``: no ``redis-cli`` needed),
+    each node's files in ``directory/<port>``; from the same binary as ``EmbeddedRedis``
+    unless ``executable`` names another."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], masters: int = 3, executable: str | None = None
+    ) -> None:
+        if masters < 1:
+            raise ValueError(f"a cluster needs at least one master, got {masters}")
+        self.directory = Path(directory)
+        self.executable = executable or find_binary()
+        self.ports: list[int] = []
+        for _ in range(masters):
+            self.ports.append(free_port({p + bus for p in self.ports for bus in (0, 10000)}))
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> EmbeddedCluster:
+        for port in self.ports:
+            folder = self.directory / str(port)
+            folder.mkdir(parents=True)
+            # (the node's own options, then the cluster's: no persistence, loopback only)
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        *(self.executable, "--port", str(port), "--bind", "127.0.0.1"),
+                        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                        *("--cluster-node-timeout", "5000", "--appendonly", "no"),
+                        *("--save", "", "--dir", str(folder), "--logfile", "redis.log"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        nodes = self.nodes()
+        try:
+            for port, node in zip(self.ports, nodes, strict=True):
+                wait_until(lambda n=node: _answers(n), f"cluster node {port}")  # type: ignore[misc]
+            n = len(nodes)
+            for i, node in enumerate(nodes):
+                first, last = i * SLOTS // n, (i + 1) * SLOTS // n
+                for command in (("SET-CONFIG-EPOCH", i + 1), ("ADDSLOTS", *range(first, last))):
+                    node.execute_command("CLUSTER", *command)  # type: ignore[no-untyped-call]
+            for node in nodes[1:]:
+                node.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])  # type: ignore[no-untyped-call]
+
+            def ready() -> bool:
+                for node in nodes:
+                    info = node.cluster("info")
+                    if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) != n:
+                        return False
+                    if int(info["cluster_slots_ok"]) != SLOTS:
+                        return False
+                return True
+
+            wait_until(ready, f"a {n}-master cluster")
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            for node in nodes:
+                node.close()
+        return self
+
+    def nodes(self) -> list[redis.Redis]:
+        """A client of each master (close them)."""
+        return [redis.Redis(port=p, socket_timeout=30) for p in self.ports]
+
+    def client(self, **kwargs: Any) -> RedisCluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports],  # type: ignore[no-untyped-call]
+            **kwargs,
+        )
+
+    def stop(self) -> None:
+        """Terminate every node, then reap each (killed if it would not stop)."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes = []
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _answers(node: redis.Redis) -> bool:
+    try:
+        return bool(node.ping())
+    except redis.RedisError:
+        return False

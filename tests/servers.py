@@ -9,41 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
 
-from lockcore.embedded import find_binary
-
-
-def free_port(avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-    """A TCP port that is free, and whose cluster bus port (+10000) is free too; neither
-    of them in ``avoid`` (the ports and bus ports of a cluster's other nodes: a node whose
-    port is another's bus port cannot start)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in avoid or port + 10000 in avoid:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def _wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from lockcore.embedded import EmbeddedCluster, find_binary, free_port
+from lockcore.embedded import wait_until as _wait
 
 
 def libfaketime() -> str:
@@ -74,84 +46,8 @@ def _answers(port: int) -> bool:
         return False
 
 
-class Cluster:
-    """Three masters, no replicas, slots split evenly, created with redis-cli --cluster."""
-
-    def __init__(self, base: Path, masters: int = 3, executable: str | None = None) -> None:
-        self.base = base
-        self.executable = executable or find_binary()
-        self.ports: list[int] = []
-        self.processes: list[subprocess.Popen[bytes]] = []
-        for _ in range(masters):
-            taken = {p + bus for p in self.ports for bus in (0, 10000)}
-            self.ports.append(free_port(taken))
-
-    def start(self) -> Cluster:
-        for port in self.ports:
-            node_dir = self.base / str(port)
-            node_dir.mkdir(parents=True)
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        self.executable,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "5000",
-                        "--appendonly",
-                        "no",
-                        "--save",
-                        "",
-                        "--dir",
-                        str(node_dir),
-                        "--logfile",
-                        "redis.log",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        for port in self.ports:
-            _wait(lambda p=port: _answers(p), f"cluster node {port}")
-        subprocess.run(
-            [
-                find_binary("redis-cli"),
-                "--cluster",
-                "create",
-                *[f"127.0.0.1:{p}" for p in self.ports],
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-        )
-
-        def healthy() -> bool:
-            for port in self.ports:
-                with redis.Redis(port=port) as node:
-                    if node.cluster("info").get("cluster_state") != "ok":
-                        return False
-            return True
-
-        _wait(healthy, "cluster_state:ok")
-        return self
-
-    def client(self, **kwargs: object) -> RedisCluster:
-        return RedisCluster(
-            startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports], **kwargs
-        )
-
-    def stop(self) -> None:
-        stop_all(self.processes)
+#: Three masters (by default), no replicas, slots split evenly (see lockcore.embedded).
+Cluster = EmbeddedCluster
 
 
 class SentinelSetup:

@@ -16,7 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from lockcore import EmbeddedRedis, LockConflict, LockManager
-from lockcore.embedded import Supervisor, find_binary
+from lockcore.embedded import EmbeddedCluster, Supervisor, find_binary
 
 from .conftest import TYPES
 
@@ -159,3 +159,27 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_cluster_of_one_master_serves_every_slot_and_stops_all_it_started(
+    tmp_path: Path,
+) -> None:
+    """EmbeddedCluster (the tests' and the benchmark's Cluster): any number of masters, one
+    included (``redis-cli --cluster create`` wants three), each slot served, locks taken
+    across slots; stopping it ends every node."""
+    with pytest.raises(ValueError, match="at least one master"):
+        EmbeddedCluster(tmp_path / "none", masters=0)
+    with EmbeddedCluster(tmp_path / "one", masters=1) as cluster:
+        client = cluster.client()
+        try:
+            assert len(client.get_primaries()) == 1
+            mgr = LockManager(client, TYPES, prefix="t")
+            locks = [mgr.acquire(f"scope-{n}", "job", "r", "alice").lock for n in range(8)]
+            assert len({mgr.keys(lock.scope).locks for lock in locks}) == 8
+            [node] = cluster.nodes()
+            assert int(node.cluster("info")["cluster_slots_ok"]) == 16384
+            node.close()
+        finally:
+            client.close()
+        processes = list(cluster.processes)
+    assert processes and all(p.poll() is not None for p in processes)
