@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 import redis
 
-from lockcore import LockType
+from lockcore import LockType, embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -273,13 +272,6 @@ def machine() -> str:
 
 
 def stop_all(procs: Any, wait: float = 15.0) -> None:
-    """SIGTERM every process, then wait for each (``wait`` s) and SIGKILL any still up."""
-    procs = list(procs)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    """SIGTERM every process, then wait for each (``wait`` s: a service drains first) and
+    SIGKILL any still up."""
+    embedded.stop_all(procs, wait)

@@ -20,7 +20,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -376,16 +376,8 @@ class EmbeddedCluster:
         )
 
     def stop(self) -> None:
-        """Terminate every node, then reap each (killed if it would not stop)."""
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Stop every node (``stop_all``)."""
+        stop_all(self.processes)
         self.processes = []
 
     def __enter__(self) -> EmbeddedCluster:
@@ -398,6 +390,21 @@ class EmbeddedCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_all(processes: Iterable[subprocess.Popen[Any]], wait: float = 10.0) -> None:
+    """SIGTERM every process still running, then reap each: SIGKILL one still up after
+    ``wait`` seconds."""
+    processes = list(processes)
+    for proc in processes:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _answers(node: redis.Redis) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from lockcore.embedded import EmbeddedCluster, find_binary, free_port
+from lockcore.embedded import EmbeddedCluster, find_binary, free_port, stop_all
 from lockcore.embedded import wait_until as _wait
 
 
@@ -24,18 +24,6 @@ def libfaketime() -> str:
     if not found:
         raise RuntimeError("libfaketime is missing: apt-get install faketime (.ci/run does)")
     return found[0]
-
-
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Terminate every process, then reap each (killed if it would not stop)."""
-    for proc in processes:
-        proc.terminate()
-    for proc in processes:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _answers(port: int) -> bool:
