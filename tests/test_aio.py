@@ -386,6 +386,28 @@ def test_a_hold_cancelled_on_its_way_out_is_cancelled_and_lets_the_lock_go(
     run(make_async_client, body)
 
 
+def test_an_on_lost_that_raises_is_logged_and_the_block_still_reports_the_loss(
+    make_async_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewer finds the lock gone and calls ``on_lost``, which raises: the renewer
+    ends with that error, leaving the block logs it and raises LockLost all the same."""
+
+    def on_lost(held: Any) -> None:
+        raise RuntimeError("the callback broke")
+
+    async def body(manager: Any) -> None:
+        mgr, admin = manager(), manager()
+        with pytest.raises(LockLost):
+            async with mgr.hold(SCOPE, "job", "r", "worker", ttl=0.6, on_lost=on_lost) as held:
+                await admin.release(held.lock, "admin", force=True)
+                await asyncio.wait_for(held.lost.wait(), 10)
+
+    with caplog.at_level("ERROR", logger="lockcore.aio"):
+        run(make_async_client, body)
+    [failed] = [r for r in caplog.records if "renewal task failed" in r.getMessage()]
+    assert failed.exc_info and "the callback broke" in str(failed.exc_info[1])
+
+
 def test_a_paused_holder_loses_the_lock(
     make_async_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
