@@ -144,19 +144,30 @@ class Lock:
             _flags, expires, owner, field, acquired, updated, _ttl, _max, meta = words
         type_, resource = field.split(":", 1)
         expires_ms, acquired_ms, seq = int(expires), int(acquired), int(token)
-        return cls(
-            id=f"{id_prefix}{seq:014d}",
-            scope=scope,
-            type=decode(type_),
-            resource=decode(resource),
-            owner=decode(owner),
-            fencing_token=seq,
-            acquired_at=acquired_ms / 1000,
-            expires_at=expires_ms / 1000 if expires_ms else None,
-            metadata=metadata_view(meta) if meta else NO_METADATA,
-            as_of=now_ms / 1000,
-            updated_at=(acquired_ms + int(updated)) / 1000,
+        return cls._made(
+            {
+                "id": f"{id_prefix}{seq:014d}",
+                "scope": scope,
+                "type": decode(type_),
+                "resource": decode(resource),
+                "owner": decode(owner),
+                "fencing_token": seq,
+                "acquired_at": acquired_ms / 1000,
+                "expires_at": expires_ms / 1000 if expires_ms else None,
+                "metadata": metadata_view(meta) if meta else NO_METADATA,
+                "as_of": now_ms / 1000,
+                "updated_at": (acquired_ms + int(updated)) / 1000,
+            }
         )
+
+    @classmethod
+    def _made(cls, fields: dict[str, Any]) -> Lock:
+        """A Lock of ``fields``, every field given as the dataclass's __init__ would take it
+        (nothing checked): set at once, where a frozen dataclass's __init__ calls
+        object.__setattr__ once per field (a listing builds a Lock per record)."""
+        lock = object.__new__(cls)
+        object.__setattr__(lock, "__dict__", fields)
+        return lock
 
 
 def encode_metadata(metadata: Mapping[str, str | None] | None) -> str:

@@ -496,18 +496,20 @@ class Core:
         type_, resource, owner = call.asked  # type: ignore[misc]
         ttl_ms = int(call.args[2])
         meta = call.args[4] if len(call.args) > 4 else ""
-        lock = Lock(
-            id=f"{prefix}{token:0{SEQ_DIGITS}d}",
-            scope=call.scope or "",
-            type=type_,
-            resource=resource,
-            owner=owner,
-            fencing_token=token,
-            acquired_at=now / 1000,
-            expires_at=(now + ttl_ms) / 1000 if ttl_ms else None,
-            metadata=metadata_view(meta) if meta else NO_METADATA,
-            as_of=now / 1000,
-            updated_at=now / 1000,
+        lock = Lock._made(
+            {
+                "id": f"{prefix}{token:0{SEQ_DIGITS}d}",
+                "scope": call.scope or "",
+                "type": type_,
+                "resource": resource,
+                "owner": owner,
+                "fencing_token": token,
+                "acquired_at": now / 1000,
+                "expires_at": (now + ttl_ms) / 1000 if ttl_ms else None,
+                "metadata": metadata_view(meta) if meta else NO_METADATA,
+                "as_of": now / 1000,
+                "updated_at": now / 1000,
+            }
         )
         return AcquireResult(lock=lock, replaced=None, created=True)
 

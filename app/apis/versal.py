@@ -188,13 +188,17 @@ def lock_request(data: dict[str, Any]) -> dict[str, Any]:
     return LOCK_REQUEST.load(data)  # type: ignore[no-any-return]
 
 
-def resource_lock(lock: Lock) -> dict[str, Any]:
+def resource_lock(lock: Lock, course: str | None = None) -> dict[str, Any]:
     """A Resource lock as ``ResourceLockSchema`` dumps it (built directly: a list answers
-    up to 1000 of them, and a dump per lock costs more than the rest of the request)."""
+    up to 1000 of them, and a dump per lock costs more than the rest of the request).
+    ``course``: the lock's course key, when the caller knows it (a listing's)."""
     return {
         "id": str(lock.id),
         "type": str(lock.type),
-        "subject": {"courseId": course_of(lock.scope), "gadgetId": lock.resource},
+        "subject": {
+            "courseId": course if course is not None else course_of(lock.scope),
+            "gadgetId": lock.resource,
+        },
         "ownerId": str(lock.owner),
         "expiresIn": int(round((lock.remaining or 0) * 1000)),
     }
@@ -274,7 +278,7 @@ def list_locks() -> Any:
         raise bad_request("query parameter 'subject.courseId' is required")
     course_for(user, course_key, edit=False)
     locks = services().locks.iter_locks(scope_of(course_key), type=LOCK_TYPE, limit=1000)
-    return json_response([resource_lock(lock) for lock in locks]), 200
+    return json_response([resource_lock(lock, course_key) for lock in locks]), 200
 
 
 @route(
