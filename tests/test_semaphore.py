@@ -51,11 +51,13 @@ def test_the_permit_past_the_last_conflicts_until_one_is_released(smgr: LockMana
 
 
 def test_an_expired_permit_frees_its_slot_by_the_server_clock(smgr: LockManager) -> None:
-    short = smgr.acquire("s", "permit", "gpu", "w0", ttl=0.3).lock
+    short = smgr.acquire("s", "permit", "gpu", "w0").lock
     for i in (1, 2):
         smgr.acquire("s", "permit", "gpu", f"w{i}")
     with pytest.raises(LockConflict):
         smgr.acquire("s", "permit", "gpu", "w3")
+    # cut short only now: a lease of 0.3 s from the start could end before the conflict
+    short = smgr.refresh(short, "w0", ttl=0.05)
     until_server_past(smgr.client, short.expires_at)
     assert smgr.acquire("s", "permit", "gpu", "w3").lock.owner == "w3"
 

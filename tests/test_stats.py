@@ -248,10 +248,13 @@ def test_waiters_are_counted_per_resource(
 def test_an_expired_holder_removed_by_the_stats_hands_over_to_its_waiter(
     nmgr: Noticing, make_client: Any, waiting: Any, redis_client: Any, backend: str
 ) -> None:
-    lock = nmgr.acquire(SCOPE, "job", "r", "holder", ttl=0.3).lock
+    # A lease the waiter cannot outlast before it is in line (0.3 s did, on a loaded
+    # machine: it took the free lock instead of waiting), cut short once it waits.
+    lock = nmgr.acquire(SCOPE, "job", "r", "holder", ttl=20).lock
     other = LockManager(make_client(), TYPES, prefix="t", heartbeat=30.0)
     got = waiting(other, "r", "w1", wait=20)
     until(lambda: nmgr.scope_stats(SCOPE).waiters == {("job", "r"): 1})
+    lock = nmgr.refresh(lock, "holder", ttl=0.05)
     until_expired(redis_client, lock)
     stats = nmgr.scope_stats(SCOPE)
     assert stats.expired == {"job": 1}
