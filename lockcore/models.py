@@ -123,6 +123,20 @@ class Lock:
     as_of: float = 0.0
     updated_at: float = 0.0
 
+    def __hash__(self) -> int:
+        # Equal locks have the same id and token (metadata, a read-only mapping, has no hash)
+        return hash((self.id, self.fencing_token))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickle and deepcopy: the metadata as a plain dict (a mapping proxy cannot be
+        # pickled), made read-only again on the way back
+        return {**self.__dict__, "metadata": dict(self.metadata)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        meta = state["metadata"]
+        fields = {**state, "metadata": MappingProxyType(dict(meta)) if meta else NO_METADATA}
+        object.__setattr__(self, "__dict__", fields)
+
     @property
     def remaining(self) -> float | None:
         """Seconds of lease left at ``as_of``; None for a lock without expiry."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 import time
 from dataclasses import replace
 from typing import Any
@@ -94,6 +96,25 @@ def test_acquire_returns_a_lock_with_every_field(mgr: LockManager, redis_client:
     # the record is stored under the fencing token, the resource points to it
     assert records(redis_client, mgr)["job:j1"] == str(lock.fencing_token)
     assert records(redis_client, mgr)[str(lock.fencing_token)].split(" ")[2] == "alice"
+
+
+def test_a_lock_can_be_hashed_pickled_and_copied(mgr: LockManager) -> None:
+    """Locks go into sets and dicts, to other processes (pickle) and through deepcopy;
+    their metadata stays read-only (it is a mapping proxy, which has neither hash nor
+    pickle of its own)."""
+    with_meta = mgr.acquire(SCOPE, "job", "j1", "alice", metadata={"k": "v"}).lock
+    plain = mgr.acquire(SCOPE, "job", "j2", "alice").lock
+    twin = copy.copy(with_meta)
+    assert {with_meta, twin, plain} == {with_meta, plain} and {with_meta: 1}[twin] == 1
+    for lock in (with_meta, plain):
+        for copied in (pickle.loads(pickle.dumps(lock)), copy.deepcopy(lock), copy.copy(lock)):
+            assert copied == lock and hash(copied) == hash(lock)
+            assert dict(copied.metadata) == dict(lock.metadata)
+            with pytest.raises(TypeError):
+                copied.metadata["k"] = "changed"  # type: ignore[index]
+        mgr.release(pickle.loads(pickle.dumps(lock)), "alice")  # as another process would
+        with pytest.raises(LockNotFound):
+            mgr.get(lock.id)
 
 
 def test_ids_are_int64_strings_unique_and_resolve_to_their_scope(mgr: LockManager) -> None:
