@@ -8,6 +8,9 @@ directory's socket, ``start`` attaches to it instead of starting another one.
 
 The data directory is private to the user (0700, its files 0600: the AOF holds every
 lock and user record), and ``Supervisor`` restarts a server that dies.
+
+``EmbeddedCluster`` starts a local Redis Cluster of n masters from the same binary, for
+tests and benchmarks (this repository's use it).
 """
 
 from __future__ import annotations
