@@ -36,7 +36,10 @@ def _data(message: Any) -> str | None:
 
 
 class _Base:
-    def __init__(self, prefix: str, direct: int, calls: int) -> None:
+    def __init__(
+        self, client: Any, prefix: str, direct: int = DIRECT_WAITERS, calls: int = WAITER_CALLS
+    ) -> None:
+        self.client = client
         self.id = f"{random.getrandbits(48):012x}"
         self.channel = f"{prefix}:w:{self.id}"
         self.direct_max = direct
@@ -55,12 +58,6 @@ class _Base:
 
 class Waker(_Base):
     """The sync waker of one manager (threads)."""
-
-    def __init__(
-        self, client: Any, prefix: str, direct: int = DIRECT_WAITERS, calls: int = WAITER_CALLS
-    ) -> None:
-        self.client = client
-        super().__init__(prefix, direct, calls)
 
     def _reset(self) -> None:
         super()._reset()
@@ -161,12 +158,6 @@ class Waker(_Base):
 
 class AsyncWaker(_Base):
     """The asyncio waker of one manager (tasks of one event loop)."""
-
-    def __init__(
-        self, client: Any, prefix: str, direct: int = DIRECT_WAITERS, calls: int = WAITER_CALLS
-    ) -> None:
-        self.client = client
-        super().__init__(prefix, direct, calls)
 
     def _reset(self) -> None:
         super()._reset()
