@@ -590,29 +590,13 @@ def instances(
 ) -> list[dict[str, float]]:
     import psutil
 
-    from lockcore_service.catalog import Catalog, parse_document
-    from lockcore_service.identity import Users
-
-    from .http import WRK_COMMON, _serve, free_port, wrk_binary
+    from .http import WRK_COMMON, _serve, free_port, load_catalog, switch_course, wrk_binary
 
     wrk = wrk_binary()
     users = 2 * connections
     client = redis.Redis.from_url(url)
     client.flushall()
-    everyone = {f"u{n}": "editor" for n in range(users)}
-    doc = {
-        "users": [
-            {"id": f"u{n}", "name": f"User {n}", "api_key": f"bench-key-{n}"} for n in range(users)
-        ],
-        "courses": [
-            {
-                "key": "bench",
-                "gadgets": [f"{s}{n}" for n in range(users) for s in "ab"],
-                "roles": everyone,
-            }
-        ],
-    }
-    Catalog(client, "lockcore").replace(parse_document(json.dumps(doc)), Users(client, "lockcore"))
+    load_catalog(client, users, [switch_course(users)])
     work = Path(tempfile.mkdtemp(prefix="lc-growth-serve-"))
     script = work / "switch.lua"
     script.write_text(WRK_COMMON + WRK_SWITCH)

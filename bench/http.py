@@ -208,6 +208,27 @@ def _serve(
     raise RuntimeError(f"{cmd} did not come up" + (f"; see {log}" if log else ""))
 
 
+def load_catalog(client: Any, users: int, courses: list[tuple[str, list[str]]]) -> None:
+    """The HTTP runs' catalog: users ``u<n>`` (``SID`` ``bench-key-<n>``), each an editor
+    of every course (key, gadgets)."""
+    from lockcore_service.catalog import Catalog, parse_document
+    from lockcore_service.identity import Users
+
+    everyone = {f"u{n}": "editor" for n in range(users)}
+    doc = {
+        "users": [
+            {"id": f"u{n}", "name": f"User {n}", "api_key": f"bench-key-{n}"} for n in range(users)
+        ],
+        "courses": [{"key": k, "gadgets": g, "roles": everyone} for k, g in courses],
+    }
+    Catalog(client, "lockcore").replace(parse_document(json.dumps(doc)), Users(client, "lockcore"))
+
+
+def switch_course(users: int) -> tuple[str, list[str]]:
+    """Course ``bench``, where each user switches between its two gadgets a<n> and b<n>."""
+    return "bench", [f"{s}{n}" for n in range(users) for s in "ab"]
+
+
 def wrk_binary() -> str:
     found = shutil.which("wrk")
     if not found:
@@ -269,9 +290,7 @@ def http(
     POST under the same gunicorn settings (the framework floor). ``warm_up``: the kinds
     of request run for ``warm_up_s`` seconds first; ``capacity``: the acquire rate (req/s)
     the catalog has room for without re-locking."""
-    from lockcore_service.catalog import Catalog, parse_document
     from lockcore_service.config import load
-    from lockcore_service.identity import Users
     from lockcore_service.services import lock_types
 
     wrk_binary()
@@ -280,25 +299,12 @@ def http(
     per_run = math.ceil(capacity * duration / users)  # courses per run of "new" acquires
     client = redis.Redis.from_url(url)
     client.flushall()
-    everyone = {f"u{n}": "editor" for n in range(users)}
-    doc = {
-        "users": [
-            {"id": f"u{n}", "name": f"User {n}", "api_key": f"bench-key-{n}"} for n in range(users)
-        ],
-        "courses": [
-            {"key": f"c{k}", "gadgets": [f"g{n}" for n in range(users)], "roles": everyone}
-            for k in range(runs * per_run)
-        ]
-        + [
-            {
-                "key": "bench",
-                "gadgets": [f"{s}{n}" for n in range(users) for s in "ab"],
-                "roles": everyone,
-            },
-            {"key": "bench-list", "gadgets": [f"l{n}" for n in range(20)], "roles": everyone},
-        ],
-    }
-    Catalog(client, "lockcore").replace(parse_document(json.dumps(doc)), Users(client, "lockcore"))
+    load_catalog(
+        client,
+        users,
+        [(f"c{k}", [f"g{n}" for n in range(users)]) for k in range(runs * per_run)]
+        + [switch_course(users), ("bench-list", [f"l{n}" for n in range(20)])],
+    )
     config = load()
     prefix = config["KEY_PREFIX"]
 
