@@ -422,7 +422,9 @@ def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any, ticket: s
     call = holder.core.acquire(
         SCOPE, "job", "r", "ghost", ttl=None, metadata=None, expires_at=None, request_id=None
     )
-    ghost = holder.core.waiting(call, ticket, None, 300)
+    # (alive long enough for the survivor to join behind it however slow the machine; its
+    # life is cut short below, once both are in line: a 300 ms life could lapse first)
+    ghost = holder.core.waiting(call, ticket, None, 30_000)
     with pytest.raises(LockConflict):
         holder.core.acquired(holder._run(ghost), ghost)
     survivor = manager(make_client(), heartbeat=0.1)
@@ -435,6 +437,9 @@ def test_a_vanished_waiter_does_not_stall_the_others(make_client: Any, ticket: s
     )
     thread.start()
     wait_until(lambda: queue_length(holder.client, holder) == 2)
+    alive = f"{holder.keys(SCOPE).base}a:{ticket}"
+    assert holder.client.pexpire(alive, 1)  # the ghost's life lapses: it never tried again
+    wait_until(lambda: not holder.client.exists(alive))
     released = time.monotonic()
     holder.release(lock, "holder")
     thread.join(10)
